@@ -1,0 +1,49 @@
+"""Exceptions raised by the engine.
+
+Every error a person can cause carries enough context to be shown as one
+sentence: the file or name involved and the reason.
+"""
+
+from __future__ import annotations
+
+
+class ConceptlabError(Exception):
+    """Base class of every error conceptlab raises on purpose."""
+
+
+class InputError(ConceptlabError):
+    """One input (a file, an archive entry, a CSV row) could not be used.
+
+    Args:
+        name: what the person would recognise: a path, ``archive.zip/a/b.jpg`` or ``notes.csv:row 7``.
+        reason: why, in a few plain words (``not a readable image``).
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class ProjectError(ConceptlabError):
+    """A project is missing, already exists, or cannot be opened."""
+
+
+class ConceptError(ConceptlabError):
+    """A concept name is invalid, unknown, or already taken."""
+
+
+class EmbedderError(ConceptlabError):
+    """An embedder spec is unknown or its model cannot be loaded."""
+
+
+class WeightsMissingError(EmbedderError):
+    """Pretrained weights are not on this machine (and will not be fetched implicitly)."""
+
+
+class TrainingError(ConceptlabError):
+    """There is nothing to train, or training failed."""
+
+
+class ModelVersionError(ConceptlabError):
+    """A model version is missing or does not fit the project."""

@@ -1,0 +1,192 @@
+"""Prediction and similarity search with a trained model version."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .index import load_index
+from .ingest import EmbeddedInput, embed_inputs
+from .media import RawInput, VideoConfig
+from .projects import Project
+from .store import InputRecord
+from .training import Model, load_model
+
+log = logging.getLogger(__name__)
+
+_models: dict[tuple[str, int | None, int], Model] = {}
+_models_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ConceptScore:
+    concept: str
+    score: float
+    head: str
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A stored labelled input close to the one predicted: why the model decided so."""
+
+    input_id: int
+    name: str
+    similarity: float
+    labels: dict[str, int]
+
+
+@dataclass(frozen=True)
+class FrameScores:
+    """Per-frame scores of a video: ``scores[concept][i]`` at ``times[i]`` seconds."""
+
+    times: list[float]
+    scores: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Concepts with scores for one input, best first, and the head behind each score."""
+
+    input: str
+    kind: str
+    concepts: list[ConceptScore]
+    version: int
+    neighbours: list[Neighbour] = field(default_factory=list)
+    frames: FrameScores | None = None
+
+    @property
+    def head(self) -> str | None:
+        return self.concepts[0].head if self.concepts else None
+
+    def to_dict(self) -> dict:
+        data = {"input": self.input, "kind": self.kind, "version": self.version, "head": self.head}
+        data["concepts"] = [asdict(c) for c in self.concepts]
+        data["neighbours"] = [asdict(n) for n in self.neighbours]
+        if self.frames is not None:
+            data["frames"] = asdict(self.frames)
+        return data
+
+
+def get_model(project: Project, version: int | None = None) -> Model:
+    """The model version (active by default), loaded once per process and shared."""
+    active = project.store.get_meta("active_version")
+    key = (str(project.root), version, int(active) if active else -1)
+    with _models_lock:
+        if key not in _models:
+            _models[key] = load_model(project, version)
+        return _models[key]
+
+
+def _score_vectors(project: Project, model: Model, space: str, vectors: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
+    """(concept names, scores (n, C), head kinds) for vectors of one space; deleted concepts left out."""
+    heads = model.spaces.get(space)
+    if heads is None:
+        return [], np.zeros((len(vectors), 0)), []
+    current = dict(project.store.list_concepts())
+    scores = heads.score(vectors)
+    keep = [j for j, cid in enumerate(heads.concept_ids) if int(cid) in current and not np.isnan(scores[0, j])]
+    names = [current[int(heads.concept_ids[j])] for j in keep]
+    return names, scores[:, keep], [heads.kinds[j] for j in keep]
+
+
+def predict_embedded(project: Project, item: EmbeddedInput, version: int | None = None, explain: int = 3) -> Prediction:
+    """Score one embedded input with a model version."""
+    model = get_model(project, version)
+    names, scores, kinds = _score_vectors(project, model, item.space, item.vector[None, :])
+    concepts = sorted(
+        (ConceptScore(n, round(float(s), 6), k) for n, s, k in zip(names, scores[0], kinds)), key=lambda c: (-c.score, c.concept)
+    )
+    frames = None
+    if item.frame_vectors is not None and len(item.frame_vectors):
+        names_f, frame_scores, _ = _score_vectors(project, model, item.space, item.frame_vectors)
+        frames = FrameScores(list(item.frame_times), {n: [round(float(v), 6) for v in frame_scores[:, j]] for j, n in enumerate(names_f)})
+    neighbours = _explain(project, model, item.space, item.vector, explain) if explain else []
+    return Prediction(item.raw.name, item.raw.kind, concepts, model.version, neighbours, frames)
+
+
+def _explain(project: Project, model: Model, space: str, vector: np.ndarray, k: int) -> list[Neighbour]:
+    heads = model.spaces.get(space)
+    if heads is None:
+        return []
+    scores, ids = heads.nearest_labelled(vector[None, :], k)
+    found = []
+    for score, input_id in zip(scores[0], ids[0]):
+        record = project.store.get_input(int(input_id)) if input_id >= 0 else None
+        if record is not None:
+            found.append(Neighbour(record.id, record.name, round(float(score), 6), project.store.labels_of(record.id)))
+    return found
+
+
+def predict(
+    project: Project,
+    items: Iterable[RawInput | InputError],
+    version: int | None = None,
+    video: VideoConfig = VideoConfig(),
+    explain: int = 3,
+) -> Iterator[Prediction | InputError]:
+    """Predict concepts for inputs (nothing is stored); failures come back as InputError in place.
+
+    Raises:
+        ModelVersionError: the project has no trained model (or no such version).
+    """
+    get_model(project, version)  # fail before reading any file when there is no model
+    embedder = project.embedder()
+    batch: list[RawInput | InputError] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= 32:
+            yield from _predict_batch(project, embedder, batch, version, video, explain)
+            batch = []
+    yield from _predict_batch(project, embedder, batch, version, video, explain)
+
+
+def _predict_batch(project, embedder, batch, version, video, explain) -> Iterator[Prediction | InputError]:
+    raws = [item for item in batch if not isinstance(item, InputError)]
+    embedded = iter(embed_inputs(embedder, raws, video))
+    for item in batch:
+        if isinstance(item, InputError):
+            yield item
+            continue
+        result = next(embedded)
+        yield result if isinstance(result, InputError) else predict_embedded(project, result, version, explain)
+
+
+@dataclass(frozen=True)
+class SimilarInput:
+    record: InputRecord
+    similarity: float
+
+
+def search_similar(project: Project, query: RawInput | int, k: int = 10, video: VideoConfig = VideoConfig()) -> list[SimilarInput]:
+    """The k stored inputs most similar to a new input, or to a stored one (given by id, itself left out).
+
+    Raises:
+        InputError: the query cannot be decoded, or the input id does not exist.
+    """
+    store = project.store
+    exclude: set[int] = set()
+    if isinstance(query, int):
+        record = store.get_input(query)
+        if record is None:
+            raise InputError(f"input {query}", "no such input in this project")
+        space = store.embedding_spaces([query])[query]
+        _, vectors = store.load_embeddings(space, [query])
+        vector, exclude = vectors[0], {query}
+    else:
+        (result,) = embed_inputs(project.embedder(), [query], video)
+        if isinstance(result, InputError):
+            raise result
+        space, vector = result.space, result.vector
+    hits = load_index(store, space).search_one(vector, k, exclude)
+    found = []
+    for hit in hits:
+        record = store.get_input(hit.input_id)
+        if record is not None:
+            found.append(SimilarInput(record, round(hit.score, 6)))
+    return found
+

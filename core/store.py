@@ -1,0 +1,470 @@
+"""Durable storage of one project: SQLite for rows, content-addressed files for originals.
+
+Layout of a project folder::
+
+    project.db        inputs, embeddings, video frames, concepts, annotations, model versions
+    blobs/ab/<sha256><suffix>   original bytes, written once, never modified
+    versions/v<N>.npz           trained heads (numpy arrays only, loaded without pickle)
+    index/                      FAISS caches, rebuilt from project.db whenever stale
+
+Embeddings live in SQLite next to the rows they belong to, so one transaction
+adds an input and its embedding together: a process killed mid-ingest leaves
+every finished input complete and no half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConceptError, ProjectError
+
+SCHEMA_VERSION = 1
+_BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inputs (
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('image', 'video', 'text')),
+    name TEXT NOT NULL,
+    suffix TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    text TEXT,
+    info TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    input_id INTEGER PRIMARY KEY REFERENCES inputs(id) ON DELETE CASCADE,
+    space TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS embeddings_space ON embeddings(space);
+CREATE TABLE IF NOT EXISTS frames (
+    input_id INTEGER NOT NULL REFERENCES inputs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    t REAL NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (input_id, idx)
+);
+CREATE TABLE IF NOT EXISTS concepts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    input_id INTEGER NOT NULL REFERENCES inputs(id) ON DELETE CASCADE,
+    concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+    value INTEGER NOT NULL CHECK (value IN (1, -1)),
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (input_id, concept_id)
+);
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY,
+    created_at REAL NOT NULL,
+    file TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    report TEXT NOT NULL
+);
+"""
+
+MAX_CONCEPT_NAME = 100
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One stored input, as the pages and the command line see it."""
+
+    id: int
+    sha256: str
+    kind: str
+    name: str
+    suffix: str
+    created_at: float
+    text: str | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewInput:
+    """An input ready to be stored: its bytes, embedding and optional video frames."""
+
+    sha256: str
+    kind: str
+    name: str
+    suffix: str
+    data: bytes
+    space: str
+    vector: np.ndarray
+    text: str | None = None
+    info: dict = field(default_factory=dict)
+    frame_times: list[float] = field(default_factory=list)
+    frame_vectors: np.ndarray | None = None
+
+
+def _to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def validate_concept_name(name: str) -> str:
+    """Return the stripped concept name, or raise ConceptError saying what is wrong with it."""
+    cleaned = " ".join(str(name).split())
+    if not cleaned:
+        raise ConceptError("a concept needs a name")
+    if len(cleaned) > MAX_CONCEPT_NAME:
+        raise ConceptError(f"concept name is longer than {MAX_CONCEPT_NAME} characters")
+    return cleaned
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Write bytes to ``path`` so that a reader sees either nothing or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Store:
+    """SQLite-backed storage of one project folder; safe to share between threads and processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.db_path = self.root / "project.db"
+        if not self.db_path.exists():
+            raise ProjectError(f"no project database at {self.db_path}")
+        self._local = threading.local()
+
+    # -- connections -------------------------------------------------------------------
+
+    @classmethod
+    def initialize(cls, root: Path, meta: dict[str, str]) -> Store:
+        """Create the schema in a new folder and record the project's fixed settings."""
+        root.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(root / "project.db")
+        try:
+            conn.executescript(_SCHEMA)
+            conn.execute("PRAGMA journal_mode=WAL")
+            rows = {**meta, "schema_version": str(SCHEMA_VERSION), "generation": "0"}
+            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", rows.items())
+            conn.commit()
+        finally:
+            conn.close()
+        return cls(root)
+
+    def _connection(self) -> sqlite3.Connection:
+        # One connection per thread: sqlite3 connections must not be shared across threads.
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything inside commits together or not at all."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Iterable = ()) -> list[tuple]:
+        """Run a read-only query and return all rows."""
+        return self._connection().execute(sql, tuple(params)).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- meta --------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def generation(self) -> int:
+        """A counter bumped by every change to embeddings: index caches compare against it."""
+        return int(self.get_meta("generation", "0"))
+
+    @staticmethod
+    def _bump_generation(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def blob_path(self, sha256: str, suffix: str) -> Path:
+        return self.root / "blobs" / sha256[:2] / f"{sha256}{suffix}"
+
+    def find_input_ids(self, sha256s: Iterable[str]) -> dict[str, int]:
+        """Map the given content hashes to the ids of inputs already stored."""
+        hashes = list(sha256s)
+        found: dict[str, int] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.query(f"SELECT sha256, id FROM inputs WHERE sha256 IN ({marks})", chunk))
+        return found
+
+    def add_inputs(self, items: list[NewInput], labels: dict[str, list[tuple[int, int]]] | None = None) -> dict[str, int]:
+        """Store inputs with their embeddings (and optional labels) in one transaction.
+
+        Originals are written to content-addressed files first; a crash after that but
+        before the commit only leaves an unreferenced file, never a row without data.
+
+        Args:
+            items: inputs to add; hashes already stored are skipped.
+            labels: sha256 -> [(concept_id, +1 or -1)] to record for these inputs.
+
+        Returns:
+            sha256 -> input id for every item (new or already there).
+        """
+        for item in items:
+            path = self.blob_path(item.sha256, item.suffix)
+            if not path.exists():
+                write_file_atomically(path, item.data)
+        now = time.time()
+        ids: dict[str, int] = {}
+        inserted = False
+        with self.transaction() as conn:
+            for item in items:
+                row = conn.execute("SELECT id FROM inputs WHERE sha256 = ?", (item.sha256,)).fetchone()
+                if row is not None:
+                    ids[item.sha256] = row[0]
+                    continue
+                cur = conn.execute(
+                    "INSERT INTO inputs (sha256, kind, name, suffix, created_at, text, info) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (item.sha256, item.kind, item.name, item.suffix, now, item.text, json.dumps(item.info)),
+                )
+                input_id = int(cur.lastrowid)
+                ids[item.sha256] = input_id
+                inserted = True
+                conn.execute(
+                    "INSERT INTO embeddings (input_id, space, vector) VALUES (?, ?, ?)",
+                    (input_id, item.space, _to_blob(item.vector)),
+                )
+                if item.frame_vectors is not None:
+                    conn.executemany(
+                        "INSERT INTO frames (input_id, idx, t, vector) VALUES (?, ?, ?, ?)",
+                        [(input_id, i, t, _to_blob(v)) for i, (t, v) in enumerate(zip(item.frame_times, item.frame_vectors))],
+                    )
+            if inserted:
+                self._bump_generation(conn)
+            for sha, pairs in (labels or {}).items():
+                if sha in ids:
+                    self._annotate(conn, ids[sha], pairs, now)
+        return ids
+
+    def get_input(self, input_id: int) -> InputRecord | None:
+        rows = self.query("SELECT id, sha256, kind, name, suffix, created_at, text, info FROM inputs WHERE id = ?", (input_id,))
+        return _to_record(rows[0]) if rows else None
+
+    def resolve_input_id(self, ref: str | int) -> int | None:
+        """Accept an input id or a unique prefix (6+ characters) of its sha256."""
+        text = str(ref).strip()
+        if text.isdigit():
+            rows = self.query("SELECT id FROM inputs WHERE id = ?", (int(text),))
+        elif len(text) >= 6:
+            rows = self.query("SELECT id FROM inputs WHERE sha256 LIKE ? LIMIT 2", (text.lower() + "%",))
+        else:
+            rows = []
+        return rows[0][0] if len(rows) == 1 else None
+
+    def list_inputs(self, kind: str | None = None, limit: int = -1, offset: int = 0) -> list[InputRecord]:
+        sql = "SELECT id, sha256, kind, name, suffix, created_at, text, info FROM inputs"
+        params: list = []
+        if kind:
+            sql += " WHERE kind = ?"
+            params.append(kind)
+        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        return [_to_record(r) for r in self.query(sql, [*params, limit, offset])]
+
+    def count_inputs(self) -> dict[str, int]:
+        return dict(self.query("SELECT kind, COUNT(*) FROM inputs GROUP BY kind"))
+
+    def delete_inputs(self, input_ids: Iterable[int]) -> int:
+        """Delete inputs, their embeddings, frames and labels; the original files are removed after commit."""
+        ids = list(input_ids)
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        doomed = self.query(f"SELECT sha256, suffix FROM inputs WHERE id IN ({marks})", ids)
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM inputs WHERE id IN ({marks})", ids)
+            self._bump_generation(conn)
+        for sha, suffix in doomed:
+            self.blob_path(sha, suffix).unlink(missing_ok=True)
+        return len(doomed)
+
+    def read_blob(self, record: InputRecord) -> bytes:
+        return self.blob_path(record.sha256, record.suffix).read_bytes()
+
+    # -- embeddings --------------------------------------------------------------------
+
+    def spaces(self) -> list[str]:
+        return [r[0] for r in self.query("SELECT DISTINCT space FROM embeddings ORDER BY space")]
+
+    def load_embeddings(self, space: str, input_ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return (ids int64 (n,), vectors float32 (n, d)) of one space, ordered by id."""
+        if input_ids is None:
+            rows = self.query("SELECT input_id, vector FROM embeddings WHERE space = ? ORDER BY input_id", (space,))
+        else:
+            wanted = sorted(set(int(i) for i in input_ids))
+            rows = []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += self.query(
+                    f"SELECT input_id, vector FROM embeddings WHERE space = ? AND input_id IN ({marks}) ORDER BY input_id",
+                    [space, *chunk],
+                )
+        return _unpack(rows)
+
+    def embedding_spaces(self, input_ids: Iterable[int]) -> dict[int, str]:
+        ids = list(input_ids)
+        result: dict[int, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            result.update(self.query(f"SELECT input_id, space FROM embeddings WHERE input_id IN ({marks})", chunk))
+        return result
+
+    def load_frames(self, input_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (times float64 (n,), vectors float32 (n, d)) of a stored video's sampled frames."""
+        rows = self.query("SELECT t, vector FROM frames WHERE input_id = ? ORDER BY idx", (input_id,))
+        times, vectors = _unpack(rows)
+        return times.astype(np.float64), vectors
+
+    # -- concepts and labels -----------------------------------------------------------
+
+    def list_concepts(self) -> list[tuple[int, str]]:
+        return [(int(i), n) for i, n in self.query("SELECT id, name FROM concepts ORDER BY name COLLATE NOCASE")]
+
+    def concept_id(self, name: str) -> int | None:
+        rows = self.query("SELECT id FROM concepts WHERE name = ?", (validate_concept_name(name),))
+        return int(rows[0][0]) if rows else None
+
+    def ensure_concepts(self, names: Iterable[str]) -> dict[str, int]:
+        """Return name -> id for each name, creating the concepts that do not exist yet."""
+        cleaned = {validate_concept_name(n) for n in names}
+        with self.transaction() as conn:
+            for name in cleaned:
+                conn.execute("INSERT OR IGNORE INTO concepts (name, created_at) VALUES (?, ?)", (name, time.time()))
+            marks = ",".join("?" * len(cleaned))
+            rows = conn.execute(f"SELECT name, id FROM concepts WHERE name IN ({marks})", list(cleaned)).fetchall() if cleaned else []
+        by_lower = {n.lower(): i for n, i in rows}
+        return {n: int(by_lower[n.lower()]) for n in cleaned}
+
+    def create_concept(self, name: str) -> int:
+        cleaned = validate_concept_name(name)
+        try:
+            with self.transaction() as conn:
+                cur = conn.execute("INSERT INTO concepts (name, created_at) VALUES (?, ?)", (cleaned, time.time()))
+        except sqlite3.IntegrityError as e:
+            raise ConceptError(f"concept '{cleaned}' already exists") from e
+        return int(cur.lastrowid)
+
+    def rename_concept(self, old: str, new: str) -> None:
+        cid = self._require_concept(old)
+        cleaned = validate_concept_name(new)
+        try:
+            with self.transaction() as conn:
+                conn.execute("UPDATE concepts SET name = ? WHERE id = ?", (cleaned, cid))
+        except sqlite3.IntegrityError as e:
+            raise ConceptError(f"concept '{cleaned}' already exists") from e
+
+    def delete_concept(self, name: str) -> None:
+        cid = self._require_concept(name)
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM concepts WHERE id = ?", (cid,))
+
+    def _require_concept(self, name: str) -> int:
+        cid = self.concept_id(name)
+        if cid is None:
+            raise ConceptError(f"no concept named '{validate_concept_name(name)}'")
+        return cid
+
+    def set_labels(self, input_ids: Iterable[int], concept_id: int, value: int | None) -> None:
+        """Label inputs +1 (positive) or -1 (negative) for a concept; None removes the label."""
+        ids = list(input_ids)
+        with self.transaction() as conn:
+            if value is None:
+                conn.executemany("DELETE FROM annotations WHERE input_id = ? AND concept_id = ?", [(i, concept_id) for i in ids])
+            else:
+                for i in ids:
+                    self._annotate(conn, i, [(concept_id, value)], time.time())
+
+    @staticmethod
+    def _annotate(conn: sqlite3.Connection, input_id: int, pairs: list[tuple[int, int]], now: float) -> None:
+        conn.executemany(
+            "INSERT INTO annotations (input_id, concept_id, value, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (input_id, concept_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            [(input_id, cid, int(v), now) for cid, v in pairs],
+        )
+
+    def load_annotations(self) -> list[tuple[int, int, int]]:
+        """All labels as (input_id, concept_id, value)."""
+        return [tuple(map(int, r)) for r in self.query("SELECT input_id, concept_id, value FROM annotations")]
+
+    def labels_of(self, input_id: int) -> dict[str, int]:
+        rows = self.query(
+            "SELECT c.name, a.value FROM annotations a JOIN concepts c ON c.id = a.concept_id WHERE a.input_id = ?", (input_id,)
+        )
+        return {name: int(v) for name, v in rows}
+
+    # -- model versions ----------------------------------------------------------------
+
+    def add_version(self, file: str, seconds: float, report: dict) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO versions (created_at, file, seconds, report) VALUES (?, ?, ?, ?)",
+                (time.time(), file, seconds, json.dumps(report)),
+            )
+            version = int(cur.lastrowid)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('active_version', ?)", (str(version),))
+        return version
+
+    def list_versions(self) -> list[tuple[int, float, str, float, dict]]:
+        rows = self.query("SELECT id, created_at, file, seconds, report FROM versions ORDER BY id")
+        return [(int(i), c, f, s, json.loads(r)) for i, c, f, s, r in rows]
+
+
+def _to_record(row: tuple) -> InputRecord:
+    i, sha, kind, name, suffix, created, text, info = row
+    return InputRecord(int(i), sha, kind, name, suffix, created, text, json.loads(info or "{}"))
+
+
+def _unpack(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    keys = np.array([r[0] for r in rows])
+    flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+    return keys.astype(np.int64) if keys.dtype.kind in "iu" else keys, flat.reshape(len(rows), -1).astype(np.float32)

@@ -1,0 +1,140 @@
+"""Heads on clearly separated synthetic clusters: each kind must classify them right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.heads import LINEAR, NEAREST, NO_HEAD, ZERO_SHOT, HeadConfig, SpaceHeads, estimate_reference, fit_linear
+
+DIM = 32
+
+
+def _clusters(n_per: int, n_clusters: int = 3, noise: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, DIM))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(n_clusters), n_per)
+    x = centres[labels] + noise * rng.normal(size=(len(labels), DIM)) / np.sqrt(DIM)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), labels, centres.astype(np.float32)
+
+
+def _heads(kinds, exclusive, memory, memory_labels, weights=None, bias=None, zero_shot=None, reference=None) -> SpaceHeads:
+    c = len(kinds)
+    return SpaceHeads(
+        concept_ids=np.arange(c, dtype=np.int64),
+        kinds=kinds,
+        exclusive=exclusive,
+        weights=weights if weights is not None else np.zeros((c, DIM), np.float32),
+        bias=bias if bias is not None else np.zeros(c, np.float32),
+        memory=memory,
+        memory_ids=np.arange(len(memory), dtype=np.int64),
+        memory_labels=memory_labels,
+        reference=reference if reference is not None else np.zeros(c, np.float32),
+        zero_shot=zero_shot if zero_shot is not None else np.zeros((0, 0), np.float32),
+        zero_shot_background=np.zeros(DIM if zero_shot is not None else 0, np.float32),
+        zero_shot_weight=np.full(c, 0.5 if zero_shot is not None else 0.0, np.float32),
+    )
+
+
+def _one_vs_rest(labels: np.ndarray, c: int) -> np.ndarray:
+    return np.where(np.eye(c)[labels] > 0, 1, -1).astype(np.int8)
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_linear_head_separates_clusters(exclusive):
+    x, y, _ = _clusters(40)
+    test_x, test_y, _ = _clusters(20, seed=0)
+    targets = y if exclusive else _one_vs_rest(y, 3)
+    w, b = fit_linear(x, targets, exclusive=exclusive)
+    heads = _heads([LINEAR] * 3, exclusive, x, _one_vs_rest(y, 3), w, b)
+    scores = heads.score(test_x)
+    assert (scores.argmax(axis=1) == test_y).mean() == 1.0
+    own = scores[np.arange(len(test_y)), test_y]
+    assert own.min() > 0.5
+    if exclusive:
+        np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_linear_head_is_deterministic_under_a_seed():
+    x, y, _ = _clusters(30)
+    first = fit_linear(x, _one_vs_rest(y, 3), exclusive=False, config=HeadConfig(seed=7))
+    second = fit_linear(x, _one_vs_rest(y, 3), exclusive=False, config=HeadConfig(seed=7))
+    np.testing.assert_array_equal(first[0], second[0])
+
+
+def test_linear_head_ignores_masked_targets():
+    x, y, _ = _clusters(30)
+    targets = _one_vs_rest(y, 3)
+    targets[y == 2, 0] = 0  # concept 0 says nothing about cluster 2: must not learn anything from it
+    w, b = fit_linear(x, targets, exclusive=False)
+    assert w.shape == (3, DIM) and np.isfinite(w).all()
+
+
+def test_linear_head_reports_progress():
+    x, y, _ = _clusters(30)
+    seen = []
+    fit_linear(x, _one_vs_rest(y, 3), exclusive=False, progress=lambda f, m: seen.append(f))
+    assert all(0 <= f <= 1 for f in seen)
+
+
+@pytest.mark.parametrize("shots", [1, 2, 4])
+def test_nearest_neighbour_head_with_few_shots(shots):
+    x, y, _ = _clusters(30, noise=0.5)
+    pick = np.concatenate([np.flatnonzero(y == c)[:shots] for c in range(3)])
+    heads = _heads([NEAREST] * 3, False, x[pick], _one_vs_rest(y[pick], 3))
+    rest = np.setdiff1d(np.arange(len(y)), pick)
+    scores = heads.score(x[rest])
+    assert (scores.argmax(axis=1) == y[rest]).mean() >= 0.95
+    assert scores[np.arange(len(rest)), y[rest]].mean() > 0.5
+
+
+def test_nearest_neighbour_without_negatives_uses_the_reference():
+    x, y, _ = _clusters(30)
+    positives = x[y == 0][:3]
+    reference = estimate_reference(positives, x[y != 0], 3)
+    heads = _heads([NEAREST], False, positives, np.ones((3, 1), np.int8), reference=np.array([reference], np.float32))
+    inside, outside = heads.score(x[y == 0][3:]), heads.score(x[y != 0])
+    assert inside.min() > 0.5 > outside.max()
+
+
+def test_zero_shot_and_no_head():
+    x, y, centres = _clusters(10)
+    heads = _heads([ZERO_SHOT, ZERO_SHOT, NO_HEAD], False, np.zeros((0, DIM), np.float32), np.zeros((0, 3), np.int8), zero_shot=centres)
+    scores = heads.score(x)
+    assert np.isnan(scores[:, 2]).all()
+    assert (scores[y == 0, 0] > scores[y == 0, 1]).all()
+
+
+def test_exclusive_non_linear_scores_are_a_distribution():
+    x, y, _ = _clusters(10)
+    heads = _heads([NEAREST] * 3, True, x, _one_vs_rest(y, 3))
+    np.testing.assert_allclose(heads.score(x).sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_nearest_labelled_pads_and_maps_ids():
+    x, y, _ = _clusters(2)
+    heads = _heads([NEAREST] * 3, False, x, _one_vs_rest(y, 3))
+    scores, ids = heads.nearest_labelled(x[:1], 10)
+    assert ids[0, 0] == 0 and (ids[0, 6:] == -1).all() and np.isneginf(scores[0, 6:]).all()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"kinds": ["linear", "magic"]}, "kinds"),
+        ({"kinds": ["linear"]}, "kinds"),
+        ({"bias": np.zeros(3, np.float32)}, "bias"),
+        ({"memory_labels": np.zeros((1, 2), np.int8)}, "memory_labels"),
+    ],
+)
+def test_space_heads_validates_its_arrays(change, message):
+    fields = dict(
+        concept_ids=np.arange(2), kinds=[LINEAR, LINEAR], exclusive=False, weights=np.zeros((2, 4), np.float32),
+        bias=np.zeros(2, np.float32), memory=np.zeros((0, 4), np.float32), memory_ids=np.zeros(0, np.int64),
+        memory_labels=np.zeros((0, 2), np.int8), reference=np.zeros(2, np.float32), zero_shot=np.zeros((0, 0), np.float32),
+        zero_shot_background=np.zeros(0, np.float32), zero_shot_weight=np.zeros(2, np.float32),
+    )
+    with pytest.raises(ValueError, match=message):
+        SpaceHeads(**{**fields, **change})
