@@ -86,9 +86,7 @@ def _create_model(clip: ClipSpec, checkpoint: str | None) -> tuple[torch.nn.Modu
         # fork_rng: seed for a deterministic model without disturbing the caller's RNG state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_SEED)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                clip.arch, pretrained=None, pretrained_text=False
-            )
+            model, _, preprocess = open_clip.create_model_and_transforms(clip.arch, pretrained=None, pretrained_text=False)
     else:
         kwargs: dict[str, Any] = {}
         if clip.is_tag:
@@ -96,9 +94,7 @@ def _create_model(clip: ClipSpec, checkpoint: str | None) -> tuple[torch.nn.Modu
             kwargs = {arg: cfg[key] for key, arg in _PREPROCESS_ARGS.items() if cfg.get(key) is not None}
             if cfg.get("quick_gelu"):
                 kwargs["force_quick_gelu"] = True  # e.g. OpenAI weights on a plain ViT-B-32 config
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            clip.arch, pretrained=checkpoint, pretrained_text=False, **kwargs
-        )
+        model, _, preprocess = open_clip.create_model_and_transforms(clip.arch, pretrained=checkpoint, pretrained_text=False, **kwargs)
     model.eval()
     return model, preprocess
 

@@ -123,11 +123,12 @@ class Embedder(abc.ABC):
             ``(len(texts), text_dim)`` float32, C-contiguous, rows of unit length.
 
         Raises:
-            TypeError: ``texts`` is a single string.
+            TypeError: ``texts`` is one bare string or holds a non-string.
         """
-        if isinstance(texts, str):
-            raise TypeError("embed_texts takes a sequence of strings, not one string")
-        return self._run_batches(list(texts), self._encode_texts, self.text_batch_size, self.text_dim)
+        items = list(texts) if not isinstance(texts, str) else None
+        if items is None or not all(isinstance(text, str) for text in items):
+            raise TypeError("embed_texts takes a sequence of strings")
+        return self._run_batches(items, self._encode_texts, self.text_batch_size, self.text_dim)
 
     def build_zero_shot_vectors(self, names: Sequence[str]) -> np.ndarray:
         """Build one text-space vector per concept name for zero-shot classification.
@@ -146,9 +147,7 @@ class Embedder(abc.ABC):
             ValueError: a name is empty.
         """
         if not self.zero_shot:
-            raise EmbedderError(
-                f"embedder '{self.spec}' cannot do zero-shot: its images and texts live in different spaces"
-            )
+            raise EmbedderError(f"embedder '{self.spec}' cannot do zero-shot: its images and texts live in different spaces")
         if isinstance(names, str):
             raise TypeError("build_zero_shot_vectors takes a sequence of names, not one string")
         words = [name.replace("_", " ").strip() for name in names]
@@ -214,7 +213,10 @@ class TinyEmbedder(Embedder):
         for image in images:
             thumb = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
             pixels = thumb.reshape(-1) / 127.5 - 1.0
-            rows.append(pixels - pixels.mean())  # so cosine compares patterns, not brightness
+            if pixels.min() == pixels.max():  # flat grey: exact zero, not float32 rounding noise
+                rows.append(np.zeros_like(pixels))
+            else:
+                rows.append(pixels - pixels.mean())  # so cosine compares patterns, not brightness
         return np.stack(rows)
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -282,9 +284,7 @@ def _canonicalize_clip(spec: str, arch: str, weights: str) -> ClipSpec:
     by_lower = {name.lower(): name for name in open_clip.list_models()}
     arch_name = by_lower.get(arch.lower())
     if arch_name is None:
-        raise EmbedderError(
-            f"unknown CLIP architecture '{arch}' in embedder '{spec}': use one of open_clip's models, e.g. ViT-B-32"
-        )
+        raise EmbedderError(f"unknown CLIP architecture '{arch}' in embedder '{spec}': use one of open_clip's models, e.g. ViT-B-32")
     if weights.lower() == RANDOM_TAG:
         return ClipSpec(arch_name, RANDOM_TAG)
     tag = weights.lower().replace("-", "_")  # open_clip's own tag normalisation
@@ -326,10 +326,7 @@ def describe_spec(spec: str) -> str:
         )
     clip = parse_clip_spec(canonical)
     if clip.is_random:
-        return (
-            f"OpenCLIP {clip.arch} with RANDOM weights, for testing only: "
-            "the weights are random, so its predictions are meaningless."
-        )
+        return f"OpenCLIP {clip.arch} with RANDOM weights, for testing only: the weights are random, so its predictions are meaningless."
     if clip.is_file:
         return f"OpenCLIP {clip.arch} with weights from the local checkpoint {clip.weights}; zero-shot works."
     return f"OpenCLIP {clip.arch} pretrained on {clip.weights}: images and texts share one space, so zero-shot works."
@@ -338,10 +335,15 @@ def describe_spec(spec: str) -> str:
 def describe_embedders() -> list[tuple[str, str]]:
     """Return ``(spec, one-line description)`` for every kind of spec, for the README and the UI."""
     return [
-        ("clip", f"Default: same as clip:{DEFAULT_CLIP_ARCH}:{DEFAULT_CLIP_TAG}; best quality, zero-shot works, "
-                 "weights downloaded once with `python -m core models download clip`."),
-        ("clip:ARCH:TAG", "Any OpenCLIP architecture with one of its pretrained tags "
-                          "(e.g. clip:ViT-B-16:laion2b_s34b_b88k); weights downloaded once."),
+        (
+            "clip",
+            f"Default: same as clip:{DEFAULT_CLIP_ARCH}:{DEFAULT_CLIP_TAG}; best quality, zero-shot works, "
+            "weights downloaded once with `python -m core models download clip`.",
+        ),
+        (
+            "clip:ARCH:TAG",
+            "Any OpenCLIP architecture with one of its pretrained tags (e.g. clip:ViT-B-16:laion2b_s34b_b88k); weights downloaded once.",
+        ),
         ("clip:ARCH:/path", "An OpenCLIP architecture with weights from a local checkpoint file; no download."),
         ("clip:ARCH:random", "An OpenCLIP architecture with random weights: for tests only, predictions are meaningless."),
         ("lite", describe_spec("lite")),

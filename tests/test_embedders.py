@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext as does_not_raise
 from pathlib import Path
 
@@ -27,12 +28,13 @@ from core.weights import clip_weights_available, resolve_clip_weights
 RANDOM_CLIP = "clip:ViT-B-32:random"
 DEFAULT_CANONICAL = "clip:ViT-B-32:laion2b_s34b_b79k"
 # spec, image space, image dim, text space, text dim
+slow = pytest.mark.slow  # loads a real model: seconds the first time, then cached per process
 EMBEDDERS = [
-    ("tiny", "tiny-image", 768, "tiny-text", 256),
-    ("lite", "lite-image", 1280, "lite-text", 384),
-    (RANDOM_CLIP, "clip", 512, "clip", 512),
+    pytest.param("tiny", "tiny-image", 768, "tiny-text", 256, id="tiny"),
+    pytest.param("lite", "lite-image", 1280, "lite-text", 384, id="lite", marks=slow),
+    pytest.param(RANDOM_CLIP, "clip", 512, "clip", 512, id="clip-random", marks=slow),
 ]
-SPECS = [row[0] for row in EMBEDDERS]
+SPECS = [pytest.param(p.values[0], id=p.id, marks=p.marks) for p in EMBEDDERS]
 
 
 def _photo(name: str) -> Image.Image:
@@ -129,6 +131,8 @@ def test_embedder_contract(spec, image_space, image_dim, text_space, text_dim):
     _assert_unit_rows(embedder.embed_texts([]), 0, text_dim)
     with pytest.raises(TypeError):
         embedder.embed_texts("a bare string")
+    with pytest.raises(TypeError):
+        embedder.embed_texts(["fine", None])
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -140,6 +144,26 @@ def test_embedder_is_cached_and_deterministic(spec):
     np.testing.assert_array_equal(embedder.embed_images(images), embedder.embed_images(images))
     texts = ["a red car", "two dogs"]
     np.testing.assert_array_equal(embedder.embed_texts(texts), embedder.embed_texts(texts))
+
+
+def test_concurrent_loads_share_one_embedder(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core import embedders
+
+    clear_embedder_cache("tiny")
+    created = []
+    real_init = embedders.TinyEmbedder.__init__
+
+    def slow_init(self):
+        created.append(self)
+        time.sleep(0.2)  # widen the race window
+        real_init(self)
+
+    monkeypatch.setattr(embedders.TinyEmbedder, "__init__", slow_init)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        loaded = list(pool.map(lambda _: load_embedder("tiny"), range(8)))
+    assert len(created) == 1 and all(e is loaded[0] for e in loaded)
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -156,11 +180,10 @@ def test_batching_does_not_change_results(spec, monkeypatch):
 
 def test_tiny_flat_images_and_empty_text_get_a_fixed_unit_vector():
     tiny = load_embedder("tiny")
-    black, white = Image.new("RGB", (9, 9)), Image.new("RGB", (30, 20), (255, 255, 255))
-    vectors = tiny.embed_images([black, white, _photo("coffee")])
-    np.testing.assert_array_equal(vectors[0], vectors[1])
-    np.testing.assert_allclose(vectors[0], 1.0 / np.sqrt(768))
-    assert abs(float(vectors[0] @ vectors[2])) < 1e-5  # orthogonal to any textured image
+    flat = [Image.new("RGB", (9, 9)), Image.new("RGB", (30, 20), (255, 255, 255)), Image.new("RGB", (5, 5), (77,) * 3)]
+    vectors = tiny.embed_images([*flat, _photo("coffee")])
+    np.testing.assert_allclose(vectors[:3], 1.0 / np.sqrt(768))
+    assert abs(float(vectors[0] @ vectors[3])) < 1e-5  # orthogonal to any textured image
     empty = tiny.embed_texts(["", "   "])
     np.testing.assert_allclose(empty, 1.0 / np.sqrt(256))
 
@@ -175,6 +198,7 @@ def test_tiny_is_meaningful():
     assert s1 @ s2 > 0.8 > s1 @ s3
 
 
+@slow
 def test_lite_separates_real_photos():
     lite = load_embedder("lite")
     cat = _photo("cat")  # note: skimage's cat() and chelsea() are the very same picture
@@ -197,6 +221,7 @@ def test_lite_separates_real_photos():
     assert x_others[0] @ x_others[1] > (x_others[:2] @ x_cats.T).max()
 
 
+@slow
 @pytest.mark.parametrize(
     ("anchor", "paraphrase", "unrelated"),
     [
@@ -213,10 +238,10 @@ def test_lite_texts_are_semantic(anchor, paraphrase, unrelated):
 @pytest.mark.parametrize(
     ("spec", "names", "exception"),
     [
-        (RANDOM_CLIP, ["cat", "red_car", "a very long concept name"], does_not_raise()),
-        (RANDOM_CLIP, [], does_not_raise()),
-        (RANDOM_CLIP, ["cat", " "], pytest.raises(ValueError)),
-        ("lite", ["cat"], pytest.raises(EmbedderError, match="zero-shot")),
+        pytest.param(RANDOM_CLIP, ["cat", "red_car", "a very long concept name"], does_not_raise(), marks=slow),
+        pytest.param(RANDOM_CLIP, [], does_not_raise(), marks=slow),
+        pytest.param(RANDOM_CLIP, ["cat", " "], pytest.raises(ValueError), marks=slow),
+        pytest.param("lite", ["cat"], pytest.raises(EmbedderError, match="zero-shot"), marks=slow),
         ("tiny", ["cat"], pytest.raises(EmbedderError, match="zero-shot")),
     ],
 )
@@ -231,6 +256,7 @@ def test_build_zero_shot_vectors(spec, names, exception):
             assert len(ZERO_SHOT_TEMPLATES) > 1 and not np.allclose(vectors[0], bare)
 
 
+@slow
 def test_random_clip_description_says_random():
     description = load_embedder(RANDOM_CLIP).description.lower()
     assert "random" in description and "meaningless" in description
@@ -252,6 +278,7 @@ def _assert_same_model(a: Embedder, b: Embedder) -> None:
     np.testing.assert_allclose(a.embed_texts(texts), b.embed_texts(texts), atol=1e-6)
 
 
+@slow
 def test_clip_from_local_checkpoint(random_checkpoint):
     spec = f"clip:ViT-B-32:{random_checkpoint}"
     assert clip_weights_available(spec)
@@ -261,6 +288,7 @@ def test_clip_from_local_checkpoint(random_checkpoint):
     _assert_same_model(embedder, load_embedder(RANDOM_CLIP))
 
 
+@slow
 def test_clip_tag_loads_from_local_hub_cache(random_checkpoint):
     """Weights placed where open_clip's download leaves them are found and loaded, offline."""
     assert not clip_weights_available("clip")
@@ -279,6 +307,7 @@ def test_clip_tag_loads_from_local_hub_cache(random_checkpoint):
         clear_embedder_cache("clip")  # the next test's data home has no weights
 
 
+@slow
 def test_clip_checkpoint_that_does_not_fit_raises(tmp_path):
     bad = tmp_path / "not-a-checkpoint.pt"
     bad.write_bytes(b"this is not a torch file")
