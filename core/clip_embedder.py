@@ -62,6 +62,8 @@ class ClipEmbedder(Embedder):
                 message = f"could not load CLIP {clip.label}: {_first_sentence(e)}"
             raise EmbedderError(message) from e
         self.dims = {"clip": dim}
+        size = getattr(self._model.visual, "image_size", None)
+        self.image_size = int(min(size)) if isinstance(size, (tuple, list)) else (int(size) if size else None)
         # One forward pass at a time: torch already spreads one pass over every core.
         self._lock = threading.Lock()
         logger.info("CLIP %s ready (%d dims)", clip.label, dim)

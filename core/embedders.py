@@ -86,6 +86,9 @@ class Embedder(abc.ABC):
     dims: dict[str, int]
     batch_size: int = 32  # images per forward pass
     text_batch_size: int = 64  # texts per forward pass
+    # Shorter image side the model's preprocessing resizes to: decoders may decode large
+    # JPEGs straight down to it (draft mode) without changing what the model sees.
+    image_size: int | None = None
 
     @property
     def zero_shot(self) -> bool:
@@ -206,6 +209,7 @@ class TinyEmbedder(Embedder):
         self.image_space = "tiny-image"
         self.text_space = "tiny-text"
         self.dims = {self.image_space: self.THUMB * self.THUMB * 3, self.text_space: self.TEXT_DIM}
+        self.image_size = self.THUMB
 
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
         size = (self.THUMB, self.THUMB)

@@ -55,10 +55,6 @@ class IngestReport:
 IngestProgress = Callable[[IngestReport, str], None]
 
 
-def _min_side(embedder: Embedder) -> int | None:
-    return getattr(embedder, "image_size", None)
-
-
 def embed_inputs(embedder: Embedder, raws: list[RawInput], video: VideoConfig = VideoConfig()) -> list[EmbeddedInput | InputError]:
     """Decode and embed a batch; each result is in the same position as its input.
 
@@ -67,7 +63,7 @@ def embed_inputs(embedder: Embedder, raws: list[RawInput], video: VideoConfig = 
     """
     results: list[EmbeddedInput | InputError | None] = [None] * len(raws)
     images, image_slots, texts, text_slots = [], [], [], []
-    min_side = _min_side(embedder)
+    min_side = embedder.image_size
     for slot, raw in enumerate(raws):
         try:
             if raw.kind == "image":

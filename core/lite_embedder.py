@@ -42,6 +42,7 @@ class LiteEmbedder(Embedder):
         self.image_space = "lite-image"
         self.text_space = "lite-text"
         self.dims = {self.image_space: IMAGE_DIM, self.text_space: TEXT_DIM}
+        self.image_size = RESIZE_SIZE
         try:
             self._image_model = _load_image_model()
         except Exception as e:

@@ -16,6 +16,7 @@ from .errors import ProjectError
 from .index import drop_cached_indexes
 from .paths import get_data_home
 from .store import Store
+from .weights import resolve_clip_weights
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,12 @@ def create_project(name: str, embedder: str = DEFAULT_EMBEDDER, exclusive: bool 
 
     Raises:
         ProjectError: bad or taken name. EmbedderError: unknown embedder spec.
+        WeightsMissingError: CLIP weights are not on this machine (the message says how to get them).
     """
     name = validate_project_name(name)
     spec = canonicalize_spec(embedder)
+    if spec.startswith("clip:"):
+        resolve_clip_weights(spec)  # a project whose weights are missing could never ingest: say so now
     final = projects_dir() / name
     if final.exists():
         raise ProjectError(f"a project named '{name}' already exists")

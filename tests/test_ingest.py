@@ -1,0 +1,167 @@
+"""Ingest: dedup by content hash, labels, bad input in a batch, videos, and surviving a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from core.errors import InputError
+from core.index import load_index
+from core.ingest import ingest
+from core.media import ReadConfig, read_inputs, read_texts
+from core.projects import create_project, open_project
+
+from .photos import solid_image
+
+
+@pytest.fixture
+def project():
+    return create_project("p", "tiny")
+
+
+def _images(folder, n, colour=(200, 40, 40), seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        solid_image(colour, seed=seed + i).save(folder / f"img{i}.png")
+    return folder
+
+
+def test_folder_tree_with_labels_from_folders(project, tmp_path):
+    _images(tmp_path / "tree" / "red", 3)
+    _images(tmp_path / "tree" / "blue", 2, colour=(20, 20, 200), seed=10)
+    report = ingest(project, read_inputs([tmp_path / "tree"], ReadConfig(labels_from_folders=True)))
+    assert len(report.added) == 5 and report.labelled == 5 and report.failed == []
+    assert [n for _, n in project.store.list_concepts()] == ["blue", "red"]
+    record = project.store.get_input(report.added[0])
+    assert record.kind == "image" and record.info["width"] == 64
+
+
+def test_reingest_embeds_nothing_but_adds_labels(project, tmp_path, monkeypatch):
+    folder = _images(tmp_path / "red", 4)
+    first = ingest(project, read_inputs([folder]))
+    embedder = project.embedder()
+    calls = []
+    monkeypatch.setattr(embedder, "embed_images", lambda images: calls.append(len(images)))
+    again = ingest(project, read_inputs([folder]), concept="red")
+    assert calls == [] and again.added == [] and sorted(again.already_stored) == sorted(first.added)
+    assert again.labelled == 4 and len(project.store.list_inputs()) == 4
+
+
+def test_same_bytes_twice_in_one_batch_is_one_input(project, tmp_path):
+    folder = _images(tmp_path / "a", 1)
+    (folder / "copy.png").write_bytes((folder / "img0.png").read_bytes())
+    report = ingest(project, read_inputs([folder]))
+    assert len(report.added) == 1 and len(project.store.list_inputs()) == 1
+
+
+def test_negative_batch_labels(project, tmp_path):
+    report = ingest(project, read_inputs([_images(tmp_path / "x", 2)]), concept="cat", negative=True)
+    assert {v for _, _, v in project.store.load_annotations()} == {-1} and report.labelled == 2
+
+
+def test_bad_files_fail_one_by_one_and_nothing_stored_is_touched(project, tmp_path):
+    kept = ingest(project, read_inputs([_images(tmp_path / "before", 2)]))
+    before = {r.id: project.store.read_blob(r) for r in project.store.list_inputs()}
+    batch = _images(tmp_path / "batch", 2, seed=50)
+    (batch / "empty.jpg").write_bytes(b"")
+    (batch / "notes.jpg").write_bytes(b"this is not a picture")
+    (batch / "cut.png").write_bytes((batch / "img0.png").read_bytes()[:200])
+    (batch / "blank.txt").write_text("   \n")
+    (batch / "clip.mp4").write_bytes(os.urandom(2048))
+    (batch / "data.xyz").write_bytes(b"123")
+    report = ingest(project, read_inputs([batch]))
+    failed = {os.path.basename(f.name) for f in report.failed}
+    assert failed == {"empty.jpg", "notes.jpg", "cut.png", "blank.txt", "clip.mp4", "data.xyz"}
+    assert all(f.reason and "\n" not in str(f) for f in report.failed)
+    assert len(report.added) == 2
+    after = {r.id: project.store.read_blob(r) for r in project.store.list_inputs()}
+    assert {i: after[i] for i in before} == before and set(kept.added) <= set(after)
+
+
+def test_bad_concept_name_from_a_label_column_fails_only_that_row(project, tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\nhello there,greeting\nbye now," + "x" * 200 + "\n")
+    report = ingest(project, read_inputs([table], ReadConfig(label_column="label")))
+    assert len(report.added) == 1 and len(report.failed) == 1 and "row" in report.failed[0].name
+
+
+def test_texts_and_errors_from_the_command_line(project):
+    report = ingest(project, read_texts(["a sunny day", "", "a rainy day"], concept="weather"))
+    assert len(report.added) == 2 and len(report.failed) == 1 and isinstance(report.failed[0], InputError)
+    assert report.labelled == 2
+
+
+def test_video_is_stored_with_frames_and_a_mean_vector(project, tmp_path):
+    from moviepy import ImageSequenceClip
+
+    frames = [np.full((48, 64, 3), c, np.uint8) for c in ([255, 0, 0], [0, 255, 0], [0, 0, 255]) for _ in range(10)]
+    path = tmp_path / "rgb.mp4"
+    ImageSequenceClip(frames, fps=10).write_videofile(str(path), codec="libx264", logger=None)
+    report = ingest(project, read_inputs([path]))
+    (input_id,) = report.added
+    times, vectors = project.store.load_frames(input_id)
+    assert list(times) == [0.0, 1.0, 2.0] and vectors.shape[0] == 3
+    _, (video_vector,) = project.store.load_embeddings("tiny-image", [input_id])
+    mean = vectors.mean(axis=0)
+    np.testing.assert_allclose(video_vector, mean / np.linalg.norm(mean), atol=1e-5)
+    assert project.store.get_input(input_id).info["duration"] == pytest.approx(3.0, abs=0.2)
+
+
+def test_progress_is_reported_per_batch(project):
+    seen = []
+    ingest(project, read_texts([f"sentence number {i}" for i in range(70)]), progress=lambda r, m: seen.append(r.seen))
+    assert seen == [32, 64, 70]
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from core.ingest import ingest
+    from core.media import read_texts
+    from core.projects import open_project
+    project = open_project("p")
+    texts = (f"sentence {i} about {'cats' if i % 2 else 'dogs'} " * 3 for i in range(10**6))
+    ingest(project, read_texts(texts, concept="animals"))
+    """
+)
+
+
+def _count_inputs(db_path) -> int:
+    try:
+        with sqlite3.connect(db_path, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM inputs").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.07, 0.3])
+def test_kill_mid_ingest_leaves_a_consistent_project(project, tmp_path, delay):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    child = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT], env=env)
+    deadline = time.monotonic() + 120
+    while _count_inputs(project.store.db_path) == 0 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.01)
+    time.sleep(delay)  # kill at different points of the batch cycle
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    reopened = open_project("p")
+    db = sqlite3.connect(reopened.store.db_path)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    inputs = db.execute("SELECT COUNT(*) FROM inputs").fetchone()[0]
+    with_embeddings = db.execute("SELECT COUNT(*) FROM inputs JOIN embeddings ON embeddings.input_id = inputs.id").fetchone()[0]
+    labelled = db.execute("SELECT COUNT(DISTINCT input_id) FROM annotations").fetchone()[0]
+    assert inputs > 0 and inputs == with_embeddings == labelled
+    for record in reopened.store.list_inputs():
+        assert reopened.store.read_blob(record).decode() == record.text
+    assert len(load_index(reopened.store, "tiny-text")) == inputs
+    # The project keeps working: the same texts again add only what was missing.
+    report = ingest(reopened, read_texts([f"sentence {i} about {'cats' if i % 2 else 'dogs'} " * 3 for i in range(inputs + 5)]))
+    assert len(report.added) == 5 and len(report.already_stored) == inputs

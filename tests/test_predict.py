@@ -1,0 +1,88 @@
+"""Prediction and similarity search through a real project with the tiny embedder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import InputError, ModelVersionError
+from core.ingest import ingest
+from core.media import ReadConfig, read_inputs, read_texts
+from core.predict import Prediction, predict, search_similar
+from core.projects import create_project
+from core.training import train
+
+from .photos import solid_image
+
+RED, BLUE = (220, 30, 30), (30, 40, 220)
+
+
+@pytest.fixture
+def trained(tmp_path):
+    project = create_project("p", "tiny")
+    for concept, colour in (("red", RED), ("blue", BLUE)):
+        folder = tmp_path / "in" / concept
+        folder.mkdir(parents=True)
+        for i in range(3):
+            solid_image(colour, seed=i + (10 if concept == "blue" else 0)).save(folder / f"{i}.png")
+    ingest(project, read_inputs([tmp_path / "in"], ReadConfig(labels_from_folders=True)))
+    train(project)
+    return project
+
+
+def test_predict_without_a_model_says_train_first():
+    project = create_project("fresh", "tiny")
+    with pytest.raises(ModelVersionError, match="no trained model"):
+        list(predict(project, read_texts(["hello"])))
+
+
+def test_bad_inputs_come_back_in_place(trained, tmp_path):
+    good = tmp_path / "q.png"
+    solid_image(BLUE, seed=99).save(good)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    results = list(predict(trained, read_inputs([bad, good])))
+    assert isinstance(results[0], InputError) and "broken.png" in str(results[0])
+    assert isinstance(results[1], Prediction) and results[1].concepts[0].concept == "blue"
+
+
+def test_prediction_explains_itself_with_labelled_neighbours(trained, tmp_path):
+    path = tmp_path / "q.png"
+    solid_image(RED, seed=77).save(path)
+    (result,) = list(predict(trained, read_inputs([path]), explain=2))
+    assert len(result.neighbours) == 2 and all(n.labels == {"red": 1} for n in result.neighbours)
+    data = result.to_dict()
+    assert data["input"] == str(path) and data["head"] == result.concepts[0].head
+    assert [c["score"] for c in data["concepts"]] == sorted((c["score"] for c in data["concepts"]), reverse=True)
+
+
+def test_video_gets_per_frame_scores_with_times(trained, tmp_path):
+    from moviepy import ImageSequenceClip
+
+    frames = [np.array(solid_image(c, seed=5)) for c in (RED, RED, BLUE) for _ in range(10)]
+    path = tmp_path / "v.mp4"
+    ImageSequenceClip(frames, fps=10).write_videofile(str(path), codec="libx264", logger=None)
+    (result,) = list(predict(trained, read_inputs([path])))
+    assert result.frames.times == [0.0, 1.0, 2.0]
+    red, blue = result.frames.scores["red"], result.frames.scores["blue"]
+    assert red[0] > blue[0] and blue[2] > red[2]
+
+
+def test_search_by_stored_input_matches_brute_force(trained):
+    ids, vectors = trained.store.load_embeddings("tiny-image")
+    query = int(ids[0])
+    hits = search_similar(trained, query, k=3)
+    sims = vectors @ vectors[0]
+    expected = [int(ids[i]) for i in np.argsort(-sims) if int(ids[i]) != query][:3]
+    assert [h.record.id for h in hits] == expected
+    np.testing.assert_allclose([h.similarity for h in hits], np.sort(sims)[::-1][1:4], atol=1e-5)
+
+
+def test_search_by_new_input_and_unknown_id(trained, tmp_path):
+    path = tmp_path / "q.png"
+    solid_image(BLUE, seed=3).save(path)
+    (raw,) = list(read_inputs([path]))
+    hits = search_similar(trained, raw, k=10)
+    assert len(hits) == 6 and trained.store.labels_of(hits[0].record.id) == {"blue": 1}
+    with pytest.raises(InputError, match="no such input"):
+        search_similar(trained, 12345)

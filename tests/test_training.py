@@ -1,0 +1,158 @@
+"""Training on a real project: head choice per concept, versions, exclusive mode, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import ModelVersionError, TrainingError
+from core.heads import LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
+from core.ingest import ingest
+from core.media import RawInput, read_inputs
+from core.predict import predict
+from core.projects import create_project
+from core.training import load_model, plan_training, set_active_version, train
+
+from .photos import solid_image
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+def _save_colours(root, counts: dict[str, int], seed: int = 0):
+    for concept, n in counts.items():
+        folder = root / concept
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            solid_image(COLOURS[concept], seed=seed + i).save(folder / f"{concept}{i}.png")
+    return root
+
+
+def _colour_project(tmp_path, counts, exclusive=False, name="colours"):
+    project = create_project(name, "tiny", exclusive=exclusive)
+    ingest(project, read_inputs([_save_colours(tmp_path / "in", counts)], _folders()))
+    return project
+
+
+def _folders():
+    from core.media import ReadConfig
+
+    return ReadConfig(labels_from_folders=True)
+
+
+def _predict_colour(project, colour: str, seed: int = 1000, tmp_path=None):
+    path = tmp_path / f"query-{colour}.png"
+    solid_image(COLOURS[colour], seed=seed).save(path)
+    (result,) = list(predict(project, read_inputs([path])))
+    return result
+
+
+@pytest.mark.parametrize(
+    "counts, expected",
+    [
+        ({"red": 6, "green": 6, "blue": 6}, {"red": LINEAR, "green": LINEAR, "blue": LINEAR}),
+        ({"red": 2, "green": 6, "blue": 6}, {"red": NEAREST, "green": LINEAR, "blue": LINEAR}),
+        ({"red": 1}, {"red": NEAREST}),
+    ],
+)
+def test_each_concept_gets_the_head_its_data_allows(tmp_path, counts, expected):
+    project = _colour_project(tmp_path, counts)
+    result = train(project)
+    heads = {p.concept: p.head for p in result.concepts if p.space == "tiny-image"}
+    assert heads == expected
+    for colour in counts:
+        prediction = _predict_colour(project, colour, tmp_path=tmp_path)
+        assert prediction.concepts[0].concept == colour, prediction
+        assert prediction.concepts[0].head == expected[colour]
+
+
+def test_plan_counts_implicit_negatives_and_hints(tmp_path):
+    project = _colour_project(tmp_path, {"red": 2, "green": 6})
+    project.store.create_concept("purple")
+    plans = {p.concept: p for p in plan_training(project) if p.space == "tiny-image"}
+    assert (plans["red"].positives, plans["red"].negatives) == (2, 6)
+    assert plans["red"].head == NEAREST and "3 more" in plans["red"].hint
+    assert plans["purple"].head == NO_HEAD and plans["purple"].positives == 0
+    assert plans["green"].head == LINEAR
+
+
+def test_exclusive_scores_are_a_distribution(tmp_path):
+    project = _colour_project(tmp_path, {"red": 6, "green": 6, "blue": 6}, exclusive=True)
+    result = train(project)
+    assert {p.head for p in result.concepts if p.space == "tiny-image"} == {LINEAR}
+    prediction = _predict_colour(project, "green", tmp_path=tmp_path)
+    assert prediction.concepts[0].concept == "green"
+    assert sum(c.score for c in prediction.concepts) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("setup, message", [("nothing", "no concepts"), ("concept only", "no labelled examples")])
+def test_training_without_data_says_what_to_do(setup, message):
+    project = create_project("empty", "tiny")
+    if setup == "concept only":
+        project.store.create_concept("cat")
+    with pytest.raises(TrainingError, match=message):
+        train(project)
+    assert project.store.list_versions() == []
+
+
+def test_versions_are_deterministic_and_selectable(tmp_path):
+    project = _colour_project(tmp_path, {"red": 6, "green": 6})
+    progress = []
+    first = train(project, progress=lambda f, m: progress.append((f, m)))
+    second = train(project)
+    assert second.version == first.version + 1 and progress[-1][0] == 1.0
+    a, b = load_model(project, first.version), load_model(project, second.version)
+    np.testing.assert_array_equal(a.spaces["tiny-image"].weights, b.spaces["tiny-image"].weights)
+    set_active_version(project, first.version)
+    assert load_model(project).version == first.version
+    with pytest.raises(ModelVersionError, match="no model version 99"):
+        set_active_version(project, 99)
+
+
+def test_model_files_hold_no_pickle(tmp_path):
+    project = _colour_project(tmp_path, {"red": 3, "green": 3})
+    train(project)
+    (path,) = (project.root / "versions").glob("*.npz")
+    with np.load(path, allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)
+
+
+def test_missing_version_file_is_a_clear_error(tmp_path):
+    project = _colour_project(tmp_path, {"red": 3})
+    train(project)
+    for path in (project.root / "versions").glob("*.npz"):
+        path.unlink()
+    with pytest.raises(ModelVersionError, match="cannot be read"):
+        load_model(project)
+
+
+def test_renamed_and_deleted_concepts_after_training(tmp_path):
+    project = _colour_project(tmp_path, {"red": 3, "green": 3, "blue": 3})
+    train(project)
+    project.store.rename_concept("red", "crimson")
+    project.store.delete_concept("blue")
+    prediction = _predict_colour(project, "red", tmp_path=tmp_path)
+    names = [c.concept for c in prediction.concepts]
+    assert names[0] == "crimson" and "blue" not in names
+
+
+def test_text_and_image_spaces_train_separately(tmp_path):
+    project = _colour_project(tmp_path, {"red": 2})
+    texts = [RawInput(f"t{i}", "text", t.encode(), str(i) * 64, ".txt", "red", t) for i, t in enumerate(["red roses", "red wine"])]
+    ingest(project, texts)
+    spaces = {(p.space, p.head) for p in train(project).concepts}
+    assert spaces == {("tiny-image", NEAREST), ("tiny-text", NEAREST)}
+
+
+@pytest.mark.slow
+def test_clip_random_end_to_end_with_zero_shot(tmp_path):
+    project = create_project("clip", "clip:ViT-B-32:random")
+    ingest(project, read_inputs([_save_colours(tmp_path / "in", {"red": 2, "green": 2})], _folders()))
+    project.store.create_concept("a dog")
+    result = train(project)
+    heads = {p.concept: p.head for p in result.concepts}
+    assert heads == {"red": NEAREST, "green": NEAREST, "a dog": ZERO_SHOT}
+    model = load_model(project)
+    assert model.spaces["clip"].zero_shot.shape == (3, 512)
+    prediction = _predict_colour(project, "red", tmp_path=tmp_path)
+    assert {c.concept for c in prediction.concepts} == {"red", "green", "a dog"}
+    assert all(0.0 <= c.score <= 1.0 for c in prediction.concepts)
