@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
-import torch
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +227,8 @@ def fit_linear(
     Returns:
         (weights (C, d) float32, bias (C,) float32).
     """
+    import torch  # here, not at the top: scoring and the command line's quick commands never need it
+
     torch.manual_seed(config.seed)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     if exclusive:
@@ -247,7 +248,7 @@ def fit_linear(
         n_neg = ((1 - y) * mask).sum(0)
         pos_weight = (n_neg / n_pos.clamp(min=1)).clamp(min=1e-3, max=1e3)
 
-        def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        def loss_fn(logits, target):
             raw = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
             return (raw * mask).sum() / mask.sum().clamp(min=1)
 
@@ -257,7 +258,7 @@ def fit_linear(
     optimizer = torch.optim.LBFGS(layer.parameters(), lr=1.0, max_iter=config.max_iterations, history_size=20, line_search_fn="strong_wolfe")
     calls = 0
 
-    def closure() -> torch.Tensor:
+    def closure():
         nonlocal calls
         optimizer.zero_grad()
         loss = loss_fn(layer(xt), y) + config.weight_decay * layer.weight.pow(2).sum()

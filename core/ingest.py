@@ -69,7 +69,8 @@ def embed_inputs(embedder: Embedder, raws: list[RawInput], video: VideoConfig = 
             if raw.kind == "image":
                 image = decode_image(raw.data, raw.name, min_side=min_side)
                 images.append(image)
-                image_slots.append((slot, {"width": image.width, "height": image.height}))
+                width, height = image.info.get("original_size", image.size)
+                image_slots.append((slot, {"width": width, "height": height}))
             elif raw.kind == "text":
                 texts.append(raw.text or "")
                 text_slots.append(slot)

@@ -76,10 +76,12 @@ def decode_image(data: bytes, name: str, min_side: int | None = None, max_pixels
         name: what the person would recognise (used in errors).
         min_side: if given, a large JPEG may be decoded at a reduced scale whose shorter side
             stays at least ``min_side`` (cheaper; the result is not resized further).
-        max_pixels: largest accepted width * height.
+        max_pixels: largest accepted width * height (Pillow's own ``Image.MAX_IMAGE_PIXELS``, about
+            89 megapixels, still caps it: Pillow's decompression-bomb warning is turned into a refusal).
 
     Returns:
-        A loaded ``PIL.Image.Image`` in mode ``"RGB"``.
+        A loaded ``PIL.Image.Image`` in mode ``"RGB"``; ``info["original_size"]`` holds the
+        upright (width, height) of the file, before any draft-mode reduction.
 
     Raises:
         InputError: empty, unreadable, truncated or too large image.
@@ -104,19 +106,24 @@ def decode_image(data: bytes, name: str, min_side: int | None = None, max_pixels
     if width < 1 or height < 1:
         raise InputError(name, "not a readable image")
     try:
-        if min_side is not None and image.format == "JPEG":
+        if min_side is not None and image.format in ("JPEG", "MPO"):
             _draft(image, min_side)
         image.load()
     except Exception as e:
         raise InputError(name, _unreadable_reason(e)) from e
+    loaded_size = image.size
     try:
         ImageOps.exif_transpose(image, in_place=True)
     except Exception as e:  # a broken EXIF block should not cost the person their image
         logger.warning("%s: ignoring unreadable EXIF orientation (%s)", name, e)
+    # Draft decoding shrinks the pixels; callers still want the photo's real (upright) size.
+    original_size = (height, width) if image.size != loaded_size else (width, height)
     try:
-        return _to_rgb(image)
+        rgb = _to_rgb(image)
     except Exception as e:
         raise InputError(name, f"unsupported colour mode {image.mode}") from e
+    rgb.info["original_size"] = original_size
+    return rgb
 
 
 def make_thumbnail(image: Image.Image, size: int = 256) -> Image.Image:

@@ -165,3 +165,12 @@ def test_kill_mid_ingest_leaves_a_consistent_project(project, tmp_path, delay):
     # The project keeps working: the same texts again add only what was missing.
     report = ingest(reopened, read_texts([f"sentence {i} about {'cats' if i % 2 else 'dogs'} " * 3 for i in range(inputs + 5)]))
     assert len(report.added) == 5 and len(report.already_stored) == inputs
+
+
+def test_large_jpeg_keeps_its_real_size_in_the_record(project, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (2400, 1600), (10, 120, 200)).save(path, quality=80)
+    (input_id,) = ingest(project, read_inputs([path])).added
+    assert project.store.get_input(input_id).info == {"width": 2400, "height": 1600}

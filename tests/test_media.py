@@ -482,6 +482,35 @@ def test_read_inputs_is_lazy(tmp_path):
         next(items)
 
 
+def test_deep_folders_are_walked_without_recursion(tmp_path):
+    deepest = tmp_path
+    for _ in range(300):
+        deepest = deepest / "d"
+        deepest.mkdir()
+    _write(deepest / "deep.txt", "found")
+    stack_depth, frame = 0, sys._getframe()
+    while frame is not None:
+        stack_depth, frame = stack_depth + 1, frame.f_back
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(stack_depth + 100)  # a walk that recursed per folder would need 300 more frames
+    try:
+        items = list(read_inputs([tmp_path], ReadConfig(labels_from_folders=True)))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert [(item.text, item.concept) for item in items] == [("found", "d")]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(suffix=st.sampled_from([".zip", ".csv", ".tsv", ".txt"]), data=st.binary(max_size=2_000))
+def test_random_bytes_never_break_the_walk(tmp_path, suffix, data):
+    archive = write_zip(tmp_path / "real.zip", [("a.txt", b"fine"), ("b.csv", b"text\nrow\n")])
+    mutated = bytearray(archive.read_bytes())
+    mutated[len(data) % len(mutated)] ^= 0xFF
+    paths = [_write(tmp_path / f"random{suffix}", data), _write(tmp_path / "mutated.zip", bytes(mutated))]
+    items = list(read_inputs(paths))
+    assert items and all(isinstance(item, RawInput | InputError) for item in items)
+
+
 @pytest.mark.parametrize(
     "texts, concept, expected",
     [
