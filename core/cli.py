@@ -30,7 +30,11 @@ def _build_parser() -> argparse.ArgumentParser:
     project = commands.add_parser("project", help="create, list, rename or delete projects").add_subparsers(dest="action", required=True)
     create = project.add_parser("create", help="create a project")
     create.add_argument("name")
-    create.add_argument("--embedder", default=DEFAULT_EMBEDDER, help="clip (default), lite, tiny, clip:ARCH:TAG, clip:ARCH:/path/to/checkpoint or clip:ARCH:random")
+    create.add_argument(
+        "--embedder",
+        default=DEFAULT_EMBEDDER,
+        help="clip (default), lite, tiny, clip:ARCH:TAG, clip:ARCH:/path/to/checkpoint or clip:ARCH:random",
+    )
     create.add_argument("--exclusive", action="store_true", help="concepts are mutually exclusive (one per input)")
     project.add_parser("list", help="list projects")
     delete = project.add_parser("delete", help="delete a project and everything in it")
@@ -114,7 +118,8 @@ def _read(args: argparse.Namespace, with_labels: bool = False):
 
 
 def _summarise(report: IngestReport) -> str:
-    return f"{len(report.added)} added, {len(report.already_stored)} already stored, {report.labelled} labels, {len(report.failed)} failed in {report.seconds:.1f}s"
+    counts = f"{len(report.added)} added, {len(report.already_stored)} already stored, {report.labelled} labels"
+    return f"{counts}, {len(report.failed)} failed in {report.seconds:.1f}s"
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -133,11 +138,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "project":
         if args.action == "create":
             info = create_project(args.name, args.embedder, args.exclusive).info()
-            _out(args, asdict(info), f"created project '{info.name}' with embedder {info.embedder}" + (" (exclusive concepts)" if info.exclusive else ""))
+            _out(
+                args,
+                asdict(info),
+                f"created project '{info.name}' with embedder {info.embedder}" + (" (exclusive concepts)" if info.exclusive else ""),
+            )
         elif args.action == "list":
             infos = list_projects()
-            rows = [f"{i.name}\t{i.embedder}\t{'exclusive' if i.exclusive else 'multi-label'}\t{i.inputs} inputs\t{i.concepts} concepts\t{i.versions} versions" for i in infos]
-            _out(args, [asdict(i) for i in infos], "\n".join(rows) or "no projects yet: create one with `python -m core project create NAME`")
+            rows = [
+                f"{i.name}\t{i.embedder}\t{'exclusive' if i.exclusive else 'multi-label'}\t"
+                f"{i.inputs} inputs\t{i.concepts} concepts\t{i.versions} versions"
+                for i in infos
+            ]
+            _out(
+                args, [asdict(i) for i in infos], "\n".join(rows) or "no projects yet: create one with `python -m core project create NAME`"
+            )
         elif args.action == "delete":
             delete_project(args.name)
             _out(args, {"deleted": args.name}, f"deleted project '{args.name}'")
@@ -164,7 +179,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         report = ingest(project, _read(args, with_labels=True), concept=args.concept, negative=args.negative, video=video)
         for failure in report.failed:
             print(str(failure), file=sys.stderr)
-        data = {"added": report.added, "already_stored": report.already_stored, "labelled": report.labelled, "failed": [{"input": f.name, "error": f.reason} for f in report.failed], "seconds": round(report.seconds, 3)}
+        data = {
+            "added": report.added,
+            "already_stored": report.already_stored,
+            "labelled": report.labelled,
+            "failed": [{"input": f.name, "error": f.reason} for f in report.failed],
+            "seconds": round(report.seconds, 3),
+        }
         _out(args, data, _summarise(report))
         return 1 if report.failed and not (report.added or report.already_stored) else 0
 
@@ -177,7 +198,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         elif args.delete:
             store.delete_concept(args.delete)
         plans = plan_training(project)
-        _out(args, [asdict(p) for p in plans], "\n".join(f"{p.concept}\t{p.space}\t+{p.positives} -{p.negatives}\t{p.head}\t{p.hint}" for p in plans) or "no concepts yet")
+        _out(
+            args,
+            [asdict(p) for p in plans],
+            "\n".join(f"{p.concept}\t{p.space}\t+{p.positives} -{p.negatives}\t{p.head}\t{p.hint}" for p in plans) or "no concepts yet",
+        )
         return 0
 
     if args.command == "inputs":

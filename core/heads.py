@@ -255,7 +255,9 @@ def fit_linear(
     layer = torch.nn.Linear(xt.shape[1], n_classes)
     torch.nn.init.zeros_(layer.weight)
     torch.nn.init.zeros_(layer.bias)
-    optimizer = torch.optim.LBFGS(layer.parameters(), lr=1.0, max_iter=config.max_iterations, history_size=20, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        layer.parameters(), lr=1.0, max_iter=config.max_iterations, history_size=20, line_search_fn="strong_wolfe"
+    )
     calls = 0
 
     def closure():

@@ -142,4 +142,3 @@ def drop_cached_indexes(root: Path) -> None:
     with _cache_lock:
         for key in [k for k in _cache if k[0] == str(root)]:
             del _cache[key]
-

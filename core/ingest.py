@@ -158,7 +158,13 @@ def ingest(
         if progress:
             progress(report, f"{report.seen} inputs read")
     report.seconds = time.perf_counter() - started
-    log.info("ingested into %s: %d added, %d already stored, %d failed", project.name, len(report.added), len(report.already_stored), len(report.failed))
+    log.info(
+        "ingested into %s: %d added, %d already stored, %d failed",
+        project.name,
+        len(report.added),
+        len(report.already_stored),
+        len(report.failed),
+    )
     return report
 
 

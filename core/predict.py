@@ -189,4 +189,3 @@ def search_similar(project: Project, query: RawInput | int, k: int = 10, video: 
         if record is not None:
             found.append(SimilarInput(record, round(hit.score, 6)))
     return found
-

@@ -93,7 +93,9 @@ def _with_implicit_negatives(labels: np.ndarray) -> np.ndarray:
     return np.where((labels == 0) & positive_elsewhere, -1, labels).astype(np.int8)
 
 
-def _plan_space(project: Project, space: str, zero_shot: bool, concepts: list[tuple[int, str]], labels: np.ndarray, config: HeadConfig) -> list[ConceptPlan]:
+def _plan_space(
+    project: Project, space: str, zero_shot: bool, concepts: list[tuple[int, str]], labels: np.ndarray, config: HeadConfig
+) -> list[ConceptPlan]:
     full = _with_implicit_negatives(labels)
     n_pos = (full > 0).sum(axis=0)
     n_neg = (full < 0).sum(axis=0)
@@ -188,7 +190,7 @@ def _fit_space(project, space, concepts, ids, labels, plans, config, embedder, r
     weights, bias = np.zeros((n, dim), np.float32), np.zeros(n, np.float32)
     linear = [j for j, k in enumerate(kinds) if k == LINEAR]
     if linear and project.exclusive:
-        rows = ((full[:, linear] > 0).sum(axis=1) == 1)
+        rows = (full[:, linear] > 0).sum(axis=1) == 1
         targets = np.argmax(full[rows][:, linear] > 0, axis=1)
         w, b = fit_linear(vectors[rows], targets, exclusive=True, config=config, progress=report)
         weights[linear], bias[linear] = w, b
@@ -235,7 +237,18 @@ def _background(project: Project, space: str, labelled_ids: np.ndarray) -> np.nd
     return vectors
 
 
-_ARRAY_FIELDS = ("concept_ids", "weights", "bias", "memory", "memory_ids", "memory_labels", "reference", "zero_shot", "zero_shot_background", "zero_shot_weight")
+_ARRAY_FIELDS = (
+    "concept_ids",
+    "weights",
+    "bias",
+    "memory",
+    "memory_ids",
+    "memory_labels",
+    "reference",
+    "zero_shot",
+    "zero_shot_background",
+    "zero_shot_weight",
+)
 
 
 def _head_arrays(heads: SpaceHeads) -> dict[str, np.ndarray]:
@@ -282,7 +295,9 @@ def load_model(project: Project, version: int | None = None) -> Model:
     except (OSError, ValueError, KeyError) as e:
         raise ModelVersionError(f"model version {version} of '{project.name}' cannot be read: {e}") from e
     if manifest.get("embedder") != project.embedder_spec:
-        raise ModelVersionError(f"model version {version} was trained with embedder {manifest.get('embedder')}, not {project.embedder_spec}")
+        raise ModelVersionError(
+            f"model version {version} was trained with embedder {manifest.get('embedder')}, not {project.embedder_spec}"
+        )
     spaces = {}
     for space in manifest["spaces"]:
         fields = {name: arrays[f"{space}/{name}"] for name in _ARRAY_FIELDS}

@@ -42,7 +42,9 @@ def test_create_ingest_train_predict_search_on_real_photos(photos, capsys):
 
     code, plans = _json(capsys, ["concepts", "demo"])
     assert {(p["concept"], p["positives"], p["head"]) for p in plans if p["space"] == "lite-image"} == {
-        ("cat", 5, "linear"), ("coffee", 5, "linear"), ("astronaut", 5, "linear")
+        ("cat", 5, "linear"),
+        ("coffee", 5, "linear"),
+        ("astronaut", 5, "linear"),
     }
     code, trained = _json(capsys, ["train", "demo"])
     assert code == 0 and trained["version"] == 1 and trained["seconds"] < 60
@@ -108,5 +110,7 @@ def test_module_entry_point_and_clip_weights_message(tmp_path):
     done = subprocess.run([sys.executable, "-m", "core", "project", "create", "c"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "python -m core models download clip" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    listed = subprocess.run([sys.executable, "-m", "core", "--json", "project", "list"], env=env, capture_output=True, text=True, timeout=300)
+    listed = subprocess.run(
+        [sys.executable, "-m", "core", "--json", "project", "list"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert listed.returncode == 0 and json.loads(listed.stdout) == []

@@ -131,10 +131,18 @@ def test_nearest_labelled_pads_and_maps_ids():
 )
 def test_space_heads_validates_its_arrays(change, message):
     fields = dict(
-        concept_ids=np.arange(2), kinds=[LINEAR, LINEAR], exclusive=False, weights=np.zeros((2, 4), np.float32),
-        bias=np.zeros(2, np.float32), memory=np.zeros((0, 4), np.float32), memory_ids=np.zeros(0, np.int64),
-        memory_labels=np.zeros((0, 2), np.int8), reference=np.zeros(2, np.float32), zero_shot=np.zeros((0, 0), np.float32),
-        zero_shot_background=np.zeros(0, np.float32), zero_shot_weight=np.zeros(2, np.float32),
+        concept_ids=np.arange(2),
+        kinds=[LINEAR, LINEAR],
+        exclusive=False,
+        weights=np.zeros((2, 4), np.float32),
+        bias=np.zeros(2, np.float32),
+        memory=np.zeros((0, 4), np.float32),
+        memory_ids=np.zeros(0, np.int64),
+        memory_labels=np.zeros((0, 2), np.int8),
+        reference=np.zeros(2, np.float32),
+        zero_shot=np.zeros((0, 0), np.float32),
+        zero_shot_background=np.zeros(0, np.float32),
+        zero_shot_weight=np.zeros(2, np.float32),
     )
     with pytest.raises(ValueError, match=message):
         SpaceHeads(**{**fields, **change})

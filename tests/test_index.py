@@ -57,7 +57,10 @@ def test_search_one_excludes_ids():
 
 def _add(store: Store, rng: np.random.Generator, start: int, n: int, space: str = "s") -> None:
     store.add_inputs(
-        [NewInput(f"{i:064x}", "text", f"t{i}", ".txt", b"x%d" % i, space, _unit(rng, 1, 8)[0], text=f"t{i}") for i in range(start, start + n)]
+        [
+            NewInput(f"{i:064x}", "text", f"t{i}", ".txt", b"x%d" % i, space, _unit(rng, 1, 8)[0], text=f"t{i}")
+            for i in range(start, start + n)
+        ]
     )
 
 

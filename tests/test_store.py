@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def test_failed_transaction_leaves_nothing_behind(store):
     store.add_inputs([_item(1)])
     broken = _item(2)
     object.__setattr__(broken, "kind", "hologram")  # violates the CHECK constraint mid-transaction
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.IntegrityError):
         store.add_inputs([_item(5), broken])
     assert [r.name for r in store.list_inputs()] == ["in1.txt"]
     assert len(store.load_embeddings("s")[0]) == 1
