@@ -123,7 +123,10 @@ def _filtered_ids(project: Project, flt: GalleryFilter) -> list[int]:
         sql += " AND EXISTS (SELECT 1 FROM annotations a WHERE a.input_id = i.id)"
     for name, value in ((flt.positive_for, 1), (flt.negative_for, -1)):
         if name:
-            sql += " AND EXISTS (SELECT 1 FROM annotations a JOIN concepts c ON c.id = a.concept_id WHERE a.input_id = i.id AND c.name = ? AND a.value = ?)"
+            sql += (
+                " AND EXISTS (SELECT 1 FROM annotations a JOIN concepts c ON c.id = a.concept_id"
+                " WHERE a.input_id = i.id AND c.name = ? AND a.value = ?)"
+            )
             params += [validate_concept_name(name), value]
     sql += " ORDER BY id DESC" if flt.order == "newest" else " ORDER BY id"
     return [int(r[0]) for r in project.store.query(sql, params)]
