@@ -32,7 +32,7 @@ def project(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         for i in range(count):
-            solid_image(colour, seed=hash(name) % 100 + i).save(folder / f"{name}{i}.png")
+            solid_image(colour, seed=10 * len(name) + i).save(folder / f"{name}{i}.png")
         ingest(project, read_inputs([folder]), concept=concept)
     ingest(project, read_texts(["first line\nsecond line\nthird line\nfourth line"]))
     return project
