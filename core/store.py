@@ -195,6 +195,15 @@ class Store:
         """Run a read-only query and return all rows."""
         return self._connection().execute(sql, tuple(params)).fetchall()
 
+    def query_in(self, sql: str, values: Iterable, params: Iterable = ()) -> list[tuple]:
+        """Run ``sql`` whose ``{marks}`` is an IN list over ``values``, in chunks SQLite accepts."""
+        values, params = list(values), list(params)
+        rows: list[tuple] = []
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            rows += self.query(sql.format(marks=",".join("?" * len(chunk))), [*params, *chunk])
+        return rows
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -226,13 +235,7 @@ class Store:
 
     def find_input_ids(self, sha256s: Iterable[str]) -> dict[str, int]:
         """Map the given content hashes to the ids of inputs already stored."""
-        hashes = list(sha256s)
-        found: dict[str, int] = {}
-        for start in range(0, len(hashes), 500):
-            chunk = hashes[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self.query(f"SELECT sha256, id FROM inputs WHERE sha256 IN ({marks})", chunk))
-        return found
+        return dict(self.query_in("SELECT sha256, id FROM inputs WHERE sha256 IN ({marks})", sha256s))
 
     def add_inputs(self, items: list[NewInput], labels: dict[str, list[tuple[int, int]]] | None = None) -> dict[str, int]:
         """Store inputs with their embeddings (and optional labels) in one transaction.
@@ -338,24 +341,12 @@ class Store:
             rows = self.query("SELECT input_id, vector FROM embeddings WHERE space = ? ORDER BY input_id", (space,))
         else:
             wanted = sorted(set(int(i) for i in input_ids))
-            rows = []
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows += self.query(
-                    f"SELECT input_id, vector FROM embeddings WHERE space = ? AND input_id IN ({marks}) ORDER BY input_id",
-                    [space, *chunk],
-                )
+            sql = "SELECT input_id, vector FROM embeddings WHERE space = ? AND input_id IN ({marks}) ORDER BY input_id"
+            rows = self.query_in(sql, wanted, [space])
         return _unpack(rows)
 
     def embedding_spaces(self, input_ids: Iterable[int]) -> dict[int, str]:
-        ids = list(input_ids)
-        result: dict[int, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            result.update(self.query(f"SELECT input_id, space FROM embeddings WHERE input_id IN ({marks})", chunk))
-        return result
+        return dict(self.query_in("SELECT input_id, space FROM embeddings WHERE input_id IN ({marks})", input_ids))
 
     def load_frames(self, input_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (times float64 (n,), vectors float32 (n, d)) of a stored video's sampled frames."""
