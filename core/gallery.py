@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 from .errors import ConceptError, InputError, ModelVersionError
 from .media import VideoConfig, decode_image, make_thumbnail, sample_frames
-from .predict import get_model
+from .predict import FrameScores, get_model
 from .projects import Project
 from .store import InputRecord, validate_concept_name, write_file_atomically
 
@@ -245,3 +246,58 @@ def preview_text(record: InputRecord, lines: int = 3, width: int = 200) -> str:
     text = record.text or ""
     head = "\n".join(text.splitlines()[:lines])
     return head if len(head) <= width else head[: width - 1].rstrip() + "…"
+
+
+def count_labels(project: Project) -> dict[str, tuple[int, int]]:
+    """Per concept, in the project's order: how many inputs are labelled positive and negative for it."""
+    concepts = project.store.list_concepts()
+    counts = {cid: [0, 0] for cid, _ in concepts}
+    for _, cid, value in project.store.load_annotations():
+        if cid in counts:
+            counts[cid][0 if value > 0 else 1] += 1
+    return {name: (counts[cid][0], counts[cid][1]) for cid, name in concepts}
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A moment of a video where a concept scored high, with the frame shown then."""
+
+    time: float
+    score: float
+    image: Image.Image
+
+
+def pick_top_moments(times: list[float], scores: list[float], n: int = 3, min_gap_s: float = 2.0) -> list[tuple[float, float]]:
+    """The ``n`` best (time, score) pairs, best first, at least ``min_gap_s`` apart.
+
+    Neighbouring frames of one scene score alike; the gap makes the moments show different scenes.
+    """
+    chosen: list[tuple[float, float]] = []
+    for i in sorted(range(len(times)), key=lambda i: (-scores[i], times[i])):
+        if len(chosen) >= n:
+            break
+        if all(abs(times[i] - t) >= min_gap_s for t, _ in chosen):
+            chosen.append((float(times[i]), float(scores[i])))
+    return chosen
+
+
+def load_video_moments(
+    data: bytes, name: str, suffix: str, frames: FrameScores, concept: str, n: int = 3, video: VideoConfig = VideoConfig(), size: int = 320
+) -> list[Moment]:
+    """The frames of a video at the moments a concept scored highest (from a prediction's frame scores).
+
+    The video is sampled again with the same settings as the prediction, so frames and scores line up.
+
+    Raises:
+        InputError: the video cannot be decoded.
+    """
+    scores = frames.scores.get(concept)
+    if not scores:
+        return []
+    picked = pick_top_moments(frames.times, scores, n)
+    sampled = sample_frames(data, name, video, suffix=suffix, min_side=size)
+    moments = []
+    for t, score in picked:
+        nearest = min(range(len(sampled.times)), key=lambda i: abs(sampled.times[i] - t))
+        moments.append(Moment(t, score, make_thumbnail(sampled.images[nearest], size)))
+    return moments

@@ -91,3 +91,28 @@ def count_upload_items(files: Iterable[tuple[str, bytes]]) -> int:
         else:
             total += 1
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """A short, rounded duration for people: ``8 s``, ``2 min``, ``1 h 5 min``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
+
+
+def describe_progress(done: int, total: int, elapsed_s: float, noun: str = "inputs") -> tuple[float, str]:
+    """The fraction for a progress bar and its line: ``12 of 40 inputs · about 30 s left``.
+
+    ``total`` is an estimate (``count_upload_items``): when more items turn up, it grows to ``done``.
+    The time left extrapolates the rate so far and is left out until there is a rate to go on.
+    """
+    total = max(total, done, 1)
+    fraction = min(done / total, 1.0)
+    text = f"{done} of {total} {noun}"
+    if 0 < done < total and elapsed_s > 0:
+        text += f" · about {format_duration(elapsed_s / done * (total - done))} left"
+    return fraction, text

@@ -132,3 +132,40 @@ def test_video_poster_frame(project, tmp_path):
 def test_preview_text(project, lines, width, expected):
     record = list_gallery(project, GalleryFilter(kind="text")).items[0].record
     assert preview_text(record, lines, width) == expected
+
+
+def test_count_labels(project):
+    from core.gallery import count_labels
+
+    label_inputs(project, [7], "red", -1)
+    assert count_labels(project) == {"blue": (3, 0), "red": (3, 1)}
+
+
+@pytest.mark.parametrize(
+    "times, scores, n, expected",
+    [
+        ([0, 1, 2, 3, 4, 5], [0.1, 0.9, 0.8, 0.2, 0.7, 0.3], 2, [(1, 0.9), (4, 0.7)]),  # 2 s is too close to 1 s
+        ([0, 1], [0.5, 0.5], 3, [(0, 0.5)]),
+        ([], [], 3, []),
+    ],
+)
+def test_pick_top_moments(times, scores, n, expected):
+    from core.gallery import pick_top_moments
+
+    assert pick_top_moments(times, scores, n) == expected
+
+
+def test_video_moments_show_the_frames_where_the_concept_scores(tmp_path):
+    from moviepy import ImageSequenceClip
+
+    from core.gallery import load_video_moments
+    from core.predict import FrameScores
+
+    frames = [np.full((32, 32, 3), c, np.uint8) for c in ([0, 0, 0], [0, 255, 0], [0, 0, 0]) for _ in range(30)]
+    path = tmp_path / "v.mp4"
+    ImageSequenceClip(frames, fps=10).write_videofile(str(path), codec="libx264", logger=None)
+    scores = FrameScores(times=[float(t) for t in range(9)], scores={"green": [0, 0, 0, 0.9, 0.8, 0.7, 0, 0, 0]})
+    moments = load_video_moments(path.read_bytes(), "v.mp4", ".mp4", scores, "green", n=2)
+    assert [(m.time, m.score) for m in moments] == [(3.0, 0.9), (5.0, 0.7)]
+    assert all(np.asarray(m.image)[..., 1].mean() > 150 for m in moments)
+    assert load_video_moments(path.read_bytes(), "v.mp4", ".mp4", scores, "absent") == []

@@ -79,3 +79,26 @@ def test_camera_photo():
     photo = read_camera_photo(_png())
     assert photo.kind == "image" and photo.name == "camera photo"
     assert isinstance(read_camera_photo(b""), InputError)
+
+
+@pytest.mark.parametrize("seconds, expected", [(0, "1 s"), (7.4, "7 s"), (59.4, "59 s"), (90, "2 min"), (3600, "1 h"), (3900, "1 h 5 min")])
+def test_format_duration(seconds, expected):
+    from core.uploads import format_duration
+
+    assert format_duration(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    "done, total, elapsed, expected",
+    [
+        (0, 40, 0.0, (0.0, "0 of 40 inputs")),
+        (10, 40, 5.0, (0.25, "10 of 40 inputs · about 15 s left")),
+        (40, 40, 20.0, (1.0, "40 of 40 inputs")),
+        (50, 40, 20.0, (1.0, "50 of 50 inputs")),  # the estimate was short: the total grows
+        (0, 0, 0.0, (0.0, "0 of 1 inputs")),
+    ],
+)
+def test_describe_progress(done, total, elapsed, expected):
+    from core.uploads import describe_progress
+
+    assert describe_progress(done, total, elapsed) == expected
