@@ -1,0 +1,217 @@
+"""conceptlab's studio: the sidebar with the project picker, then the four pages.
+
+Run with ``make run`` (or ``streamlit run app.py``). Pages live in ``pages/``; what they share
+is in ``pages/common.py``.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import ConceptlabError, WeightsMissingError
+from core.projects import create_project, delete_project, list_projects, rename_project
+from core.weights import clip_weights_available, download_clip_weights
+from pages.common import LABEL, TRAIN, TRY, UPLOAD, flash, md, plural, sentence, show_flashes
+
+st.set_page_config(page_title="conceptlab", page_icon=":material/neurology:", layout="wide", initial_sidebar_state="expanded")
+
+EMBEDDERS = {
+    "clip": "CLIP: best quality, concepts work from their name alone",
+    "lite": "Lite: works offline, good on photos and texts",
+    "tiny": "Tiny: instant but crude, for tests and very slow machines",
+}
+CLIP_DOWNLOAD_MB = 605
+
+navigation = st.navigation(
+    [
+        st.Page(UPLOAD, title="Upload", icon=":material/upload:", default=True),
+        st.Page(LABEL, title="Label", icon=":material/sell:"),
+        st.Page(TRAIN, title="Train", icon=":material/model_training:"),
+        st.Page(TRY, title="Try", icon=":material/science:"),
+    ]
+)
+
+
+@st.cache_resource(show_spinner=False)
+def _clip_on_disk() -> bool:
+    # Looking needs open_clip (and so torch): done once per process, and only when someone creates a project.
+    try:
+        return clip_weights_available("clip")
+    except ConceptlabError:
+        return False
+
+
+# -- callbacks: they run before the script, so they may set the picker's state ---------
+
+
+def _pick() -> None:
+    st.session_state.project = st.session_state.project_picker
+
+
+def _start_creating() -> None:
+    st.session_state.creating = True
+    st.session_state.pop("create_error", None)
+
+
+def _stop_creating() -> None:
+    st.session_state.creating = False
+
+
+def _create() -> None:
+    state = st.session_state
+    name = (state.get("new_name") or "").strip()
+    spec = (state.get("new_spec") or "").strip() or state.get("new_embedder") or "lite"
+    if not name:
+        state.create_error = "Give the project a name."
+        return
+    try:
+        project = create_project(name, spec, exclusive=bool(state.get("new_exclusive")))
+    except WeightsMissingError:
+        state.create_error = "CLIP weights are not on this machine: download them with the button above, or choose Lite."
+        return
+    except ConceptlabError as e:
+        state.create_error = sentence(e)
+        return
+    state.project = project.name
+    state.creating = False
+    state.new_name = ""
+    state.pop("create_error", None)
+    flash(f"Project **{md(project.name)}** is ready. Add some files below, or try it with sample data.")
+
+
+def _rename(old: str) -> None:
+    new = (st.session_state.get("rename_to") or "").strip()
+    if not new or new == old:
+        return
+    try:
+        project = rename_project(old, new)
+    except ConceptlabError as e:
+        flash(md(sentence(e)), "error")
+        return
+    st.session_state.project = project.name
+    flash(f"Project renamed to **{md(project.name)}**.")
+
+
+def _delete(name: str) -> None:
+    st.session_state.confirm_delete = False
+    try:
+        delete_project(name)
+    except ConceptlabError as e:
+        flash(md(sentence(e)), "error")
+        return
+    st.session_state.project = None
+    flash(f"Project **{md(name)}** deleted.", "info")
+
+
+def _ask_delete(value: bool) -> None:
+    st.session_state.confirm_delete = value
+
+
+# -- the sidebar -------------------------------------------------------------------------
+
+
+def render_sidebar(projects: list) -> None:
+    st.markdown("### :material/neurology: conceptlab")
+    st.caption("Teach the computer your own concepts, in seconds.")
+    names = [p.name for p in projects]
+    if names:
+        st.session_state.project_picker = st.session_state.project
+        st.selectbox("Project", names, key="project_picker", on_change=_pick)
+        info = next(p for p in projects if p.name == st.session_state.project)
+        mode = "one concept per input" if info.exclusive else "any number of concepts per input"
+        st.caption(
+            f"{md(info.embedder.split(':')[0])} model · {plural(info.inputs, 'input')} · "
+            f"{plural(info.concepts, 'concept')} · {plural(info.versions, 'model version')} · {mode}"
+        )
+    st.button("New project", icon=":material/add:", on_click=_start_creating, width="stretch")
+    if names:
+        with st.expander("Project settings", icon=":material/settings:"):
+            with st.form("rename_project", border=False):
+                st.text_input("New name", key="rename_to", placeholder=st.session_state.project)
+                st.form_submit_button("Rename", on_click=_rename, args=(st.session_state.project,))
+            if not st.session_state.get("confirm_delete"):
+                st.button("Delete this project…", icon=":material/delete:", on_click=_ask_delete, args=(True,))
+            else:
+                st.warning(f"Delete **{md(st.session_state.project)}** with all its files, labels and models? This cannot be undone.")
+                left, right = st.columns(2)
+                left.button("Delete for good", type="primary", on_click=_delete, args=(st.session_state.project,))
+                right.button("Keep it", on_click=_ask_delete, args=(False,))
+
+
+# -- creating a project (also the welcome screen) --------------------------------------
+
+
+def render_create_project(first: bool) -> None:
+    if first:
+        st.title("Welcome to conceptlab")
+        st.markdown(
+            "Teach the computer **your own concepts** in seconds: upload a few images, videos or texts, "
+            "say which ones show each concept, train, and try it on something new. Start with a project."
+        )
+    else:
+        st.title("New project")
+    with st.spinner("Looking for CLIP weights on this machine…"):
+        clip_ready = _clip_on_disk()
+    if not clip_ready:
+        render_clip_download()
+    with st.form("create_project"):
+        st.text_input("Project name", key="new_name", placeholder="e.g. Pets, Defects, Recipes", max_chars=64)
+        st.selectbox(
+            "Model",
+            list(EMBEDDERS),
+            index=0 if clip_ready else 1,
+            format_func=EMBEDDERS.get,
+            key="new_embedder",
+            help="The pretrained model that turns inputs into numbers. It is fixed for the life of the project.",
+        )
+        st.toggle(
+            "Concepts are mutually exclusive",
+            key="new_exclusive",
+            help="On: every input is exactly one of the concepts (cat or dog). Off: an input can have several concepts, or none.",
+        )
+        with st.expander("Advanced"):
+            st.text_input(
+                "Embedder spec", key="new_spec", placeholder="clip:ViT-B-16:laion2b_s34b_b88k or clip:ViT-B-32:/path/to/checkpoint"
+            )
+        st.form_submit_button("Create project", type="primary", icon=":material/add:", on_click=_create)
+    if st.session_state.get("create_error"):
+        st.error(md(st.session_state.create_error), icon=":material/error:")
+    if not first:
+        st.button("Cancel", on_click=_stop_creating)
+
+
+def render_clip_download() -> None:
+    st.info(
+        "CLIP weights are not on this machine, so **Lite** is chosen: it works fully offline. "
+        f"CLIP is better and lets concepts work from their name alone; it is a one-time download of about {CLIP_DOWNLOAD_MB} MB.",
+        icon=":material/info:",
+    )
+    if st.button("Download CLIP weights", icon=":material/download:"):
+        bar = st.progress(0.0, text="Connecting…")
+
+        def show(done: int, total: int | None) -> None:
+            megabytes = done / 1e6
+            fraction = 1.0 if total else min(megabytes / CLIP_DOWNLOAD_MB, 0.99)
+            bar.progress(fraction, text=f"{megabytes:.0f} of about {CLIP_DOWNLOAD_MB} MB")
+
+        try:
+            download_clip_weights("clip", progress=show, timeout_s=3600)
+        except ConceptlabError as e:
+            bar.empty()
+            st.error(md(sentence(e)), icon=":material/cloud_off:")
+            return
+        _clip_on_disk.clear()
+        flash("CLIP weights downloaded: CLIP is ready to use.")
+        st.rerun()
+
+
+projects = list_projects()
+if st.session_state.get("project") not in {p.name for p in projects}:
+    st.session_state.project = projects[0].name if projects else None
+with st.sidebar:
+    render_sidebar(projects)
+show_flashes()
+if st.session_state.get("creating") or not projects:
+    render_create_project(first=not projects)
+else:
+    navigation.run()

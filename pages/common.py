@@ -1,0 +1,228 @@
+"""What the four pages share: the current project, messages, progress bars and gallery cards.
+
+Everything shown here that came from a person (file names, texts, concept and project names)
+goes through ``md`` before it reaches Markdown, and nothing uses ``unsafe_allow_html``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+from core.embedders import Embedder, load_embedder
+from core.errors import ConceptlabError, InputError
+from core.gallery import load_thumbnail, preview_text
+from core.heads import LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
+from core.ingest import IngestReport
+from core.projects import Project, open_project
+from core.store import InputRecord
+from core.uploads import describe_progress, format_duration
+
+UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"
+
+HEAD_NAMES = {LINEAR: "linear", NEAREST: "nearest neighbour", ZERO_SHOT: "zero-shot", NO_HEAD: "not trained yet"}
+_MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]()<>#|~:$&])")  # emphasis, links, code, HTML, icons, LaTeX
+_MARKDOWN_LEADING = re.compile(r"^(\s*)([-+=]|\d+[.)])")  # lists and headings only count at the start
+
+
+def start_page() -> None:
+    """Call first on every page.
+
+    Streamlit 1.67 treats a ``pages/`` folder beside app.py as an old-style multipage app until
+    the first ``st.navigation`` call of the process: a first visit straight to /label would run
+    this page alone, without app.py's sidebar. Switch that mode off and run the whole app again.
+    """
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# -- words ------------------------------------------------------------------------------
+
+
+def md(text: object) -> str:
+    """Escape text a person typed or named so Markdown shows it as it is."""
+    escaped = _MARKDOWN_INLINE.sub(r"\\\1", str(text)).replace("\n", " ")
+    return _MARKDOWN_LEADING.sub(lambda m: f"{m.group(1)}{m.group(2)[:-1]}\\{m.group(2)[-1]}", escaped)
+
+
+def sentence(error: BaseException) -> str:
+    """An engine error as one sentence: capital first letter, full stop."""
+    if isinstance(error, InputError):
+        text = f"Could not use {error.name}: {error.reason}"
+    else:
+        text = str(error).strip() or "Something went wrong"
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def show_error(error: BaseException) -> None:
+    st.error(md(sentence(error)), icon=":material/error:")
+
+
+def flash(message: str, kind: str = "success") -> None:
+    """Keep a message for the next run (after ``st.rerun`` or a callback), shown by ``show_flashes``."""
+    st.session_state.setdefault("flashes", []).append((kind, message))
+
+
+def show_flashes() -> None:
+    icons = {"success": ":material/check_circle:", "info": ":material/info:", "warning": ":material/warning:", "error": ":material/error:"}
+    for kind, message in st.session_state.pop("flashes", []):
+        getattr(st, kind)(message, icon=icons.get(kind))
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def head_name(kind: str | None) -> str:
+    return HEAD_NAMES.get(kind or "", kind or "")
+
+
+def space_name(embedder: Embedder, space: str) -> str:
+    """What lives in an embedding space, in words."""
+    if embedder.zero_shot:
+        return "images, videos and texts"
+    return "images and videos" if space == embedder.image_space else "texts"
+
+
+# -- the current project ----------------------------------------------------------------
+
+
+def current_project() -> Project | None:
+    """The project picked in the sidebar, or None (app.py shows the welcome form then)."""
+    name = st.session_state.get("project")
+    if not name:
+        return None
+    try:
+        return open_project(name)
+    except ConceptlabError:
+        return None
+
+
+def require_project() -> Project:
+    project = current_project()
+    if project is None:
+        st.info("Create or choose a project in the sidebar first.", icon=":material/arrow_back:")
+        st.stop()
+    return project
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached_embedder(spec: str) -> Embedder:
+    # core keeps its own per-process cache; this one makes the page layer own the lifetime
+    # (and lets a session share the loaded model with every other tab).
+    return load_embedder(spec)
+
+
+def get_embedder(project: Project) -> Embedder:
+    """The project's embedder, loaded once per process, with a spinner the first time."""
+    with st.spinner(f"Loading the {project.embedder_spec.split(':')[0]} model (only the first time)…"):
+        return _cached_embedder(project.embedder_spec)
+
+
+# -- long work --------------------------------------------------------------------------
+
+
+def ingest_with_progress(project: Project, total: int, run: Callable[..., IngestReport]) -> IngestReport | None:
+    """Run ``run(progress=...)`` (an ingest) under a progress bar with counts and time left.
+
+    Returns None after showing the error when the engine refuses the whole batch.
+    """
+    try:
+        get_embedder(project)
+    except ConceptlabError as e:
+        show_error(e)
+        return None
+    bar = st.progress(0.0, text=f"Reading and embedding {plural(total, 'input')}…")
+    started = time.monotonic()
+
+    def update(report: IngestReport, _message: str) -> None:
+        fraction, text = describe_progress(report.seen, total, time.monotonic() - started)
+        bar.progress(fraction, text=f"Embedding: {text}")
+
+    try:
+        return run(progress=update)
+    except ConceptlabError as e:
+        show_error(e)
+        return None
+    finally:
+        bar.empty()
+
+
+def render_ingest_report(project: Project, report: IngestReport) -> None:
+    """Counts, the failures with their reasons, and a gallery of what was just added."""
+    added, known, failed = len(report.added), len(report.already_stored), len(report.failed)
+    a, b, c, d = st.columns(4)
+    a.metric("Added", added)
+    b.metric("Already there", known)
+    c.metric("Could not use", failed)
+    d.metric("Took", format_duration(report.seconds))
+    if report.labelled:
+        st.caption(f"{plural(report.labelled, 'label')} recorded.")
+    if failed:
+        st.warning(f"{plural(failed, 'file')} could not be used; the rest went in.", icon=":material/warning:")
+        st.dataframe(
+            {"File": [e.name for e in report.failed], "Why": [e.reason for e in report.failed]},
+            hide_index=True,
+            width="stretch",
+        )
+    if added:
+        st.subheader("Just added")
+        records = [r for r in (project.store.get_input(i) for i in report.added[:24]) if r is not None]
+        render_cards(project, records)
+        if added > 24:
+            st.caption(f"and {added - 24} more: see them all on the Label page.")
+
+
+# -- cards ------------------------------------------------------------------------------
+
+
+def label_badges(labels: dict[str, int]) -> str:
+    """Green badges for positives, red for negatives ("not …")."""
+    parts = [f":green-badge[{md(c)}]" for c, v in sorted(labels.items()) if v > 0]
+    parts += [f":red-badge[not {md(c)}]" for c, v in sorted(labels.items()) if v < 0]
+    return " ".join(parts)
+
+
+def render_preview(project: Project, record: InputRecord, size: int = 256) -> None:
+    """An input as people recognise it: a thumbnail, a poster frame and duration, or its first lines."""
+    if record.kind == "text":
+        with st.container(height=130, border=False):
+            st.text(preview_text(record, lines=5, width=240))
+        return
+    data = load_thumbnail(project, record, size)
+    if data is None:
+        st.caption(":material/broken_image: no preview")
+    else:
+        st.image(data, width="stretch")
+    if record.kind == "video":
+        duration = record.info.get("duration")
+        st.caption(f":material/movie: video · {format_duration(duration)}" if duration else ":material/movie: video")
+
+
+def render_cards(
+    project: Project,
+    records: Sequence[InputRecord],
+    columns: int = 4,
+    footer: Callable[[InputRecord], None] | None = None,
+    notes: dict[int, str] | None = None,
+) -> None:
+    """A grid of bordered cards: preview, name, labels, an optional note and footer widgets."""
+    for start in range(0, len(records), columns):
+        row = st.columns(columns)
+        for col, record in zip(row, records[start : start + columns]):
+            with col, st.container(border=True):
+                render_preview(project, record)
+                st.caption(md(record.name))
+                labels = project.store.labels_of(record.id)
+                if labels:
+                    st.markdown(label_badges(labels))
+                if notes and record.id in notes:
+                    st.caption(notes[record.id])
+                if footer is not None:
+                    footer(record)

@@ -1,0 +1,317 @@
+"""Label: a filtered gallery with bulk labelling, one-at-a-time labelling, similar inputs and suggestions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import ConceptlabError
+from core.gallery import GalleryFilter, count_labels, label_inputs, list_gallery, suggest_labels
+from core.predict import search_similar
+from core.projects import open_project
+from pages.common import UPLOAD, flash, md, plural, render_cards, render_preview, require_project, sentence, show_error, start_page
+
+start_page()
+project = require_project()
+st.title("Label")
+st.caption("Say which inputs show each concept (positive) and which do not (negative). A few of each is enough to start.")
+
+PAGE_SIZE = 24
+EVERYTHING, UNLABELLED, POSITIVES, NEGATIVES, PREDICTED = "Everything", "Unlabelled", "Examples of…", "Negatives of…", "Predicted as…"
+KINDS = {"All kinds": None, "Images": "image", "Videos": "video", "Texts": "text"}
+ORDERS = {"Newest first": "newest", "Oldest first": "oldest", "Least certain first": "least certain"}
+counts = count_labels(project)
+concepts = list(counts)
+has_model = project.store.get_meta("active_version") is not None
+
+
+# -- callbacks (they run before the page, so they may reset selection checkboxes) -------
+
+
+def _label(name: str, ids: list[int], concept: str | None, value: int | None, clear: list[int] = ()) -> None:
+    if not concept:
+        flash("Choose or type a concept first.", "warning")
+        return
+    try:
+        n = label_inputs(open_project(name), ids, concept, value)
+    except ConceptlabError as e:
+        flash(md(sentence(e)), "error")
+        return
+    for i in clear:
+        st.session_state[f"pick_{i}"] = False
+    what = {1: f"as **{md(concept)}**", -1: f"as not **{md(concept)}**", None: f"no longer labelled for **{md(concept)}**"}[value]
+    flash(f"{plural(n, 'input')} {what}.")
+
+
+def _label_picked(name: str, ids: list[int], value: int | None) -> None:
+    picked = [i for i in ids if st.session_state.get(f"pick_{i}")]
+    if not picked:
+        flash("Select some inputs first (tick their boxes).", "warning")
+        return
+    _label(name, picked, st.session_state.get("label_concept"), value, clear=picked)
+
+
+def _pick_all(ids: list[int], value: bool) -> None:
+    for i in ids:
+        st.session_state[f"pick_{i}"] = value
+
+
+def _concept_action(name: str, action: str) -> None:
+    state, store = st.session_state, open_project(name).store
+    try:
+        if action == "create":
+            store.create_concept(state.get("new_concept") or "")
+            flash(f"Concept **{md(state.new_concept.strip())}** added.")
+            state.new_concept = ""
+        elif action == "rename":
+            store.rename_concept(state.get("rename_concept") or "", state.get("rename_concept_to") or "")
+            flash(f"Concept renamed to **{md(state.rename_concept_to.strip())}**.")
+            state.rename_concept_to = ""
+        elif action == "delete":
+            if not state.get("delete_concept_sure"):
+                flash("Tick the box to confirm the deletion first.", "warning")
+                return
+            store.delete_concept(state.get("delete_concept") or "")
+            flash(f"Concept **{md(state.delete_concept)}** and its labels deleted.", "info")
+            state.delete_concept_sure = False
+    except ConceptlabError as e:
+        flash(md(sentence(e)), "error")
+
+
+def _set(key: str, value) -> None:
+    st.session_state[key] = value
+
+
+# -- concepts ---------------------------------------------------------------------------
+
+with st.expander(f"Concepts ({len(concepts)})", expanded=not concepts, icon=":material/category:"):
+    if concepts:
+        st.markdown(" ".join(f":blue-badge[{md(c)} · {p} yes · {n} no]" for c, (p, n) in counts.items()))
+    else:
+        st.info("No concepts yet: add one here, or type a new one when you label.", icon=":material/lightbulb:")
+    add_col, rename_col, delete_col = st.columns(3)
+    with add_col.form("add_concept", border=False):
+        st.text_input("New concept", key="new_concept", placeholder="e.g. cat")
+        st.form_submit_button("Add concept", icon=":material/add:", on_click=_concept_action, args=(project.name, "create"))
+    if concepts:
+        with rename_col.form("rename_concept_form", border=False):
+            st.selectbox("Rename", concepts, key="rename_concept")
+            st.text_input("to", key="rename_concept_to")
+            st.form_submit_button("Rename", on_click=_concept_action, args=(project.name, "rename"))
+        with delete_col.form("delete_concept_form", border=False):
+            st.selectbox("Delete", concepts, key="delete_concept")
+            st.checkbox("Yes, delete it and its labels", key="delete_concept_sure")
+            st.form_submit_button("Delete", icon=":material/delete:", on_click=_concept_action, args=(project.name, "delete"))
+
+if not project.store.count_inputs():
+    st.info("Nothing to label yet: add files on the Upload page.", icon=":material/inbox:")
+    st.page_link(UPLOAD, label="Go to Upload", icon=":material/upload:")
+    st.stop()
+
+mode = st.segmented_control(
+    "Mode", ["Gallery", "One at a time", "Suggestions"], default="Gallery", key="label_mode", label_visibility="collapsed"
+)
+mode = mode or "Gallery"
+
+# -- find similar ------------------------------------------------------------------------
+
+similar_to = st.session_state.get("similar_to")
+if similar_to is not None and project.store.get_input(similar_to) is not None:
+    source = project.store.get_input(similar_to)
+    with st.container(border=True):
+        st.subheader(f"Most like {md(source.name)}")
+        try:
+            hits = search_similar(project, similar_to, k=12)
+        except ConceptlabError as e:
+            show_error(e)
+            hits = []
+        group = [similar_to] + [h.record.id for h in hits]
+        concept = st.selectbox(
+            "Concept", concepts, index=None, accept_new_options=True, placeholder="Choose or type a concept", key="similar_concept"
+        )
+        a, b, c = st.columns([2, 2, 1])
+        a.button(
+            f"All {len(group)} are {md(concept or '…')}",
+            type="primary",
+            on_click=_label,
+            args=(project.name, group, concept, 1),
+            width="stretch",
+        )
+        b.button(f"None are {md(concept or '…')}", on_click=_label, args=(project.name, group, concept, -1), width="stretch")
+        c.button("Close", icon=":material/close:", on_click=_set, args=("similar_to", None), width="stretch")
+        render_cards(
+            project,
+            [source] + [h.record for h in hits],
+            notes={h.record.id: f"{h.similarity:.0%} similar" for h in hits} | {similar_to: "the one you picked"},
+        )
+
+# -- filters -----------------------------------------------------------------------------
+
+
+def choose_filter(default_show: str = EVERYTHING, default_order: str = "Newest first") -> GalleryFilter:
+    shows = [EVERYTHING, UNLABELLED] + ([POSITIVES, NEGATIVES] if concepts else []) + ([PREDICTED] if has_model and concepts else [])
+    show_col, concept_col, kind_col, order_col = st.columns(4)
+    show = show_col.selectbox("Show", shows, index=shows.index(default_show), key=f"show_{mode}")
+    concept = None
+    if show in (POSITIVES, NEGATIVES, PREDICTED):
+        concept = concept_col.selectbox("Concept", concepts, key=f"show_concept_{mode}")
+    kind = KINDS[kind_col.selectbox("Kind", list(KINDS), key=f"kind_{mode}")]
+    orders = list(ORDERS) if has_model else list(ORDERS)[:2]
+    order = ORDERS[
+        order_col.selectbox("Order", orders, index=orders.index(default_order) if default_order in orders else 0, key=f"order_{mode}")
+    ]
+    return GalleryFilter(
+        kind=kind,
+        labels="unlabelled" if show == UNLABELLED else "all",
+        positive_for=concept if show == POSITIVES else None,
+        negative_for=concept if show == NEGATIVES else None,
+        predicted=concept if show == PREDICTED else None,
+        order=order,
+    )
+
+
+def model_note(item) -> str | None:
+    return f"Model says {md(item.predicted)} ({item.score:.0%})" if item.predicted is not None else None
+
+
+# -- gallery -----------------------------------------------------------------------------
+
+if mode == "Gallery":
+    flt = choose_filter()
+    page_no = st.session_state.get("label_page", 1)
+    result = list_gallery(project, flt, page=page_no - 1, page_size=PAGE_SIZE)
+    ids = [item.record.id for item in result.items]
+    picked = [i for i in ids if st.session_state.get(f"pick_{i}")]
+    with st.container(border=True):
+        concept_col, yes_col, no_col, clear_col = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+        concept = concept_col.selectbox(
+            f"Label the {plural(len(picked), 'selected input')}",
+            concepts,
+            index=None,
+            accept_new_options=True,
+            placeholder="Choose a concept or type a new one",
+            key="label_concept",
+        )
+        yes_col.button(
+            f"Is {md(concept or '…')}",
+            type="primary",
+            icon=":material/check:",
+            on_click=_label_picked,
+            args=(project.name, ids, 1),
+            width="stretch",
+        )
+        no_col.button(
+            f"Is not {md(concept or '…')}", icon=":material/close:", on_click=_label_picked, args=(project.name, ids, -1), width="stretch"
+        )
+        clear_col.button(
+            "Remove label", icon=":material/backspace:", on_click=_label_picked, args=(project.name, ids, None), width="stretch"
+        )
+        all_col, none_col, count_col = st.columns([2, 2, 5], vertical_alignment="center")
+        all_col.button("Select all on this page", on_click=_pick_all, args=(ids, True), width="stretch")
+        none_col.button("Clear selection", on_click=_pick_all, args=(ids, False), width="stretch")
+        count_col.caption(f"{plural(result.total, 'input')} match · page {result.page + 1} of {result.pages}")
+
+    def footer(record) -> None:
+        left, right = st.columns(2, vertical_alignment="center")
+        left.checkbox("Select", key=f"pick_{record.id}")
+        right.button("Similar", key=f"similar_{record.id}", icon=":material/search:", on_click=_set, args=("similar_to", record.id))
+
+    if not result.items:
+        st.info("Nothing matches these filters.", icon=":material/filter_alt_off:")
+    notes = {item.record.id: note for item in result.items if (note := model_note(item))}
+    render_cards(project, [item.record for item in result.items], footer=footer, notes=notes)
+    if result.pages > 1:
+        st.session_state.label_page = result.page + 1
+        st.pagination(result.pages, key="label_page")
+
+# -- one at a time -------------------------------------------------------------------------
+
+elif mode == "One at a time":
+    flt = choose_filter(UNLABELLED, "Least certain first")
+    skipped = st.session_state.setdefault("skipped", {}).setdefault(project.name, set())
+    result = list_gallery(project, flt, page=0, page_size=len(skipped) + 1)
+    item = next((i for i in result.items if i.record.id not in skipped), None)
+    if item is None:
+        st.success("All done: nothing left to label with these filters.", icon=":material/celebration:")
+        if skipped:
+            st.button("Show the skipped ones again", on_click=skipped.clear)
+    else:
+        st.caption(f"{plural(result.total - len(skipped), 'input')} to go.")
+        picture, buttons = st.columns([3, 2])
+        with picture, st.container(border=True):
+            render_preview(project, item.record, size=512)
+            st.caption(md(item.record.name))
+            if note := model_note(item):
+                st.caption(note)
+        with buttons:
+            if not concepts:
+                st.info("No concepts yet: add one in Concepts above.", icon=":material/lightbulb:")
+            st.markdown("**It shows…**")
+            for c in concepts:
+                st.button(
+                    c,
+                    key=f"yes_{c}",
+                    icon=":material/check:",
+                    type="primary",
+                    on_click=_label,
+                    args=(project.name, [item.record.id], c, 1),
+                    width="stretch",
+                )
+            st.markdown("**It does not show…**")
+            for c in concepts:
+                st.button(
+                    c,
+                    key=f"no_{c}",
+                    icon=":material/close:",
+                    on_click=_label,
+                    args=(project.name, [item.record.id], c, -1),
+                    width="stretch",
+                )
+            st.button("Skip", icon=":material/skip_next:", on_click=skipped.add, args=(item.record.id,), width="stretch")
+
+# -- suggestions ---------------------------------------------------------------------------
+
+else:
+    if not concepts:
+        st.info(
+            "No concepts yet: add one in Concepts above, label a few examples, and suggestions will follow.", icon=":material/lightbulb:"
+        )
+        st.stop()
+    concept = st.selectbox("Suggest inputs that look like", concepts, key="suggest_concept")
+    try:
+        with st.spinner("Looking for likely examples…"):
+            suggestions = suggest_labels(project, concept, k=12)
+    except ConceptlabError as e:
+        show_error(e)
+        st.stop()
+    if not suggestions:
+        st.info(f"No suggestions for {md(concept)} yet: label a few examples of it first, or train a model.", icon=":material/lightbulb:")
+        st.stop()
+    ids = [s.record.id for s in suggestions]
+    st.caption("The model's best guesses among inputs not yet labelled for this concept. Accept or reject each one.")
+    a, b, _ = st.columns([2, 2, 5])
+    a.button(f"All {len(ids)} are {md(concept)}", type="primary", on_click=_label, args=(project.name, ids, concept, 1), width="stretch")
+    b.button(f"None are {md(concept)}", on_click=_label, args=(project.name, ids, concept, -1), width="stretch")
+
+    def suggestion_footer(record) -> None:
+        yes, no = st.columns(2)
+        yes.button(
+            "Yes",
+            key=f"accept_{record.id}",
+            icon=":material/check:",
+            type="primary",
+            on_click=_label,
+            args=(project.name, [record.id], concept, 1),
+            width="stretch",
+        )
+        no.button(
+            "No",
+            key=f"reject_{record.id}",
+            icon=":material/close:",
+            on_click=_label,
+            args=(project.name, [record.id], concept, -1),
+            width="stretch",
+        )
+
+    render_cards(
+        project, [s.record for s in suggestions], footer=suggestion_footer, notes={s.record.id: f"match {s.score:.2f}" for s in suggestions}
+    )

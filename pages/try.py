@@ -1,0 +1,163 @@
+"""Try: a new image, video, text or camera photo; concepts with scores, the reasons, and a video's timeline."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core.errors import ConceptlabError, InputError
+from core.gallery import load_video_moments
+from core.media import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, read_texts
+from core.predict import Prediction, predict
+from core.uploads import read_camera_photo, read_uploads
+from pages.common import TRAIN, get_embedder, head_name, md, render_cards, require_project, sentence, show_error, start_page
+
+start_page()
+project = require_project()
+st.title("Try")
+st.caption("Give the model something it has never seen, and see which concepts it finds.")
+
+versions = project.store.list_versions()
+if not versions:
+    st.info("No trained model yet: train one on the Train page.", icon=":material/lightbulb:")
+    st.page_link(TRAIN, label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+active = int(project.store.get_meta("active_version") or versions[-1][0])
+ids = [v[0] for v in versions][::-1]
+source_col, version_col = st.columns([3, 1])
+version = version_col.selectbox(
+    "Model version",
+    ids,
+    index=ids.index(active),
+    format_func=lambda v: f"Version {v}" + (" (in use)" if v == active else ""),
+    key="try_version",
+)
+source = (
+    source_col.segmented_control("What to try", ["File", "Text", "Camera"], default="File", key="try_source", label_visibility="collapsed")
+    or "File"
+)
+
+raw = None
+if source == "File":
+    upload = st.file_uploader(
+        "An image, a video or a .txt file",
+        type=sorted(s.lstrip(".") for s in IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES),
+        key="try_file",
+    )
+    if upload is not None:
+        raw = next(read_uploads([(upload.name, upload.getvalue())]), None)
+elif source == "Text":
+    with st.form("try_text_form", border=False):
+        text = st.text_area("Text", height=120, key="try_text", placeholder="Type or paste a text")
+        st.form_submit_button("Predict", type="primary", icon=":material/science:")
+    if text and text.strip():
+        raw = next(read_texts([text]), None)
+else:
+    photo = st.camera_input("Take a photo", key="try_camera")
+    if photo is not None:
+        raw = read_camera_photo(photo.getvalue())
+
+if raw is None:
+    st.stop()
+if isinstance(raw, InputError):
+    show_error(raw)
+    st.stop()
+
+# One prediction per input and version, kept across reruns (a chart click must not re-embed a video).
+key = (project.name, raw.sha256, version, project.store.generation())
+cached = st.session_state.get("try_result")
+if cached is None or cached[0] != key:
+    try:
+        get_embedder(project)
+        with st.spinner("Looking…"):
+            result = next(predict(project, [raw], version=version, explain=4))
+    except ConceptlabError as e:
+        show_error(e)
+        st.stop()
+    st.session_state.try_result = cached = (key, result)
+result = cached[1]
+if isinstance(result, InputError):
+    show_error(result)
+    st.stop()
+prediction: Prediction = result
+
+st.divider()
+shown, scores = st.columns([2, 3])
+with shown:
+    if raw.kind == "image":
+        st.image(raw.data, width="stretch")
+    elif raw.kind == "video":
+        st.video(raw.data)
+    else:
+        with st.container(border=True, height=260):
+            st.text(raw.text)
+    st.caption(md(raw.name))
+
+with scores:
+    if not prediction.concepts:
+        st.info(
+            "This model has no concept for this kind of input: label a few examples of this kind and train again.",
+            icon=":material/lightbulb:",
+        )
+    else:
+        best = prediction.concepts[0]
+        clear = project.exclusive or best.score >= 0.5
+        st.markdown(f"### {md(best.concept)}" if clear else "### None of the concepts stands out")
+        st.caption(f"Top score {best.score:.0%} · {head_name(best.head)} head · version {prediction.version}")
+        table = pd.DataFrame(
+            {
+                "concept": [c.concept for c in prediction.concepts],
+                "score": [c.score for c in prediction.concepts],
+                "head": [head_name(c.head) for c in prediction.concepts],
+            }
+        )
+        bars = (
+            alt.Chart(table)
+            .mark_bar(cornerRadiusEnd=4)
+            .encode(
+                x=alt.X("score:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="score"),
+                y=alt.Y("concept:N", sort="-x", title=None),
+                color=alt.condition(alt.datum.score >= 0.5, alt.value("#4f46e5"), alt.value("#c7c9d9")),
+                tooltip=["concept", alt.Tooltip("score:Q", format=".1%"), "head"],
+            )
+            .properties(height=max(80, 34 * len(table)))
+        )
+        st.altair_chart(bars, width="stretch")
+
+if prediction.frames is not None and prediction.frames.scores:
+    st.subheader("Over time")
+    frames = prediction.frames
+    timeline = pd.DataFrame(
+        [{"second": t, "concept": c, "score": s} for c, values in frames.scores.items() for t, s in zip(frames.times, values)]
+    )
+    chart = (
+        alt.Chart(timeline)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("second:Q", title="seconds"),
+            y=alt.Y("score:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            color=alt.Color("concept:N", title="concept"),
+            tooltip=["concept", "second", alt.Tooltip("score:Q", format=".1%")],
+        )
+        .properties(height=260)
+    )
+    st.altair_chart(chart, width="stretch")
+    if prediction.concepts:
+        top = prediction.concepts[0].concept
+        try:
+            moments = load_video_moments(raw.data, raw.name, raw.suffix, frames, top)
+        except ConceptlabError as e:
+            st.caption(md(sentence(e)))
+            moments = []
+        if moments:
+            st.markdown(f"**Where {md(top)} shows most**")
+            for col, moment in zip(st.columns(len(moments)), moments):
+                col.image(moment.image, caption=f"at {moment.time:.0f} s · {moment.score:.0%}", width="stretch")
+
+if prediction.neighbours:
+    st.subheader("Why: the closest labelled examples")
+    records = [r for r in (project.store.get_input(n.input_id) for n in prediction.neighbours) if r is not None]
+    notes = {n.input_id: f"{n.similarity:.0%} similar" for n in prediction.neighbours}
+    render_cards(project, records, notes=notes)

@@ -1,0 +1,114 @@
+"""Upload: files (images, videos, texts, zips, CSV/TSV) or pasted texts, optionally labelled as a batch."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.ingest import ingest
+from core.media import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
+from core.samples import add_sample_data, build_sample_inputs
+from core.uploads import count_upload_items, read_uploads
+from pages.common import LABEL, TRAIN, ingest_with_progress, md, plural, render_ingest_report, require_project, start_page
+
+start_page()
+project = require_project()
+st.title("Upload")
+st.caption("Add images, videos and texts. The same file twice is stored once.")
+
+SUFFIXES = sorted(s.lstrip(".") for s in IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES | TABLE_SUFFIXES | ARCHIVE_SUFFIXES)
+NO_LABEL, POSITIVE, NEGATIVE, FOLDERS = "No label", "All show a concept", "None show a concept", "Folder names are concepts"
+st.session_state.setdefault("upload_round", 0)
+
+
+def batch_labels(key: str, allow_folders: bool) -> tuple[str | None, bool, bool] | None:
+    """Widgets for labelling a whole batch: (concept, negative, labels from folders); None if incomplete."""
+    choices = [NO_LABEL, POSITIVE, NEGATIVE] + ([FOLDERS] if allow_folders else [])
+    how = st.radio(
+        "Label this batch",
+        choices,
+        horizontal=True,
+        key=f"{key}_how",
+        help="Folder names: inside zip archives, each file's folder (cats/, dogs/) names its concept.",
+    )
+    if how in (POSITIVE, NEGATIVE):
+        concepts = [name for _, name in project.store.list_concepts()]
+        concept = st.selectbox(
+            "Concept",
+            concepts,
+            index=None,
+            accept_new_options=True,
+            placeholder="Choose a concept or type a new one",
+            key=f"{key}_concept",
+        )
+        if not concept:
+            st.caption("Choose or type the concept first.")
+            return None
+        return concept, how == NEGATIVE, False
+    return None, False, how == FOLDERS
+
+
+def finish(report) -> None:
+    if report is None:
+        return
+    st.session_state.last_upload = (project.name, report)
+    st.session_state.upload_round += 1  # a fresh, empty uploader
+    st.rerun()
+
+
+last = st.session_state.get("last_upload")
+report = last[1] if last and last[0] == project.name else None
+if not project.store.count_inputs() and report is None:
+    with st.container(border=True):
+        st.markdown("#### :material/waving_hand: This project is empty")
+        st.markdown(
+            "Drop your own files below, or **try it with sample data**: a dozen drawn circles and squares "
+            "and a dozen sentences about sports and cooking, already labelled."
+        )
+        if st.button("Try with sample data", type="primary", icon=":material/auto_awesome:"):
+            finish(ingest_with_progress(project, len(build_sample_inputs()), lambda progress: add_sample_data(project, progress)))
+
+files_tab, paste_tab = st.tabs([":material/upload_file: Files", ":material/edit_note: Paste texts"])
+with files_tab:
+    uploads = st.file_uploader(
+        "Drop files here",
+        type=SUFFIXES,
+        accept_multiple_files=True,
+        key=f"uploads_{st.session_state.upload_round}",
+        help="Images, videos (one frame per second is used), .txt files, CSV/TSV tables (a text per row) and zip archives of these.",
+    )
+    labels = batch_labels("files", allow_folders=True)
+    with st.expander("Tables (CSV/TSV)"):
+        text_column = st.text_input("Text column", placeholder="text, or the only column", key="text_column")
+        label_column = st.text_input("Label column (each row's concept)", placeholder="none", key="label_column")
+    count = len(uploads or [])
+    if st.button(f"Add {plural(count, 'file')}" if count else "Add files", type="primary", disabled=not count or labels is None):
+        concept, negative, folders = labels
+        config = ReadConfig(labels_from_folders=folders, text_column=text_column.strip() or None, label_column=label_column.strip() or None)
+        pairs = [(f.name, f.getvalue()) for f in uploads]
+        items = read_uploads(pairs, config)
+        finish(
+            ingest_with_progress(
+                project, count_upload_items(pairs), lambda progress: ingest(project, items, concept, negative, progress=progress)
+            )
+        )
+
+with paste_tab:
+    pasted = st.text_area("Texts, one per line", height=180, key=f"pasted_{st.session_state.upload_round}")
+    lines = [line for line in (pasted or "").splitlines() if line.strip()]
+    text_labels = batch_labels("texts", allow_folders=False)
+    if st.button(f"Add {plural(len(lines), 'text')}" if lines else "Add texts", type="primary", disabled=not lines or text_labels is None):
+        concept, negative, _ = text_labels
+        items = read_texts(lines)
+        finish(ingest_with_progress(project, len(lines), lambda progress: ingest(project, items, concept, negative, progress=progress)))
+
+if report is not None:
+    st.divider()
+    st.subheader("Last upload")
+    render_ingest_report(project, report)
+    if report.added or report.already_stored:
+        left, right = st.columns(2)
+        left.page_link(LABEL, label="Next: label them", icon=":material/sell:")
+        right.page_link(TRAIN, label="Or train right away", icon=":material/model_training:")
+elif project.store.count_inputs():
+    counts = project.store.count_inputs()
+    st.caption("In this project: " + ", ".join(plural(n, md(kind)) for kind, n in sorted(counts.items())) + ".")

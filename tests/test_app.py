@@ -1,0 +1,406 @@
+"""The Streamlit app with AppTest and the ``tiny`` embedder: sidebar, empty states and the whole loop."""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core.ingest import ingest
+from core.projects import create_project, list_projects, open_project
+from core.samples import add_sample_data
+from core.training import train
+from core.uploads import read_uploads
+
+from .photos import solid_image
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+RED, BLUE = (220, 30, 30), (30, 40, 220)
+
+
+@pytest.fixture(autouse=True)
+def _app_environment(monkeypatch):
+    # AppTest rebuilds its PagesManager on every run, and a fresh one takes the pages/ folder for
+    # an old-style multipage app, skipping app.py; the real server decides once per process.
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+    # Looking for CLIP weights imports open_clip (seconds); the answer here is "not on this machine".
+    monkeypatch.setattr("core.weights.clip_weights_available", lambda spec="clip": False)
+    st.cache_resource.clear()
+
+
+def run_app(page: str | None = None, project: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if project:
+        at.session_state.project = project
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def click(at: AppTest, label: str, index: int = 0) -> AppTest:
+    buttons = [b for b in at.button if b.label == label]
+    assert buttons, f"no button {label!r} among {[b.label for b in at.button]}"
+    buttons[index].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything written on the page, for loose assertions."""
+    parts = [
+        e.value
+        for kind in ("title", "header", "subheader", "markdown", "caption", "info", "success", "warning", "error")
+        for e in getattr(at, kind)
+    ]
+    parts += [m.label + " " + str(m.value) for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+def plain(markdown: str) -> str:
+    """Markdown with its backslash escapes undone: the text people see."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def picks(at: AppTest) -> list:
+    """The gallery's selection boxes."""
+    return [c for c in at.checkbox if c.key and c.key.startswith("pick_")]
+
+
+def png(colour, seed=0) -> bytes:
+    buffer = io.BytesIO()
+    solid_image(colour, seed=seed).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def add_images(project, colour, count, concept=None, prefix=None, seed=0):
+    files = [(f"{prefix or 'img'}{i}.png", png(colour, seed + i)) for i in range(count)]
+    return ingest(project, read_uploads(files), concept=concept)
+
+
+@pytest.fixture
+def colours():
+    """A tiny project with 4 red and 4 blue images, unlabelled."""
+    project = create_project("colours", "tiny")
+    add_images(project, RED, 4, prefix="red", seed=0)
+    add_images(project, BLUE, 4, prefix="blue", seed=10)
+    return project
+
+
+# -- the layering ----------------------------------------------------------------------------
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_pages_never_import_torch_or_faiss_and_core_never_imports_streamlit():
+    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        assert not _imports(path) & {"torch", "faiss", "open_clip"}, path
+    for path in sorted((ROOT / "core").glob("*.py")):
+        assert "streamlit" not in _imports(path), path
+
+
+def test_nothing_allows_html():
+    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            assert not (isinstance(node, ast.keyword) and node.arg == "unsafe_allow_html"), path
+            assert not (isinstance(node, ast.Attribute) and node.attr == "html"), path
+
+
+# -- sidebar and projects ------------------------------------------------------------------------
+
+
+def test_welcome_says_clip_is_missing_and_preselects_lite():
+    at = run_app()
+    assert at.title[0].value == "Welcome to conceptlab"
+    assert "CLIP weights are not on this machine" in at.info[0].value
+    assert at.selectbox(key="new_embedder").value == "lite"
+    assert [b.label for b in at.button if b.label == "Download CLIP weights"]
+
+
+def test_download_without_network_ends_in_a_sentence(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("core.weights._find_cached", lambda clip: None)  # the real lookup imports open_clip (seconds)
+    at = click(run_app(), "Download CLIP weights")
+    assert "Could not download CLIP weights" in at.error[0].value
+    assert "no network" in at.error[0].value
+
+
+def test_create_project_then_it_is_picked(monkeypatch):
+    monkeypatch.setattr("core.embedders.load_embedder", _no_model)  # the first page renders before any model loads
+    at = run_app()
+    click(at, "Create project")
+    assert at.error[0].value == "Give the project a name."
+    at.text_input(key="new_name").input("Pets")
+    at.selectbox(key="new_embedder").select("tiny")
+    at.toggle(key="new_exclusive").set_value(True)
+    click(at, "Create project")
+    assert [p.name for p in list_projects()] == ["Pets"]
+    assert open_project("Pets").exclusive and open_project("Pets").embedder_spec == "tiny"
+    assert at.sidebar.selectbox[0].value == "Pets"
+    assert at.title[0].value == "Upload"
+    assert "This project is empty" in texts(at)
+    assert "Project **Pets** is ready" in at.success[0].value
+
+
+def _no_model(spec):
+    raise AssertionError(f"a model ({spec}) was loaded")
+
+
+def test_taken_name_is_a_sentence():
+    create_project("Pets", "tiny")
+    at = run_app()
+    click(at, "New project")
+    at.text_input(key="new_name").input("Pets")
+    at.selectbox(key="new_embedder").select("tiny")
+    click(at, "Create project")
+    assert at.error[0].value.startswith("A project named")
+    click(at, "Cancel")
+    assert at.title[0].value == "Upload"
+
+
+def test_switch_rename_and_delete_with_confirmation():
+    create_project("alpha", "tiny")
+    create_project("beta", "tiny")
+    at = run_app()
+    assert at.sidebar.selectbox[0].value == "alpha"
+    at.sidebar.selectbox[0].select("beta").run()
+    assert at.session_state.project == "beta"
+    at.sidebar.text_input(key="rename_to").input("gamma")
+    click(at, "Rename")
+    assert [p.name for p in list_projects()] == ["alpha", "gamma"]
+    assert at.sidebar.selectbox[0].value == "gamma"
+    click(at, "Delete this project…")
+    assert "cannot be undone" in at.sidebar.warning[0].value
+    click(at, "Keep it")
+    assert len(list_projects()) == 2
+    click(at, "Delete this project…")
+    click(at, "Delete for good")
+    assert [p.name for p in list_projects()] == ["alpha"]
+    assert at.sidebar.selectbox[0].value == "alpha"
+
+
+# -- upload --------------------------------------------------------------------------------------
+
+
+def test_sample_data_fills_an_empty_project():
+    create_project("demo", "tiny")
+    at = run_app()
+    click(at, "Try with sample data")
+    assert {m.label: m.value for m in at.metric}["Added"] == "24"
+    assert open_project("demo").store.count_inputs() == {"image": 12, "text": 12}
+    assert "Just added" in texts(at)
+
+
+def test_upload_files_with_a_concept_and_a_broken_file():
+    # AppTest sends only listed options: the concept exists beforehand (typing a new one is the browser test's job).
+    create_project("demo", "tiny").store.create_concept("red")
+    at = run_app()
+    uploader = at.file_uploader[0]
+    uploader.set_value([("a.png", png(RED, 1), "image/png"), ("b.png", png(RED, 2), "image/png"), ("broken.jpg", b"nope", "image/jpeg")])
+    at.run()
+    at.radio(key="files_how").set_value("All show a concept").run()
+    at.selectbox(key="files_concept").set_value("red").run()
+    click(at, "Add 3 files")
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Added"], metrics["Already there"], metrics["Could not use"]) == ("2", "0", "1")
+    failures = at.dataframe[0].value
+    assert list(failures["File"]) == ["broken.jpg"] and "image" in failures["Why"][0]
+    project = open_project("demo")
+    assert [name for _, name in project.store.list_concepts()] == ["red"]
+    assert all(project.store.labels_of(i) == {"red": 1} for i in range(1, 3))
+    assert at.file_uploader[0].value == []  # a fresh uploader for the next batch
+
+
+def test_paste_texts_as_negatives():
+    create_project("demo", "tiny").store.create_concept("spam")
+    at = run_app()
+    at.text_area[0].input("first text\n\nsecond text\n").run()
+    at.radio(key="texts_how").set_value("None show a concept").run()
+    at.selectbox(key="texts_concept").set_value("spam").run()
+    click(at, "Add 2 texts")
+    project = open_project("demo")
+    assert project.store.count_inputs() == {"text": 2}
+    assert project.store.labels_of(1) == {"spam": -1}
+
+
+# -- label -----------------------------------------------------------------------------------------
+
+
+def test_label_empty_states():
+    create_project("demo", "tiny")
+    at = run_app("label")
+    assert "No concepts yet" in texts(at)
+    assert "Nothing to label yet: add files on the Upload page." in texts(at)
+
+
+def test_concepts_create_rename_delete():
+    create_project("demo", "tiny")
+    at = run_app("label")
+    at.text_input(key="new_concept").input("cat")
+    click(at, "Add concept")
+    at.text_input(key="new_concept").input("dog")
+    click(at, "Add concept")
+    at.selectbox(key="rename_concept").select("dog")
+    at.text_input(key="rename_concept_to").input("puppy")
+    click(at, "Rename")
+    assert [n for _, n in open_project("demo").store.list_concepts()] == ["cat", "puppy"]
+    at.selectbox(key="delete_concept").select("cat")
+    click(at, "Delete")
+    assert "confirm" in at.warning[0].value
+    at.checkbox(key="delete_concept_sure").check()
+    click(at, "Delete")
+    assert [n for _, n in open_project("demo").store.list_concepts()] == ["puppy"]
+    at.text_input(key="new_concept").input("puppy")
+    click(at, "Add concept")
+    assert "already exists" in at.error[0].value
+
+
+def test_select_many_and_label_them(colours):
+    colours.store.create_concept("red")
+    at = run_app("label", "colours")
+    reds = [r.id for r in colours.store.list_inputs() if r.name.startswith("red")]
+    for i in reds:
+        at.checkbox(key=f"pick_{i}").check()
+    at.selectbox(key="label_concept").set_value("red").run()
+    click(at, "Is red")
+    assert all(colours.store.labels_of(i) == {"red": 1} for i in reds)
+    assert not any(at.checkbox(key=f"pick_{i}").value for i in reds)  # the selection is cleared
+    at.selectbox(key="show_Gallery").select("Unlabelled").run()
+    assert len(picks(at)) == 4
+    click(at, "Select all on this page")
+    click(at, "Is not red")
+    assert all(colours.store.labels_of(i) == {"red": -1} for i in range(1, 9) if i not in reds)
+    at.selectbox(key="show_Gallery").select("Negatives of…").run()
+    assert len(picks(at)) == 4
+
+
+def test_find_similar_and_label_all_of_them(colours):
+    colours.store.create_concept("warm")
+    at = run_app("label", "colours")
+    first_red = next(r.id for r in colours.store.list_inputs() if r.name == "red0.png")
+    at.button(key=f"similar_{first_red}").click().run()
+    assert "Most like red0.png" in texts(at)
+    at.selectbox(key="similar_concept").set_value("warm").run()
+    click(at, "All 8 are warm")
+    assert sum(1 for i in range(1, 9) if colours.store.labels_of(i) == {"warm": 1}) == 8
+    click(at, "Close")
+    assert "Most like" not in texts(at)
+
+
+def test_one_at_a_time(colours):
+    colours.store.create_concept("red")
+    at = run_app("label", "colours")
+    at.segmented_control(key="label_mode").set_value("One at a time").run()
+    assert "8 inputs to go." in texts(at)
+    at.button(key="yes_red").click().run()
+    assert "7 inputs to go." in texts(at)
+    click(at, "Skip")
+    assert "6 inputs to go." in texts(at)
+    labelled = [i for i in range(1, 9) if colours.store.labels_of(i)]
+    assert len(labelled) == 1
+
+
+def test_suggestions_accept_and_reject(colours):
+    add_images(colours, RED, 2, concept="red", prefix="known-red", seed=50)
+    at = run_app("label", "colours")
+    at.segmented_control(key="label_mode").set_value("Suggestions").run()
+    first = [b for b in at.button if b.key and b.key.startswith("accept_")][0]
+    top = int(first.key.removeprefix("accept_"))
+    assert colours.store.get_input(top).name.startswith("red")  # red looks most like red
+    first.click().run()
+    assert colours.store.labels_of(top) == {"red": 1}
+    click(at, "None are red")
+    assert sum(1 for i in range(1, 11) if colours.store.labels_of(i) == {"red": -1}) == 7
+
+
+# -- train and try -----------------------------------------------------------------------------------
+
+
+def test_train_and_try_empty_states():
+    create_project("demo", "tiny")
+    at = run_app("train", "demo")
+    assert "No concepts yet: add one on the Label page." in texts(at)
+    at.switch_page("pages/try.py").run()
+    assert "No trained model yet: train one on the Train page." in texts(at)
+
+
+def test_train_shows_plan_hints_then_versions():
+    project = create_project("demo", "tiny")
+    add_images(project, RED, 2, concept="red")
+    project.store.create_concept("blue")
+    at = run_app("train", "demo")
+    plan = at.dataframe[0].value
+    assert list(plan["Concept"]) == ["blue", "red"]
+    assert list(plan["Head"]) == ["not trained yet", "nearest neighbour"]
+    assert "more examples for a linear head" in plan["Tip"][1]
+    assert "blue has no examples yet" in at.warning[0].value
+    click(at, "Train")
+    assert "Version 1 trained" in at.success[0].value
+    click(at, "Train")
+    assert at.subheader[1].value == "Version 2"
+    at.selectbox(key="active_pick").select(1).run()
+    click(at, "Use this version")
+    assert project.store.get_meta("active_version") == "1"
+
+
+def test_whole_loop_with_sample_data_and_typed_text():
+    project = create_project("demo", "tiny")
+    add_sample_data(project)
+    at = run_app("train", "demo")
+    click(at, "Train")
+    at.switch_page("pages/try.py").run()
+    at.segmented_control(key="try_source").set_value("Text").run()
+    at.text_area(key="try_text").input("The striker scored twice in the second half.")
+    click(at, "Predict")
+    assert "### sports" in [m.value for m in at.markdown]
+    assert "Why: the closest labelled examples" in texts(at)
+
+
+def test_try_a_photo_and_a_broken_file(colours):
+    add_images(colours, RED, 3, concept="red", prefix="known-red", seed=60)
+    add_images(colours, BLUE, 3, concept="blue", prefix="known-blue", seed=70)
+    train(colours)
+    at = run_app("try", "colours")
+    at.file_uploader(key="try_file").set_value(("new.png", png(RED, 99), "image/png")).run()
+    assert not at.exception
+    assert "### red" in [m.value for m in at.markdown]
+    at.file_uploader(key="try_file").set_value(("bad.png", b"not a picture", "image/png")).run()
+    assert plain(at.error[0].value).startswith("Could not use bad.png: not a readable image")
+    at.segmented_control(key="try_source").set_value("Camera").run()
+    buffer = io.BytesIO()
+    solid_image(BLUE, seed=98).save(buffer, format="JPEG")
+    at.camera_input(key="try_camera").set_value(("photo.jpg", buffer.getvalue(), "image/jpeg")).run()
+    assert "### blue" in [m.value for m in at.markdown]
+
+
+def test_names_from_people_are_escaped():
+    project = create_project("demo", "tiny")
+    files = [("**bold** [link](javascript:x) <i>x.png", png(RED))]
+    ingest(project, read_uploads(files), concept="*star*")
+    at = run_app("label", "demo")
+    shown = texts(at)
+    assert r"\*\*bold\*\* \[link\]\(javascript\:x\) \<i\>x.png" in shown
+    assert r":green-badge[\*star\*]" in shown
