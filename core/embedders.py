@@ -89,6 +89,8 @@ class Embedder(abc.ABC):
     # Shorter image side the model's preprocessing resizes to: decoders may decode large
     # JPEGs straight down to it (draft mode) without changing what the model sees.
     image_size: int | None = None
+    # Numeric precision of the forward pass ("fp32", or "int8" for CLIP's fast mode).
+    precision: str = "fp32"
 
     @property
     def zero_shot(self) -> bool:

@@ -60,6 +60,12 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    @property
+    def kind(self) -> str:
+        """Which search structure serves this index: ``exact``, ``HNSW`` or ``IVF``."""
+        inner = type(faiss.downcast_index(self._index.index)).__name__
+        return {"IndexFlatIP": "exact", "IndexHNSWFlat": "HNSW", "IndexIVFFlat": "IVF"}.get(inner, inner)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (scores (m, k), ids (m, k)); rows are padded with id -1 when fewer than k exist."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
