@@ -268,6 +268,8 @@ def canonicalize_spec(spec: str) -> str:
     arch, sep, weights = rest.partition(":")
     if not sep or not arch.strip() or not weights.strip():
         raise EmbedderError(f"incomplete embedder '{spec}': write clip:ARCH:TAG, e.g. clip:ViT-B-32:laion2b_s34b_b79k")
+    if (arch.strip(), weights.strip()) == (DEFAULT_CLIP_ARCH, DEFAULT_CLIP_TAG):
+        return f"clip:{DEFAULT_CLIP_ARCH}:{DEFAULT_CLIP_TAG}"  # known good: no need to import open_clip (and torch)
     return _canonicalize_clip(spec, arch.strip(), weights.strip()).spec
 
 

@@ -152,11 +152,23 @@ def _fetch(cfg: dict, cache_dir: str) -> str:
     return download_pretrained(cfg, cache_dir=cache_dir)
 
 
-def _find_cached(clip: ClipSpec) -> str | None:
+# open_clip's pretrained config of the default model, so that checking for its weights (the
+# app's first page does) needs no import of open_clip and torch; a test holds it equal to open_clip's.
+DEFAULT_PRETRAINED_CFG = {"hf_hub": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K/"}
+
+
+def _pretrained_cfg(clip: ClipSpec) -> dict:
+    if (clip.arch, clip.weights) == (DEFAULT_CLIP_ARCH, DEFAULT_CLIP_TAG):
+        return DEFAULT_PRETRAINED_CFG
     import open_clip  # deferred: pulls in torch
+
+    return open_clip.get_pretrained_cfg(clip.arch, clip.weights)
+
+
+def _find_cached(clip: ClipSpec) -> str | None:
     from huggingface_hub import try_to_load_from_cache
 
-    cfg = open_clip.get_pretrained_cfg(clip.arch, clip.weights)
+    cfg = _pretrained_cfg(clip)
     if cfg.get("file"):
         return cfg["file"] if os.path.isfile(cfg["file"]) else None
     models_dir = get_models_dir()

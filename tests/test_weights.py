@@ -191,3 +191,17 @@ def test_download_rejects_specs_without_weights(spec, exception):
 
 def test_download_of_a_checkpoint_spec_returns_the_file(checkpoint):
     assert download_clip_weights(f"clip:ViT-B-32:{checkpoint}") == checkpoint
+
+
+def test_default_weights_lookup_matches_open_clip_and_needs_no_torch():
+    import subprocess
+    import sys
+
+    import open_clip
+
+    from core.weights import DEFAULT_PRETRAINED_CFG
+
+    assert open_clip.get_pretrained_cfg("ViT-B-32", "laion2b_s34b_b79k")["hf_hub"] == DEFAULT_PRETRAINED_CFG["hf_hub"]
+    probe = "import sys; from core.weights import clip_weights_available; clip_weights_available('clip'); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
