@@ -20,6 +20,7 @@ from PIL import Image
 
 from core.embedders import ClipSpec, Embedder, describe_spec
 from core.errors import EmbedderError
+from core.preprocess import build_batch_preprocess
 from core.weights import resolve_clip_weights
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class ClipEmbedder(Embedder):
                 message = f"could not load CLIP {clip.label}: {_first_sentence(e)}"
             raise EmbedderError(message) from e
         self.dims = {"clip": dim}
+        self._batch_preprocess = build_batch_preprocess(self._preprocess)
         self._model, self.precision, self.agreement = _choose_precision(self._model, self._preprocess, self._tokenizer)
         size = getattr(self._model.visual, "image_size", None)
         self.image_size = int(min(size)) if isinstance(size, (tuple, list)) else (int(size) if size else None)
@@ -72,7 +74,7 @@ class ClipEmbedder(Embedder):
         logger.info("CLIP %s ready (%d dims, %s, agreement with fp32 %.4f)", clip.label, dim, self.precision, self.agreement)
 
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
-        batch = torch.stack([self._preprocess(image) for image in images])
+        batch = self._batch_preprocess(images)
         with self._lock, torch.inference_mode():
             features = self._model.encode_image(batch, normalize=True)
         return features.float().numpy()

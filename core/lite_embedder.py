@@ -19,6 +19,7 @@ from torchvision import transforms
 
 from core.embedders import Embedder, describe_spec
 from core.errors import EmbedderError
+from core.preprocess import build_batch_preprocess
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,13 @@ class LiteEmbedder(Embedder):
                 transforms.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
             ]
         )
+        self._batch_transform = build_batch_preprocess(self._transform)
         # One forward pass per model at a time; the HF tokenizer must not be shared across threads.
         self._image_lock = threading.Lock()
         self._text_lock = threading.Lock()
 
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
-        batch = torch.stack([self._transform(image) for image in images])
+        batch = self._batch_transform(images)
         with self._image_lock, torch.inference_mode():
             feature_map = self._image_model.extract_features(batch)  # (n, 1280, 7, 7)
             pooled = feature_map.mean(dim=(2, 3))
