@@ -29,7 +29,7 @@ def test_search_matches_brute_force(n, d, k):
         assert (found[q, len(order) :] == -1).all()
 
 
-def test_hnsw_above_the_exact_limit_keeps_recall(monkeypatch):
+def test_ivf_above_the_exact_limit_keeps_recall(monkeypatch):
     monkeypatch.setattr(index_module, "EXACT_SEARCH_LIMIT", 500)
     rng = np.random.default_rng(0)
     centres = _unit(rng, 20, 32)
@@ -37,7 +37,9 @@ def test_hnsw_above_the_exact_limit_keeps_recall(monkeypatch):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     queries = vectors[:50] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
     ids = np.arange(3000, dtype=np.int64)
-    _, found = VectorIndex.build(ids, vectors).search(queries, 10)
+    index = VectorIndex.build(ids, vectors)
+    assert index.kind == "IVF"
+    _, found = index.search(queries, 10)
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     recall = np.mean([len(set(found[i]) & set(exact[i])) / 10 for i in range(50)])
     assert recall >= 0.9
@@ -88,3 +90,36 @@ def test_stale_or_corrupt_cache_file_is_never_used(tmp_path):
     # The cache written by that rebuild is used by a fresh process.
     index_module._cache.clear()
     assert len(load_index(store, "s")) == 4
+
+
+def test_added_rows_extend_the_index_without_a_rebuild(tmp_path, monkeypatch):
+    store = Store.initialize(tmp_path / "p", {"name": "p"})
+    rng = np.random.default_rng(4)
+    _add(store, rng, 0, 5)
+    first = load_index(store, "s")
+    builds = []
+    original = VectorIndex.build.__func__
+    monkeypatch.setattr(VectorIndex, "build", classmethod(lambda cls, ids, vectors: builds.append(len(ids)) or original(cls, ids, vectors)))
+    _add(store, rng, 5, 3)
+    grown = load_index(store, "s")
+    ids, vectors = store.load_embeddings("s")
+    _, found = grown.search(vectors, 1)
+    assert builds == [] and len(grown) == 8 and list(found[:, 0]) == list(ids)
+    assert len(first) == 5  # the index other threads may still hold is left alone
+    index_module._cache.clear()  # a new process extends from the cache file just the same
+    _add(store, rng, 8, 2)
+    assert len(load_index(store, "s")) == 10 and builds == []
+
+
+def test_deleting_the_last_input_and_reusing_its_id_forces_a_rebuild(tmp_path):
+    store = Store.initialize(tmp_path / "p", {"name": "p"})
+    rng = np.random.default_rng(5)
+    _add(store, rng, 0, 3)
+    load_index(store, "s")
+    ids, _ = store.load_embeddings("s")
+    store.delete_inputs([int(ids[-1])])
+    _add(store, rng, 100, 1)  # SQLite hands the deleted largest id out again
+    new_ids, vectors = store.load_embeddings("s")
+    assert int(new_ids[-1]) == int(ids[-1])
+    scores, found = load_index(store, "s").search(vectors[-1:], 1)
+    assert found[0, 0] == new_ids[-1] and scores[0, 0] > 0.999
