@@ -47,3 +47,14 @@ class TrainingError(ConceptlabError):
 
 class ModelVersionError(ConceptlabError):
     """A model version is missing or does not fit the project."""
+
+
+class ModelFileError(ModelVersionError):
+    """A model file (an exported model version) is damaged, unsafe, or made for another embedder."""
+
+
+class StorageError(ConceptlabError):
+    """The data home cannot be written or read: disk full, read-only, I/O error, or a project busy for too long.
+
+    Nothing stored before the failure is lost: the write that failed is rolled back as a whole.
+    """

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .embedders import DEFAULT_EMBEDDER, Embedder, canonicalize_spec, load_embedder
-from .errors import ProjectError
+from .errors import ProjectError, StorageError
 from .index import drop_cached_indexes
 from .paths import get_data_home
-from .store import Store
+from .store import ORPHAN_MIN_AGE_S, Store, as_storage_error
 from .weights import resolve_clip_weights
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,9 @@ def create_project(name: str, embedder: str = DEFAULT_EMBEDDER, exclusive: bool 
     try:
         Store.initialize(staging, meta).close()
         os.rename(staging, final)
+    except StorageError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
         if final.exists():
@@ -112,12 +115,35 @@ def create_project(name: str, embedder: str = DEFAULT_EMBEDDER, exclusive: bool 
 
 
 def open_project(name: str) -> Project:
-    """Open an existing project by name; ProjectError if there is none."""
+    """Open an existing project by name; ProjectError if there is none.
+
+    Files a killed process left behind (see ``Store.remove_orphans``) are removed on the way, when
+    they are old enough not to belong to a writer still at work.
+    """
     cleaned = validate_project_name(name)
     root = projects_dir() / cleaned
     if not (root / "project.db").exists():
         raise ProjectError(f"no project named '{cleaned}'")
-    return Project(cleaned, root)
+    project = Project(cleaned, root)
+    project.store.remove_orphans_if_due()
+    _remove_abandoned_folders()
+    return project
+
+
+def _remove_abandoned_folders(min_age_s: float = ORPHAN_MIN_AGE_S) -> None:
+    """Remove what a killed ``create_project`` or ``delete_project`` left under the projects folder."""
+    now = time.time()
+    try:
+        leftovers = [p for p in projects_dir().iterdir() if p.name.startswith((".creating-", ".deleting-"))]
+    except OSError:
+        return
+    for path in leftovers:
+        try:
+            if now - path.stat().st_mtime >= min_age_s:
+                shutil.rmtree(path)
+                log.info("removed %s, left behind by an interrupted create or delete", path)
+        except OSError as e:
+            log.debug("could not remove %s: %s", path, e)
 
 
 def list_projects() -> list[ProjectInfo]:
@@ -141,7 +167,10 @@ def delete_project(name: str) -> None:
     project.store.close()
     # Rename first so the project disappears at once, even if removing its files takes a while.
     doomed = projects_dir() / f".deleting-{uuid.uuid4().hex}"
-    os.rename(project.root, doomed)
+    try:
+        os.rename(project.root, doomed)
+    except OSError as e:
+        raise (as_storage_error(e, projects_dir()) or e) from e
     drop_cached_indexes(project.root)
     shutil.rmtree(doomed, ignore_errors=True)
 
@@ -156,5 +185,9 @@ def rename_project(old: str, new: str) -> Project:
     project.store.set_meta("name", new)
     project.store.close()
     drop_cached_indexes(project.root)
-    os.rename(project.root, target)
+    try:
+        os.rename(project.root, target)
+    except OSError as e:
+        project.store.set_meta("name", project.name)
+        raise (as_storage_error(e, projects_dir()) or e) from e
     return Project(new, target)

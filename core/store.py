@@ -14,23 +14,54 @@ every finished input complete and no half-written one.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import re
 import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConceptError, ProjectError
+from .errors import ConceptError, ProjectError, StorageError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_MS = 60_000
+# A file a killed process left behind (a blob without its row, a ``.tmp-*`` file, a version file never
+# registered) is removed once it is this old; younger ones may belong to a writer that is still running.
+ORPHAN_MIN_AGE_S = 15 * 60
+_CLEANUP_MARKER = ".last-cleanup"
+_BLOB_NAME = re.compile(r"^([0-9a-f]{64})(\.[A-Za-z0-9]{1,10})?$")
+# SQLite result codes (by name) that mean the disk, not the query, is the problem.
+_STORAGE_CODES = {
+    "SQLITE_FULL": "the disk is full (free some space and try again)",
+    "SQLITE_READONLY": "it is read-only",
+    "SQLITE_CANTOPEN": "its database cannot be opened (missing or no permission)",
+    "SQLITE_PERM": "there is no permission to write there",
+    "SQLITE_IOERR": "the disk reported an I/O error",
+    "SQLITE_BUSY": f"another process kept the project busy for over {_BUSY_TIMEOUT_MS // 1000} s (try again)",
+    "SQLITE_LOCKED": f"another process kept the project busy for over {_BUSY_TIMEOUT_MS // 1000} s (try again)",
+    "SQLITE_CORRUPT": "its database is damaged",
+    "SQLITE_NOTADB": "its database is damaged",
+}
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full (free some space and try again)",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "a file grew larger than this system allows",
+    errno.EROFS: "it is read-only",
+    errno.EACCES: "there is no permission to write there",
+    errno.EPERM: "there is no permission to write there",
+    errno.EIO: "the disk reported an I/O error",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -126,6 +157,55 @@ def validate_concept_name(name: str) -> str:
     return cleaned
 
 
+def as_storage_error(error: BaseException, where: str | os.PathLike[str], doing: str = "write to") -> StorageError | None:
+    """The ``StorageError`` that ``error`` amounts to when it comes from the disk, else None.
+
+    Disk full, read-only file system, no permission, I/O errors and a project kept busy past the
+    busy timeout are storage errors; a constraint violation or a bad query is not.
+
+    Args:
+        error: an ``OSError`` or an ``sqlite3`` error.
+        where: the folder or file being used, for the message.
+        doing: what was being done there (``"write to"``, ``"read"``), for the message.
+    """
+    if isinstance(error, StorageError):
+        return error
+    reason = None
+    if isinstance(error, sqlite3.Error) and not isinstance(error, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+        # Extended codes (SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED...) share their base code's meaning.
+        base = "_".join((getattr(error, "sqlite_errorname", "") or "").split("_")[:2])
+        reason = _STORAGE_CODES.get(base)
+        if reason is None:  # older SQLite bindings give only the message
+            text = str(error).lower()
+            if "disk is full" in text:
+                reason = _STORAGE_CODES["SQLITE_FULL"]
+            elif "readonly" in text or "read-only" in text:
+                reason = _STORAGE_CODES["SQLITE_READONLY"]
+            elif "disk i/o error" in text:
+                reason = _STORAGE_CODES["SQLITE_IOERR"]
+            elif "database is locked" in text:
+                reason = _STORAGE_CODES["SQLITE_BUSY"]
+            elif "unable to open database" in text:
+                reason = _STORAGE_CODES["SQLITE_CANTOPEN"]
+    elif isinstance(error, OSError):
+        reason = _STORAGE_ERRNOS.get(error.errno or -1)
+    if reason is None:
+        return None
+    return StorageError(f"cannot {doing} {os.fspath(where)}: {reason}")
+
+
+@contextmanager
+def _storage_errors(where: str | os.PathLike[str], doing: str = "write to") -> Iterator[None]:
+    """Turn disk-level failures inside the block into ``StorageError``; everything else passes through."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as e:
+        translated = as_storage_error(e, where, doing)
+        if translated is None:
+            raise
+        raise translated from e
+
+
 def write_file_atomically(path: Path, data: bytes) -> None:
     """Write bytes to ``path`` so that a reader sees either nothing or the whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +217,8 @@ def write_file_atomically(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -155,45 +236,90 @@ class Store:
 
     @classmethod
     def initialize(cls, root: Path, meta: dict[str, str]) -> Store:
-        """Create the schema in a new folder and record the project's fixed settings."""
-        root.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(root / "project.db")
-        try:
-            conn.executescript(_SCHEMA)
-            conn.execute("PRAGMA journal_mode=WAL")
-            rows = {**meta, "schema_version": str(SCHEMA_VERSION), "generation": "0"}
-            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", rows.items())
-            conn.commit()
-        finally:
-            conn.close()
+        """Create the schema in a new folder and record the project's fixed settings.
+
+        Raises:
+            StorageError: the folder cannot be written (disk full, read-only, no permission).
+        """
+        with _storage_errors(root):
+            root.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(root / "project.db")
+            try:
+                conn.executescript(_SCHEMA)
+                conn.execute("PRAGMA journal_mode=WAL")
+                rows = {**meta, "schema_version": str(SCHEMA_VERSION), "generation": "0"}
+                conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", rows.items())
+                conn.commit()
+            finally:
+                conn.close()
         return cls(root)
 
     def _connection(self) -> sqlite3.Connection:
         # One connection per thread: sqlite3 connections must not be shared across threads.
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            with _storage_errors(self.root, "open"):
+                try:
+                    conn = self._open(str(self.db_path), uri=False)
+                except sqlite3.OperationalError:
+                    if os.access(self.root, os.W_OK):
+                        raise
+                    # A read-only folder: SQLite cannot create the WAL index it wants next to the database.
+                    # Without a WAL file everything is in the database file itself, which then cannot
+                    # change, so "immutable" is exact; with one, read through it.
+                    wal = Path(f"{self.db_path}-wal").exists()
+                    log.info("%s is read-only: opening its database for reading only", self.root)
+                    conn = self._open(f"{self.db_path.resolve().as_uri()}?{'mode=ro' if wal else 'immutable=1'}", uri=True)
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def _open(target: str, uri: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=uri)
+        try:
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+            conn.execute("SELECT COUNT(*) FROM meta").fetchone()  # fails here, not later, if it cannot be read
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: everything inside commits together or not at all."""
+        """A write transaction: everything inside commits together or not at all.
+
+        Raises:
+            StorageError: the disk is full or read-only, or another process held the project past the
+                busy timeout; the transaction is rolled back, so nothing of it is stored.
+        """
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        with _storage_errors(self.root):
+            conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            with _storage_errors(self.root):
+                conn.execute("COMMIT")
+        except BaseException as e:
+            # A failed COMMIT (disk full) leaves the transaction open unless rolled back here; SQLite
+            # may already have rolled it back itself, and then ROLLBACK has nothing to do.
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            translated = as_storage_error(e, self.root) if isinstance(e, sqlite3.OperationalError) else None
+            if translated is not None:
+                raise translated from e
             raise
-        conn.execute("COMMIT")
 
     def query(self, sql: str, params: Iterable = ()) -> list[tuple]:
-        """Run a read-only query and return all rows."""
-        return self._connection().execute(sql, tuple(params)).fetchall()
+        """Run a read-only query and return all rows.
+
+        Raises:
+            StorageError: the database cannot be read (I/O error, damaged, no permission).
+        """
+        with _storage_errors(self.root, "read"):
+            return self._connection().execute(sql, tuple(params)).fetchall()
 
     def query_in(self, sql: str, values: Iterable, params: Iterable = ()) -> list[tuple]:
         """Run ``sql`` whose ``{marks}`` is an IN list over ``values``, in chunks SQLite accepts."""
@@ -249,11 +375,11 @@ class Store:
 
         Returns:
             sha256 -> input id for every item (new or already there).
+
+        Raises:
+            StorageError: the disk is full or read-only; nothing of this batch is stored.
         """
-        for item in items:
-            path = self.blob_path(item.sha256, item.suffix)
-            if not path.exists():
-                write_file_atomically(path, item.data)
+        self._write_blobs(items)
         now = time.time()
         ids: dict[str, int] = {}
         inserted = False
@@ -284,7 +410,20 @@ class Store:
             for sha, pairs in (labels or {}).items():
                 if sha in ids:
                     self._annotate(conn, ids[sha], pairs, now)
+        # An orphan sweep (another process) may have removed a reused blob between its check and our
+        # commit; now that the rows are committed no sweep will touch these files, so restore any gap.
+        self._write_blobs([item for item in items if not self.blob_path(item.sha256, item.suffix).exists()])
         return ids
+
+    def _write_blobs(self, items: list[NewInput]) -> None:
+        for item in items:
+            path = self.blob_path(item.sha256, item.suffix)
+            with _storage_errors(path.parent):
+                try:
+                    # Touched, so an orphan sweep sees a file someone is about to reference as fresh.
+                    os.utime(path)
+                except FileNotFoundError:
+                    write_file_atomically(path, item.data)
 
     def get_input(self, input_id: int) -> InputRecord | None:
         rows = self.query("SELECT id, sha256, kind, name, suffix, created_at, text, info FROM inputs WHERE id = ?", (input_id,))
@@ -323,9 +462,112 @@ class Store:
         with self.transaction() as conn:
             conn.execute(f"DELETE FROM inputs WHERE id IN ({marks})", ids)
             self._bump_generation(conn)
-        for sha, suffix in doomed:
-            self.blob_path(sha, suffix).unlink(missing_ok=True)
+        self._remove_unreferenced_blobs([self.blob_path(sha, suffix) for sha, suffix in doomed])
         return len(doomed)
+
+    def _remove_unreferenced_blobs(self, paths: list[Path], min_age_s: float = 0.0) -> int:
+        """Delete those blob files no input refers to (and older than ``min_age_s``); return how many.
+
+        Runs under the write lock: an ``add_inputs`` that reuses one of these files either committed
+        before (its row keeps the file) or commits after and restores the file itself.
+        """
+        if not paths:
+            return 0
+        removed = 0
+        now = time.time()
+        with self.transaction() as conn:
+            referenced = set()
+            names = [p.name for p in paths]
+            for start in range(0, len(names), 500):
+                chunk = [_BLOB_NAME.match(n).group(1) for n in names[start : start + 500] if _BLOB_NAME.match(n)]
+                marks = ",".join("?" * len(chunk))
+                referenced.update(r[0] for r in conn.execute(f"SELECT sha256 FROM inputs WHERE sha256 IN ({marks})", chunk))
+            for path in paths:
+                match = _BLOB_NAME.match(path.name)
+                if match is None or match.group(1) in referenced:
+                    continue
+                try:
+                    if min_age_s and now - path.stat().st_mtime < min_age_s:
+                        continue
+                    path.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    log.warning("could not remove unused file %s: %s", path, e)
+        return removed
+
+    def remove_orphans(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> list[Path]:
+        """Delete what a killed process may have left behind, if older than ``min_age_s``.
+
+        That is: original files no input refers to, ``.tmp-*`` files in ``blobs/``, ``versions/`` and
+        ``index/``, and version files no model version refers to. Younger files are kept: they may
+        belong to a writer still at work in another thread or process.
+
+        Returns:
+            The paths removed.
+
+        Raises:
+            StorageError: the project cannot be written (nothing is removed then).
+        """
+        now = time.time()
+
+        def old(path: Path) -> bool:
+            try:
+                return now - path.stat().st_mtime >= min_age_s
+            except OSError:
+                return False
+
+        removed: list[Path] = []
+        candidates: list[Path] = []
+        for folder in (self.root / "versions", self.root / "index"):
+            candidates += [p for p in _list_files(folder) if p.name.startswith(".tmp-")]
+        blob_files = [p for sub in _list_folders(self.root / "blobs") for p in _list_files(sub)]
+        candidates += [p for p in blob_files if p.name.startswith(".tmp-")]
+        registered = {row[0] for row in self.query("SELECT file FROM versions")}
+        candidates += [p for p in _list_files(self.root / "versions") if p.suffix == ".npz" and p.name not in registered]
+        for path in candidates:
+            if old(path):
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    translated = as_storage_error(e, path.parent)
+                    if translated is not None:
+                        raise translated from e
+                    log.warning("could not remove %s: %s", path, e)
+        stray = [p for p in blob_files if _BLOB_NAME.match(p.name) and old(p)]
+        if stray:
+            known = {sha for (sha,) in self.query("SELECT sha256 FROM inputs")}
+            unreferenced = [p for p in stray if _BLOB_NAME.match(p.name).group(1) not in known]
+            before = {p for p in unreferenced if p.exists()}
+            self._remove_unreferenced_blobs(unreferenced, min_age_s)
+            removed += [p for p in before if not p.exists()]
+        if removed:
+            log.info("removed %d files left behind by an interrupted write in %s", len(removed), self.root)
+        return removed
+
+    def remove_orphans_if_due(self, min_age_s: float = ORPHAN_MIN_AGE_S) -> list[Path]:
+        """``remove_orphans``, at most once per ``min_age_s / 2`` for a project, and never failing.
+
+        Called whenever a project is opened; a project that cannot be written (read-only data home)
+        stays readable, so its failure to clean up is only logged.
+        """
+        marker = self.root / _CLEANUP_MARKER
+        try:
+            if time.time() - marker.stat().st_mtime < min_age_s / 2:
+                return []
+        except OSError:
+            pass
+        try:
+            removed = self.remove_orphans(min_age_s)
+            marker.touch()
+        except (StorageError, OSError) as e:
+            log.info("skipped cleaning up %s: %s", self.root, e)
+            return []
+        return removed
 
     def read_blob(self, record: InputRecord) -> bytes:
         return self.blob_path(record.sha256, record.suffix).read_bytes()
@@ -433,7 +675,19 @@ class Store:
 
     # -- model versions ----------------------------------------------------------------
 
-    def add_version(self, file: str, seconds: float, report: dict) -> int:
+    def add_version(self, file: str, seconds: float, report: dict, check: Callable[[int], None] | None = None) -> int:
+        """Register a version file (already in ``versions/``) as the newest model version and make it active.
+
+        Args:
+            file: the file's name inside ``versions/``.
+            seconds: how long training took.
+            report: what training did, as JSON-able data.
+            check: called with the new version number before it is committed, on this thread's
+                connection (so the version is visible to it); if it raises, nothing is registered.
+
+        Returns:
+            The new version number.
+        """
         with self.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO versions (created_at, file, seconds, report) VALUES (?, ?, ?, ?)",
@@ -441,11 +695,29 @@ class Store:
             )
             version = int(cur.lastrowid)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('active_version', ?)", (str(version),))
+            if check is not None:
+                check(version)
         return version
 
     def list_versions(self) -> list[tuple[int, float, str, float, dict]]:
         rows = self.query("SELECT id, created_at, file, seconds, report FROM versions ORDER BY id")
         return [(int(i), c, f, s, json.loads(r)) for i, c, f, s, r in rows]
+
+
+def _list_files(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return [Path(e.path) for e in entries if e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _list_folders(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def _to_record(row: tuple) -> InputRecord:
