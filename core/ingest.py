@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 
 import numpy as np
+from PIL import Image
 
 from .embedders import Embedder
 from .errors import ConceptError, InputError
@@ -55,38 +58,63 @@ class IngestReport:
 IngestProgress = Callable[[IngestReport, str], None]
 
 
-def embed_inputs(embedder: Embedder, raws: list[RawInput], video: VideoConfig = VideoConfig()) -> list[EmbeddedInput | InputError]:
-    """Decode and embed a batch; each result is in the same position as its input.
+@dataclass(frozen=True)
+class DecodedInput:
+    """An input ready for the model: its decoded image (or None for texts and not-yet-read videos)."""
+
+    raw: RawInput
+    image: Image.Image | None = None
+    info: dict = field(default_factory=dict)
+
+
+def decode_inputs(raws: list[RawInput], min_side: int | None) -> list[DecodedInput | InputError]:
+    """Decode the images of a batch (videos are decoded when embedded, one at a time, to bound memory)."""
+    decoded: list[DecodedInput | InputError] = []
+    for raw in raws:
+        if raw.kind != "image":
+            decoded.append(DecodedInput(raw))
+            continue
+        try:
+            image = decode_image(raw.data, raw.name, min_side=min_side)
+        except InputError as e:
+            decoded.append(e)
+            continue
+        width, height = image.info.get("original_size", image.size)
+        decoded.append(DecodedInput(raw, image, {"width": width, "height": height}))
+    return decoded
+
+
+def embed_decoded(
+    embedder: Embedder, batch: list[DecodedInput | InputError], video: VideoConfig = VideoConfig()
+) -> list[EmbeddedInput | InputError]:
+    """Embed a decoded batch; each result is in the same position as its input.
 
     Images and texts are embedded in one call each; a video's frames in one call,
     its own vector being the normalised mean of its frames.
     """
-    results: list[EmbeddedInput | InputError | None] = [None] * len(raws)
-    images, image_slots, texts, text_slots = [], [], [], []
-    min_side = embedder.image_size
-    for slot, raw in enumerate(raws):
-        try:
-            if raw.kind == "image":
-                image = decode_image(raw.data, raw.name, min_side=min_side)
-                images.append(image)
-                width, height = image.info.get("original_size", image.size)
-                image_slots.append((slot, {"width": width, "height": height}))
-            elif raw.kind == "text":
-                texts.append(raw.text or "")
-                text_slots.append(slot)
-            else:
-                results[slot] = _embed_video(embedder, raw, video, min_side)
-        except InputError as e:
-            results[slot] = e
+    results: list[EmbeddedInput | InputError] = list(batch)  # errors stay where they are
+    images = [(slot, item) for slot, item in enumerate(batch) if isinstance(item, DecodedInput) and item.raw.kind == "image"]
+    texts = [(slot, item) for slot, item in enumerate(batch) if isinstance(item, DecodedInput) and item.raw.kind == "text"]
     if images:
-        vectors = embedder.embed_images(images)
-        for (slot, info), vector in zip(image_slots, vectors):
-            results[slot] = EmbeddedInput(raws[slot], embedder.image_space, vector, info)
+        vectors = embedder.embed_images([item.image for _, item in images])
+        for (slot, item), vector in zip(images, vectors):
+            results[slot] = EmbeddedInput(item.raw, embedder.image_space, vector, item.info)
     if texts:
-        vectors = embedder.embed_texts(texts)
-        for slot, text, vector in zip(text_slots, texts, vectors):
-            results[slot] = EmbeddedInput(raws[slot], embedder.text_space, vector, {"chars": len(text)})
-    return results  # type: ignore[return-value]
+        vectors = embedder.embed_texts([item.raw.text or "" for _, item in texts])
+        for (slot, item), vector in zip(texts, vectors):
+            results[slot] = EmbeddedInput(item.raw, embedder.text_space, vector, {"chars": len(item.raw.text or "")})
+    for slot, item in enumerate(batch):
+        if isinstance(item, DecodedInput) and item.raw.kind == "video":
+            try:
+                results[slot] = _embed_video(embedder, item.raw, video, embedder.image_size)
+            except InputError as e:
+                results[slot] = e
+    return results
+
+
+def embed_inputs(embedder: Embedder, raws: list[RawInput], video: VideoConfig = VideoConfig()) -> list[EmbeddedInput | InputError]:
+    """Decode and embed a batch; each result is in the same position as its input."""
+    return embed_decoded(embedder, decode_inputs(raws, embedder.image_size), video)
 
 
 def _embed_video(embedder: Embedder, raw: RawInput, video: VideoConfig, min_side: int | None) -> EmbeddedInput:
@@ -96,6 +124,52 @@ def _embed_video(embedder: Embedder, raw: RawInput, video: VideoConfig, min_side
     mean /= np.linalg.norm(mean) or 1.0
     info = {"duration": frames.duration, "width": frames.width, "height": frames.height, "frames": len(frames.times)}
     return EmbeddedInput(raw, embedder.image_space, mean.astype(np.float32), info, list(frames.times), vectors)
+
+
+@dataclass
+class _Prepared:
+    """One batch after the reading stage: failures, inputs to label, and new inputs decoded."""
+
+    failed: list[InputError]
+    raws: list[RawInput]
+    known: dict[str, int]
+    fresh: list[DecodedInput | InputError]
+
+
+def _prepare(batch: list[RawInput | InputError], store, forced: str | None, min_side: int | None) -> _Prepared:
+    failed, raws = [], []
+    for item in batch:
+        if not isinstance(item, InputError) and item.concept and not forced:
+            try:
+                validate_concept_name(item.concept)
+            except ConceptError as e:
+                item = InputError(item.name, str(e))
+        if isinstance(item, InputError):
+            failed.append(item)
+        else:
+            raws.append(item)
+    # The same bytes twice in one batch are one input.
+    unique = list({raw.sha256: raw for raw in raws}.values())
+    known = store.find_input_ids(raw.sha256 for raw in unique)
+    fresh = decode_inputs([raw for raw in unique if raw.sha256 not in known], min_side)
+    return _Prepared(failed, raws, known, fresh)
+
+
+def _read_ahead(batches: Iterator[list], prepare: Callable[[list], _Prepared]) -> Iterator[_Prepared]:
+    """Read and decode the next batch in a worker thread while the caller embeds this one.
+
+    PIL decodes and SQLite reads without holding the GIL, so this overlaps with the model.
+    """
+
+    def next_prepared() -> _Prepared | None:
+        batch = next(batches, None)
+        return None if batch is None else prepare(batch)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="conceptlab-read") as pool:
+        future = pool.submit(next_prepared)
+        while (prepared := future.result()) is not None:
+            future = pool.submit(next_prepared)
+            yield prepared
 
 
 def ingest(
@@ -125,35 +199,29 @@ def ingest(
     embedder = project.embedder()
     value = -1 if negative else 1
     forced = validate_concept_name(concept) if concept else None
-    for batch in _batches(items, BATCH_SIZE):
-        raws = []
-        for item in batch:
-            if not isinstance(item, InputError) and item.concept and not forced:
-                try:
-                    validate_concept_name(item.concept)
-                except ConceptError as e:
-                    item = InputError(item.name, str(e))
-            if isinstance(item, InputError):
-                report.failed.append(item)
-                log.warning("%s", item)
-            else:
-                raws.append(item)
-        # The same bytes twice in one batch are one input.
-        unique = list({raw.sha256: raw for raw in raws}.values())
-        known = store.find_input_ids(raw.sha256 for raw in unique)
-        fresh = [raw for raw in unique if raw.sha256 not in known]
+    # Inputs stored by an earlier batch of this run: the reading stage runs a batch ahead,
+    # so it cannot have seen them in the store yet.
+    stored_now: dict[str, int] = {}
+    prepare = partial(_prepare, store=store, forced=forced, min_side=embedder.image_size)
+    for prepared in _read_ahead(_batches(items, BATCH_SIZE), prepare):
+        for failure in prepared.failed:
+            log.warning("%s", failure)
+        report.failed += prepared.failed
+        known = {**prepared.known, **{r.sha256: stored_now[r.sha256] for r in prepared.raws if r.sha256 in stored_now}}
+        fresh = [d for d in prepared.fresh if isinstance(d, InputError) or d.raw.sha256 not in known]
         new_items, ok_shas = [], set(known)
-        for result in embed_inputs(embedder, fresh, video):
+        for result in embed_decoded(embedder, fresh, video):
             if isinstance(result, InputError):
                 report.failed.append(result)
                 log.warning("%s", result)
                 continue
             new_items.append(_to_new_input(result))
             ok_shas.add(result.raw.sha256)
-        labels = _labels_for(store, raws, ok_shas, forced, value)
+        labels = _labels_for(store, prepared.raws, ok_shas, forced, value)
         ids = store.add_inputs(new_items, labels)
+        stored_now.update({item.sha256: ids[item.sha256] for item in new_items})
         report.added += [ids[item.sha256] for item in new_items]
-        report.already_stored += [known[raw.sha256] for raw in unique if raw.sha256 in known]
+        report.already_stored += list(dict.fromkeys(known[r.sha256] for r in prepared.raws if r.sha256 in known))
         report.labelled += sum(len(pairs) for pairs in labels.values())
         if progress:
             progress(report, f"{report.seen} inputs read")
