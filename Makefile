@@ -28,6 +28,7 @@ test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 bench: $(TEST_STAMP)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
 	HF_HUB_OFFLINE=1 $(PY) -m bench
 
 lint: $(TEST_STAMP)
