@@ -28,7 +28,8 @@ navigation = st.navigation(
         st.Page(LABEL, title="Label", icon=":material/sell:"),
         st.Page(TRAIN, title="Train", icon=":material/model_training:"),
         st.Page(TRY, title="Try", icon=":material/science:"),
-    ]
+    ],
+    position="top",
 )
 
 

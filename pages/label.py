@@ -22,37 +22,43 @@ ORDERS = {"Newest first": "newest", "Oldest first": "oldest", "Least certain fir
 counts = count_labels(project)
 concepts = list(counts)
 has_model = project.store.get_meta("active_version") is not None
+# What this page remembers for this project (a deleted and re-made project of the same name starts afresh):
+# the selection is kept here rather than in the checkboxes, so it survives paging and filtering, and a
+# click that lands while the gallery is still drawing cannot lose a box.
+scope = f"{project.name}@{project.store.get_meta('created_at')}"
+work = st.session_state.setdefault("label_work", {}).setdefault(scope, {"picked": set(), "skipped": set(), "similar_to": None})
 
 
 # -- callbacks (they run before the page, so they may reset selection checkboxes) -------
 
 
-def _label(name: str, ids: list[int], concept: str | None, value: int | None, clear: list[int] = ()) -> None:
+def _label(name: str, ids: list[int], concept: str | None, value: int | None) -> bool:
     if not concept:
         flash("Choose or type a concept first.", "warning")
-        return
+        return False
     try:
         n = label_inputs(open_project(name), ids, concept, value)
     except ConceptlabError as e:
         flash(md(sentence(e)), "error")
-        return
-    for i in clear:
-        st.session_state[f"pick_{i}"] = False
-    what = {1: f"as **{md(concept)}**", -1: f"as not **{md(concept)}**", None: f"no longer labelled for **{md(concept)}**"}[value]
-    flash(f"{plural(n, 'input')} {what}.")
+        return False
+    what = {1: f"as **{md(concept)}**", -1: f"as not **{md(concept)}**"}.get(value)
+    flash(f"Labelled {plural(n, 'input')} {what}." if what else f"Removed the **{md(concept)}** label from {plural(n, 'input')}.")
+    return True
 
 
-def _label_picked(name: str, ids: list[int], value: int | None) -> None:
-    picked = [i for i in ids if st.session_state.get(f"pick_{i}")]
+def _toggle(picked: set[int], input_id: int) -> None:
+    (picked.add if st.session_state.get(f"pick_{input_id}") else picked.discard)(input_id)
+
+
+def _label_picked(name: str, picked: set[int], value: int | None) -> None:
     if not picked:
         flash("Select some inputs first (tick their boxes).", "warning")
-        return
-    _label(name, picked, st.session_state.get("label_concept"), value, clear=picked)
+    elif _label(name, sorted(picked), st.session_state.get("label_concept"), value):
+        picked.clear()
 
 
-def _pick_all(ids: list[int], value: bool) -> None:
-    for i in ids:
-        st.session_state[f"pick_{i}"] = value
+def _pick_all(picked: set[int], ids: list[int], value: bool) -> None:
+    picked.update(ids) if value else picked.clear()
 
 
 def _concept_action(name: str, action: str) -> None:
@@ -78,7 +84,7 @@ def _concept_action(name: str, action: str) -> None:
 
 
 def _set(key: str, value) -> None:
-    st.session_state[key] = value
+    work[key] = value
 
 
 # -- concepts ---------------------------------------------------------------------------
@@ -114,7 +120,7 @@ mode = mode or "Gallery"
 
 # -- find similar ------------------------------------------------------------------------
 
-similar_to = st.session_state.get("similar_to")
+similar_to = work["similar_to"]
 if similar_to is not None and project.store.get_input(similar_to) is not None:
     source = project.store.get_input(similar_to)
     with st.container(border=True):
@@ -130,13 +136,20 @@ if similar_to is not None and project.store.get_input(similar_to) is not None:
         )
         a, b, c = st.columns([2, 2, 1])
         a.button(
-            f"All {len(group)} are {md(concept or '…')}",
+            f"All {len(group)} are {md(concept)}" if concept else f"All {len(group)} are…",
             type="primary",
+            disabled=not concept,
             on_click=_label,
             args=(project.name, group, concept, 1),
             width="stretch",
         )
-        b.button(f"None are {md(concept or '…')}", on_click=_label, args=(project.name, group, concept, -1), width="stretch")
+        b.button(
+            f"None are {md(concept)}" if concept else "None are…",
+            disabled=not concept,
+            on_click=_label,
+            args=(project.name, group, concept, -1),
+            width="stretch",
+        )
         c.button("Close", icon=":material/close:", on_click=_set, args=("similar_to", None), width="stretch")
         render_cards(
             project,
@@ -149,11 +162,13 @@ if similar_to is not None and project.store.get_input(similar_to) is not None:
 
 def choose_filter(default_show: str = EVERYTHING, default_order: str = "Newest first") -> GalleryFilter:
     shows = [EVERYTHING, UNLABELLED] + ([POSITIVES, NEGATIVES] if concepts else []) + ([PREDICTED] if has_model and concepts else [])
-    show_col, concept_col, kind_col, order_col = st.columns(4)
+    needs_concept = st.session_state.get(f"show_{mode}", default_show) in (POSITIVES, NEGATIVES, PREDICTED)
+    if needs_concept:
+        show_col, concept_col, kind_col, order_col = st.columns(4)
+    else:
+        show_col, kind_col, order_col, _ = st.columns(4)
     show = show_col.selectbox("Show", shows, index=shows.index(default_show), key=f"show_{mode}")
-    concept = None
-    if show in (POSITIVES, NEGATIVES, PREDICTED):
-        concept = concept_col.selectbox("Concept", concepts, key=f"show_concept_{mode}")
+    concept = concept_col.selectbox("Concept", concepts, key=f"show_concept_{mode}") if needs_concept else None
     kind = KINDS[kind_col.selectbox("Kind", list(KINDS), key=f"kind_{mode}")]
     orders = list(ORDERS) if has_model else list(ORDERS)[:2]
     order = ORDERS[
@@ -180,11 +195,11 @@ if mode == "Gallery":
     page_no = st.session_state.get("label_page", 1)
     result = list_gallery(project, flt, page=page_no - 1, page_size=PAGE_SIZE)
     ids = [item.record.id for item in result.items]
-    picked = [i for i in ids if st.session_state.get(f"pick_{i}")]
+    picked = work["picked"]
     with st.container(border=True):
         concept_col, yes_col, no_col, clear_col = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
         concept = concept_col.selectbox(
-            f"Label the {plural(len(picked), 'selected input')}",
+            "Label the selected inputs",
             concepts,
             index=None,
             accept_new_options=True,
@@ -192,28 +207,33 @@ if mode == "Gallery":
             key="label_concept",
         )
         yes_col.button(
-            f"Is {md(concept or '…')}",
+            f"Is {md(concept)}" if concept else "Positive",
             type="primary",
             icon=":material/check:",
             on_click=_label_picked,
-            args=(project.name, ids, 1),
+            args=(project.name, picked, 1),
             width="stretch",
         )
         no_col.button(
-            f"Is not {md(concept or '…')}", icon=":material/close:", on_click=_label_picked, args=(project.name, ids, -1), width="stretch"
+            f"Is not {md(concept)}" if concept else "Negative",
+            icon=":material/close:",
+            on_click=_label_picked,
+            args=(project.name, picked, -1),
+            width="stretch",
         )
         clear_col.button(
-            "Remove label", icon=":material/backspace:", on_click=_label_picked, args=(project.name, ids, None), width="stretch"
+            "Remove label", icon=":material/backspace:", on_click=_label_picked, args=(project.name, picked, None), width="stretch"
         )
         all_col, none_col, count_col = st.columns([2, 2, 5], vertical_alignment="center")
-        all_col.button("Select all on this page", on_click=_pick_all, args=(ids, True), width="stretch")
-        none_col.button("Clear selection", on_click=_pick_all, args=(ids, False), width="stretch")
-        count_col.caption(f"{plural(result.total, 'input')} match · page {result.page + 1} of {result.pages}")
+        all_col.button("Select all on this page", on_click=_pick_all, args=(picked, ids, True), width="stretch")
+        none_col.button("Clear selection", on_click=_pick_all, args=(picked, ids, False), width="stretch")
+        count_col.caption(f"**{len(picked)} selected** · {plural(result.total, 'input')} match · page {result.page + 1} of {result.pages}")
 
     def footer(record) -> None:
-        left, right = st.columns(2, vertical_alignment="center")
-        left.checkbox("Select", key=f"pick_{record.id}")
-        right.button("Similar", key=f"similar_{record.id}", icon=":material/search:", on_click=_set, args=("similar_to", record.id))
+        st.session_state[f"pick_{record.id}"] = record.id in picked
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.checkbox("Select", key=f"pick_{record.id}", on_change=_toggle, args=(picked, record.id))
+            st.button("Similar", key=f"similar_{record.id}", icon=":material/search:", on_click=_set, args=("similar_to", record.id))
 
     if not result.items:
         st.info("Nothing matches these filters.", icon=":material/filter_alt_off:")
@@ -227,7 +247,7 @@ if mode == "Gallery":
 
 elif mode == "One at a time":
     flt = choose_filter(UNLABELLED, "Least certain first")
-    skipped = st.session_state.setdefault("skipped", {}).setdefault(project.name, set())
+    skipped = work["skipped"]
     result = list_gallery(project, flt, page=0, page_size=len(skipped) + 1)
     item = next((i for i in result.items if i.record.id not in skipped), None)
     if item is None:

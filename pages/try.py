@@ -104,11 +104,12 @@ with scores:
     else:
         best = prediction.concepts[0]
         clear = project.exclusive or best.score >= 0.5
+        st.caption("The model sees" if clear else "The model is not sure")
         st.markdown(f"### {md(best.concept)}" if clear else "### None of the concepts stands out")
         st.caption(f"Top score {best.score:.0%} · {head_name(best.head)} head · version {prediction.version}")
         table = pd.DataFrame(
             {
-                "concept": [c.concept for c in prediction.concepts],
+                "concept": [f"{c.concept}  {c.score:.0%}" for c in prediction.concepts],
                 "score": [c.score for c in prediction.concepts],
                 "head": [head_name(c.head) for c in prediction.concepts],
             }
@@ -117,12 +118,12 @@ with scores:
             alt.Chart(table)
             .mark_bar(cornerRadiusEnd=4)
             .encode(
-                x=alt.X("score:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="score"),
-                y=alt.Y("concept:N", sort="-x", title=None),
+                x=alt.X("score:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+                y=alt.Y("concept:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240)),
                 color=alt.condition(alt.datum.score >= 0.5, alt.value("#4f46e5"), alt.value("#c7c9d9")),
-                tooltip=["concept", alt.Tooltip("score:Q", format=".1%"), "head"],
+                tooltip=[alt.Tooltip("score:Q", format=".1%"), "head"],
             )
-            .properties(height=max(80, 34 * len(table)))
+            .properties(height=alt.Step(34))  # a fixed height squashes the bars; a step per concept does not
         )
         st.altair_chart(bars, width="stretch")
 

@@ -1,0 +1,172 @@
+"""The whole studio in a real browser: `streamlit run app.py` driven by headless Chromium.
+
+Create a project (``lite``: real, offline embeddings), upload real photos (crops of skimage's
+``chelsea`` the cat and ``coffee``), label, train, try a new photo, and read the answer off the
+page. A screenshot of every page is saved in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .photos import photo_variants
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_MS = 90_000  # the first upload loads torch and the lite model in the server
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (see .ci/run)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, data_home):
+    port = _free_port()
+    env = {**os.environ, "CONCEPTLAB_HOME": str(data_home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed below
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1"]
+    command += ["--server.headless", "true"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "streamlit.log").read_text()) from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _photos(folder: Path, photo: str, count: int, seed: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(photo_variants(photo, count, seed)):
+        path = folder / f"{photo}-{seed}-{i}.jpg"
+        image.save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def test_create_upload_label_train_try(server, browser, tmp_path):
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    main = page.get_by_test_id("stMain")
+
+    def shoot(name: str) -> None:
+        page.wait_for_timeout(500)  # let images and charts finish drawing
+        page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+    def nav(name: str) -> None:
+        page.get_by_test_id("stHeader").get_by_role("link", name=name, exact=True).click()
+
+    def choose(label: str, option: str, within=main) -> None:
+        """Pick (or type a new) option in a selectbox."""
+        box = within.get_by_role("combobox", name=label)
+        box.click()
+        box.fill(option)
+        box.press("Enter")
+
+    def add_files(paths: list[str], how: str, concept: str | None = None, total: int = 0) -> None:
+        files_tab = main.get_by_role("tabpanel").first
+        files_tab.locator("input[type=file]").set_input_files(paths)
+        for path in paths:
+            expect(files_tab.get_by_text(Path(path).name)).to_be_visible()
+        files_tab.get_by_text(how, exact=True).click()
+        if concept:
+            choose("Concept", concept, files_tab)
+        files_tab.get_by_role("button", name=f"Add {len(paths)} files").click()
+        expect(page.get_by_test_id("stSidebar").get_by_text(f"{total} inputs")).to_be_visible()
+
+    try:
+        # A first visit: the welcome screen creates a project; CLIP is not here, so lite is chosen.
+        page.goto(server)
+        expect(main.get_by_text("Welcome to conceptlab")).to_be_visible()
+        expect(main.get_by_text("CLIP weights are not on this machine")).to_be_visible()
+        shoot("1-welcome")
+        main.get_by_label("Project name").fill("Pets")
+        main.get_by_role("button", name="Create project").click()
+        expect(main.get_by_text("This project is empty")).to_be_visible()
+
+        # Upload: five cat photos labelled as a batch, five coffee photos without a label.
+        add_files(_photos(tmp_path / "cat", "chelsea", 5, seed=1), "All show a concept", "cat", total=5)
+        expect(main.get_by_test_id("stMetric").filter(has_text="Added")).to_contain_text("5")
+        add_files(_photos(tmp_path / "coffee", "coffee", 5, seed=2), "No label", total=10)
+        shoot("2-upload")
+
+        # Label: the unlabelled ones, all at once, as a new concept.
+        nav("Label")
+        expect(main.get_by_role("heading", name="Label")).to_be_visible()
+        choose("Show", "Unlabelled")
+        expect(main.get_by_text("5 inputs match")).to_be_visible()
+        main.get_by_role("button", name="Select all on this page").click()
+        expect(main.get_by_text("5 selected")).to_be_visible()
+        choose("Label the selected inputs", "coffee")
+        main.get_by_role("button", name="Is coffee").click()
+        expect(main.get_by_text("Labelled 5 inputs as coffee")).to_be_visible()
+        choose("Show", "Everything")
+        expect(main.get_by_text("10 inputs match")).to_be_visible()
+        shoot("3-label")
+
+        # Train.
+        nav("Train")
+        expect(main.get_by_text("What training will do")).to_be_visible()
+        main.get_by_role("button", name="Train", exact=True).click()
+        expect(main.get_by_text("Version 1 trained")).to_be_visible()
+        shoot("4-train")
+
+        # Try a cat photo the model has never seen.
+        nav("Try")
+        main.locator("input[type=file]").first.set_input_files(_photos(tmp_path / "new", "chelsea", 1, seed=99))
+        expect(main.get_by_role("heading", name="cat", exact=True)).to_be_visible()
+        expect(main.get_by_text("Why: the closest labelled examples")).to_be_visible()
+        shoot("5-try")
+    except BaseException:
+        page.screenshot(path=str(shots / "failure.png"), full_page=True)
+        raise
+    print(f"screenshots in {shots}")
