@@ -148,6 +148,8 @@ def _extend(store: Store, space: str, stamp: _Stamp, index: VectorIndex, generat
     if count != stamp.count or (stamp.max_id >= 0 and _created_at(store, stamp.max_id) != stamp.max_created):
         return None  # something was deleted: only a rebuild is right
     ids, vectors = _rows_after(store, space, stamp.max_id)
+    if len(ids) and (stamp.count == 0 or vectors.shape[1] != index.dim):
+        return None  # an empty index has no real dimension yet (it was built with 1)
     total = stamp.count + len(ids)
     if len(ids) and (index.kind == "exact") != (total <= EXACT_SEARCH_LIMIT):
         return None  # grown past the exact-search limit: rebuild as IVF
@@ -197,7 +199,10 @@ def _load_cache_file(index_path: Path, stamp_path: Path) -> tuple[_Stamp, Vector
     try:
         stamp = _Stamp(**json.loads(stamp_path.read_text()))
         index = VectorIndex.load(index_path)
-        return (stamp, index) if len(index) == stamp.count else None
+        # The two files are replaced one at a time, and another process may be writing its own pair:
+        # they only belong together when the index holds exactly the rows its stamp describes.
+        ids = faiss.vector_to_array(index._index.id_map) if len(index) else np.zeros(0, np.int64)
+        return (stamp, index) if len(index) == stamp.count and int(ids.max(initial=-1)) == stamp.max_id else None
     except (OSError, ValueError, TypeError, RuntimeError):
         return None
 

@@ -371,7 +371,8 @@ class Store:
 
         Args:
             items: inputs to add; hashes already stored are skipped.
-            labels: sha256 -> [(concept_id, +1 or -1)] to record for these inputs.
+            labels: sha256 -> [(concept_id, +1 or -1)] to record for these inputs or for inputs
+                already stored (a hash no input has is skipped).
 
         Returns:
             sha256 -> input id for every item (new or already there).
@@ -408,8 +409,10 @@ class Store:
             if inserted:
                 self._bump_generation(conn)
             for sha, pairs in (labels or {}).items():
-                if sha in ids:
-                    self._annotate(conn, ids[sha], pairs, now)
+                # Inputs stored earlier (by this process or another) are labelled too, not only new ones.
+                row = (ids[sha],) if sha in ids else conn.execute("SELECT id FROM inputs WHERE sha256 = ?", (sha,)).fetchone()
+                if row is not None:
+                    self._annotate(conn, row[0], pairs, now)
         # An orphan sweep (another process) may have removed a reused blob between its check and our
         # commit; now that the rows are committed no sweep will touch these files, so restore any gap.
         self._write_blobs([item for item in items if not self.blob_path(item.sha256, item.suffix).exists()])
