@@ -1,13 +1,21 @@
 """Classifier heads on top of frozen embeddings, and how they score.
 
-A trained model holds, for each embedding space, one ``SpaceHeads``: every concept
-in it gets the best head its data allows:
+A trained model holds, for each embedding space, one ``SpaceHeads``: every concept in it gets
+the head that won cross-validation (``selection.py``) among:
 
 - ``zero-shot``: cosine to the concept name's text embedding (joint spaces only);
-- ``nearest-neighbour``: similarity to its few labelled positives against its
-  negatives, searched with FAISS over the labelled examples, blended with
-  zero-shot where the space has it;
-- ``linear``: a logistic (one-vs-rest) or softmax (exclusive) layer trained in torch.
+- ``nearest-neighbour``: mean similarity to its nearest labelled positives against its negatives;
+- ``prototype``: similarity to the mean of its positives against the mean of its negatives;
+- ``linear``: a logistic (one-vs-rest) or softmax (exclusive) layer trained in torch;
+- ``tip-adapter``: a training-free cache of the labelled examples, affinity
+  ``exp(-beta * (1 - cos))``, added to zero-shot logits (Zhang et al., 2022), or to the linear
+  head's logits in a space without zero-shot.
+
+Every head gives a raw logit per concept; a per-concept affine calibration turns logits into
+probabilities (sigmoid for independent concepts, softmax over concepts for exclusive ones),
+and a per-concept threshold decides whether a probability counts as a match. Prototype, linear
+and cache heads work on transformed features (``transform_features``: a square root for
+non-negative features, then centring on the mean of the space's inputs, then L2 norm).
 
 Everything here is arrays in, arrays out; ``training.py`` and ``predict.py`` deal with
 the store and the embedder.
@@ -26,17 +34,22 @@ log = logging.getLogger(__name__)
 
 ZERO_SHOT = "zero-shot"
 NEAREST = "nearest-neighbour"
+PROTOTYPE = "prototype"
 LINEAR = "linear"
+TIP_ADAPTER = "tip-adapter"
 NO_HEAD = "none"
-HEAD_KINDS = (ZERO_SHOT, NEAREST, LINEAR, NO_HEAD)
+HEAD_KINDS = (ZERO_SHOT, NEAREST, PROTOTYPE, LINEAR, TIP_ADAPTER, NO_HEAD)
 
 # CLIP's learned logit scale is about 100; cosine gaps between prompts are a few hundredths.
 ZERO_SHOT_SCALE = 100.0
 # Cosine gaps between near and far neighbours are around 0.1: this makes them a clear decision.
 NEAREST_SCALE = 25.0
+# Centred features spread wider than raw ones: gaps of ~0.3 between own and other prototypes.
+PROTOTYPE_SCALE = 10.0
 NEAREST_POOL = 1024
 # Mean of the k best matches: steadier than the single nearest, still local.
 NEAREST_K = 3
+DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,10 @@ class HeadConfig:
     seed: int = 0
 
 
+def _empty() -> np.ndarray:
+    return np.zeros((0, 0), np.float32)
+
+
 @dataclass
 class SpaceHeads:
     """All concept heads of one embedding space, as plain arrays (saved without pickle).
@@ -57,13 +74,23 @@ class SpaceHeads:
         concept_ids: (C,) the concepts scored in this space.
         kinds: per concept, one of ``HEAD_KINDS``.
         exclusive: scores are a distribution over the concepts (single-label project).
-        weights, bias: (C, d), (C,) the linear layer; rows of non-linear concepts are unused.
-        memory, memory_ids, memory_labels: (m, d), (m,), (m, C) labelled examples for
-            nearest-neighbour heads and for explanations; labels are +1, -1 or 0.
-        reference: (C,) cosine level that counts as a match when a concept has no negatives.
+        weights, bias: (C, d), (C,) the linear layer (on transformed features); rows of
+            concepts without a linear or linear-based cache head are unused.
+        memory, memory_ids, memory_labels: (m, d), (m,), (m, C) labelled examples (raw
+            embeddings) for nearest-neighbour and cache heads and for explanations; labels are +1, -1 or 0.
+        reference: (C,) similarity level that counts as a match when a concept has no negatives.
         zero_shot: (C, d) text embeddings of the concept names, or empty (d == 0) without zero-shot.
         zero_shot_background: (d,) embedding of generic prompts, the "none of these" baseline.
-        zero_shot_weight: (C,) how much of a nearest-neighbour score comes from zero-shot.
+        zero_shot_weight: (C,) share of zero-shot in a nearest-neighbour logit (older versions).
+        center: (d,) mean of the space's transformed inputs, or empty for no transform (older versions).
+        feature_power: exponent applied to non-negative features before centring (1 = none).
+        prototypes, negative_prototypes: (C, d) transformed means of positives and negatives
+            (a zero row: no negatives, ``reference`` is used instead); empty when unused.
+        tip: (C, 2) the cache head's (alpha, beta) per concept; empty when unused.
+        calibration: (C, 2) ``(a, b)``: probability = link(a * logit + b); empty = identity.
+        thresholds: (C,) probability at or above which a concept matches; empty = 0.5.
+        unknown_cutoff: an input whose nearest labelled example is less similar than this
+            matches no concept ("unknown"); ``-inf`` turns this off.
     """
 
     concept_ids: np.ndarray
@@ -78,7 +105,16 @@ class SpaceHeads:
     zero_shot: np.ndarray
     zero_shot_background: np.ndarray
     zero_shot_weight: np.ndarray
+    center: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    feature_power: float = 1.0
+    prototypes: np.ndarray = field(default_factory=_empty)
+    negative_prototypes: np.ndarray = field(default_factory=_empty)
+    tip: np.ndarray = field(default_factory=_empty)
+    calibration: np.ndarray = field(default_factory=_empty)
+    thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    unknown_cutoff: float = float("-inf")
     _memory_index: faiss.Index | None = field(default=None, repr=False, compare=False)
+    _memory_features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.concept_ids)
@@ -89,10 +125,32 @@ class SpaceHeads:
                 raise ValueError(f"{name} must have shape ({n},)")
         if self.memory_labels.shape != (len(self.memory), n):
             raise ValueError("memory_labels must have one row per memory vector and one column per concept")
+        dim = self.weights.shape[1] if self.weights.ndim == 2 else 0
+        if self.calibration.size == 0:
+            self.calibration = np.tile(np.array([1.0, 0.0], np.float32), (n, 1))
+        if self.thresholds.size == 0:
+            self.thresholds = np.full(n, DEFAULT_THRESHOLD, np.float32)
+        if self.prototypes.size == 0:
+            self.prototypes = np.zeros((n, dim), np.float32)
+        if self.negative_prototypes.size == 0:
+            self.negative_prototypes = np.zeros((n, dim), np.float32)
+        if self.tip.size == 0:
+            self.tip = np.zeros((n, 2), np.float32)
+        for name, shape in (("calibration", (n, 2)), ("thresholds", (n,)), ("tip", (n, 2))):
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} must have shape {shape}")
+        if not ((self.thresholds >= 0) & (self.thresholds <= 1)).all():
+            raise ValueError("thresholds must lie in [0, 1]")
+        self.feature_power = float(self.feature_power)
+        self.unknown_cutoff = float(self.unknown_cutoff)
 
     @property
     def has_zero_shot(self) -> bool:
         return self.zero_shot.size > 0
+
+    def features(self, queries: np.ndarray) -> np.ndarray:
+        """Queries in the transformed feature space of prototype, linear and cache heads."""
+        return transform_features(queries, self.center, self.feature_power)
 
     def nearest_labelled(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k most similar labelled examples of each query: (scores (n, k), input ids (n, k), -1 padded)."""
@@ -111,61 +169,115 @@ class SpaceHeads:
             ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
         return scores, ids
 
+    def unknown(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(is unknown (n,) bool, similarity to the nearest labelled example (n,))."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        nearest = self.nearest_labelled(queries, 1)[0][:, 0]
+        return (nearest < self.unknown_cutoff) & np.isfinite(nearest), nearest
+
     def score(self, queries: np.ndarray) -> np.ndarray:
-        """Scores in [0, 1] of shape (n, C); NaN for concepts without a head in this space."""
+        """Calibrated probabilities of shape (n, C); NaN for concepts without a head in this space."""
+        logits = self.calibrated_logits(queries)
+        scored = np.array([k != NO_HEAD for k in self.kinds], bool)
+        out = np.full(logits.shape, np.nan)
+        if not scored.any():
+            return out
+        out[:, scored] = _softmax(logits[:, scored]) if self.exclusive else _sigmoid(logits[:, scored])
+        return out
+
+    def calibrated_logits(self, queries: np.ndarray) -> np.ndarray:
+        """``a * logit + b`` per concept: the input of the sigmoid (or softmax) in ``score``."""
+        return self.logits(queries) * self.calibration[:, 0] + self.calibration[:, 1]
+
+    def logits(self, queries: np.ndarray) -> np.ndarray:
+        """Raw head outputs of shape (n, C), before calibration; NaN for concepts without a head."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         n, c = len(queries), len(self.concept_ids)
         kinds = np.array(self.kinds)
         out = np.full((n, c), np.nan, dtype=np.float64)
-        zs = self._zero_shot_scores(queries) if self.has_zero_shot else None
+        zs = self._zero_shot_logits(queries) if self.has_zero_shot else None
+        needs_features = np.isin(kinds, (PROTOTYPE, LINEAR, TIP_ADAPTER)).any()
+        z = self.features(queries) if needs_features else None
 
         linear = kinds == LINEAR
         if linear.any():
-            logits = queries @ self.weights[linear].T + self.bias[linear]
-            out[:, linear] = _softmax(logits) if self.exclusive else _sigmoid(logits)
+            out[:, linear] = z @ self.weights[linear].T + self.bias[linear]
 
         nearest = kinds == NEAREST
         if nearest.any():
-            knn = self._nearest_scores(queries, np.flatnonzero(nearest))
+            knn = self._nearest_logits(queries, np.flatnonzero(nearest))
             if zs is not None:
                 w = self.zero_shot_weight[nearest]
                 knn = w * zs[:, nearest] + (1 - w) * knn
             out[:, nearest] = knn
 
+        proto = kinds == PROTOTYPE
+        if proto.any():
+            out[:, proto] = PROTOTYPE_SCALE * self._prototype_margin(z, np.flatnonzero(proto))
+
+        tip = kinds == TIP_ADAPTER
+        if tip.any():
+            columns = np.flatnonzero(tip)
+            base = zs[:, tip] if zs is not None else z @ self.weights[tip].T + self.bias[tip]
+            out[:, tip] = base + self.tip[tip, 0] * self._cache_affinity(z, columns, self.tip[tip, 1])
+
         zero = kinds == ZERO_SHOT
         if zero.any() and zs is not None:
             out[:, zero] = zs[:, zero]
-
-        if self.exclusive and not linear.any():
-            # Make the per-concept scores a distribution, as a softmax head's would be.
-            scored = ~np.isnan(out[0]) if n else np.zeros(c, bool)
-            totals = out[:, scored].sum(axis=1, keepdims=True)
-            out[:, scored] = out[:, scored] / np.maximum(totals, 1e-12)
         return out
 
-    def _zero_shot_scores(self, queries: np.ndarray) -> np.ndarray:
+    def _zero_shot_logits(self, queries: np.ndarray) -> np.ndarray:
         sims = queries @ self.zero_shot.T
         if self.exclusive:
-            return _softmax(ZERO_SHOT_SCALE * sims)
+            return ZERO_SHOT_SCALE * sims
         background = queries @ self.zero_shot_background
-        return _sigmoid(ZERO_SHOT_SCALE * (sims - background[:, None]))
+        return ZERO_SHOT_SCALE * (sims - background[:, None])
 
-    def _nearest_scores(self, queries: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    def _prototype_margin(self, z: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        own = z @ self.prototypes[columns].T
+        if self.exclusive:
+            return own
+        negatives = self.negative_prototypes[columns]
+        has_negatives = np.abs(negatives).sum(axis=1) > 0
+        other = np.where(has_negatives, z @ negatives.T, self.reference[columns])
+        return own - other
+
+    def _cache_affinity(self, z: np.ndarray, columns: np.ndarray, betas: np.ndarray) -> np.ndarray:
+        """Tip-Adapter's cache: mean affinity to a concept's positives, less that to its negatives."""
+        if self._memory_features is None:
+            self._memory_features = self.features(self.memory)
+        result = np.zeros((len(z), len(columns)))
+        if len(self.memory) == 0:
+            return result
+        sims = z @ self._memory_features.T
+        for j, (col, beta) in enumerate(zip(columns, betas)):
+            affinity = np.exp(-beta * (1.0 - sims))
+            labels = self.memory_labels[:, col]
+            pos, neg = labels > 0, labels < 0
+            result[:, j] = affinity[:, pos].mean(axis=1) if pos.any() else 0.0
+            if neg.any() and not self.exclusive:
+                result[:, j] -= affinity[:, neg].mean(axis=1)
+        return result
+
+    def _nearest_logits(self, queries: np.ndarray, columns: np.ndarray) -> np.ndarray:
         pool = min(len(self.memory), NEAREST_POOL)
         sims, ids = self.nearest_labelled(queries, pool)
         rows = np.searchsorted(self.memory_ids, ids.clip(min=0))
         result = np.zeros((len(queries), len(columns)))
         k = NEAREST_K
+        # A concept absent from the pool is farther than everything retrieved.
+        floor = sims[:, -1] if pool else np.zeros(len(queries))
         for j, col in enumerate(columns):
-            labels = np.where(ids >= 0, self.memory_labels[rows, col], 0)
+            labels = np.where(ids >= 0, self.memory_labels[rows, col], 0) if pool else np.zeros_like(ids)
             pos = _mean_top_k(np.where(labels > 0, sims, -np.inf), k)
+            pos = np.where(np.isfinite(pos), pos, floor)
+            if self.exclusive:
+                result[:, j] = NEAREST_SCALE * pos
+                continue
             has_negatives = (self.memory_labels[:, col] < 0).any()
             neg = _mean_top_k(np.where(labels < 0, sims, -np.inf), k) if has_negatives else np.full(len(queries), self.reference[col])
-            # A concept absent from the pool is farther than everything retrieved.
-            floor = sims[:, -1:].min(axis=1) if pool else np.zeros(len(queries))
-            pos = np.where(np.isfinite(pos), pos, floor)
             neg = np.where(np.isfinite(neg), neg, floor)
-            result[:, j] = _sigmoid(NEAREST_SCALE * (pos - neg))
+            result[:, j] = NEAREST_SCALE * (pos - neg)
         return result
 
 
@@ -186,10 +298,74 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def estimate_reference(positives: np.ndarray, background: np.ndarray, k: int) -> float:
-    """Cosine level halfway between how close positives are to each other and to other inputs.
+def _normalize(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 1e-12, norms, 1.0)).astype(np.float32)
 
-    Used as the "negative" side of a nearest-neighbour head that has no negatives.
+
+def fit_feature_transform(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    """(center, power) for ``transform_features``, from a sample of the space's inputs.
+
+    Non-negative features (post-ReLU CNN features) get a square root first, which makes their
+    heavy-tailed dimensions more Gaussian; centring on the mean of the space's own inputs
+    (labelled or not) removes the direction every input shares, so cosines compare what
+    differs between inputs (SimpleShot, Wang et al. 2019; Hu et al. 2021).
+    """
+    if len(vectors) < 2:
+        return np.zeros(0, np.float32), 1.0
+    power = 0.5 if float(vectors.min()) >= 0 else 1.0
+    powered = _normalize(np.sign(vectors) * np.abs(vectors) ** power)
+    return powered.mean(axis=0).astype(np.float32), power
+
+
+def transform_features(x: np.ndarray, center: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """Apply the space's transform: power, L2 norm, minus ``center``, L2 norm again."""
+    x = np.asarray(x, dtype=np.float32)
+    if power != 1.0:
+        x = np.sign(x) * np.abs(x) ** power
+    x = _normalize(x)
+    if center.size == 0:
+        return x
+    return _normalize(x - center)
+
+
+def fit_prototypes(z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positive (C, d), negative (C, d)) normalised means; a concept without rows gets a zero row."""
+    c, d = labels.shape[1], z.shape[1]
+    pos, neg = np.zeros((c, d), np.float32), np.zeros((c, d), np.float32)
+    for j in range(c):
+        if (labels[:, j] > 0).any():
+            pos[j] = z[labels[:, j] > 0].mean(axis=0)
+        if (labels[:, j] < 0).any():
+            neg[j] = z[labels[:, j] < 0].mean(axis=0)
+    return _normalize(pos), _normalize(neg)
+
+
+def refine_prototypes(prototypes: np.ndarray, z: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray, iterations: int = 5) -> np.ndarray:
+    """Exclusive concepts: move prototypes towards the unlabelled inputs they attract (soft k-means).
+
+    Semi-supervised, as in Ren et al. (2018): the labelled examples stay assigned to their own
+    concept, each unlabelled input is shared among concepts by a softmax over similarities.
+    It helps when the project's unlabelled inputs cluster by concept, and hurts when they do
+    not: cross-validation decides whether it is used.
+    """
+    trained = np.abs(prototypes).sum(axis=1) > 0
+    if len(unlabelled) == 0 or trained.sum() < 2:
+        return prototypes
+    labelled_sum = np.stack([z[labels[:, j] > 0].sum(axis=0) if trained[j] else np.zeros(z.shape[1]) for j in range(len(prototypes))])
+    current = prototypes.copy()
+    for _ in range(iterations):
+        logits = PROTOTYPE_SCALE * (unlabelled @ current[trained].T)
+        weights = _softmax(logits)
+        updated = labelled_sum[trained] + weights.T @ unlabelled
+        current[trained] = _normalize(updated)
+    return current
+
+
+def estimate_reference(positives: np.ndarray, background: np.ndarray, k: int) -> float:
+    """Similarity level halfway between how close positives are to each other and to other inputs.
+
+    Used as the "negative" side of a nearest-neighbour or prototype head that has no negatives.
     """
     if len(positives) >= 2:
         sims = positives @ positives.T
@@ -213,6 +389,7 @@ def fit_linear(
     exclusive: bool,
     config: HeadConfig = HeadConfig(),
     progress: ProgressCallback | None = None,
+    n_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train a linear layer on embeddings; deterministic for a given seed.
 
@@ -223,6 +400,7 @@ def fit_linear(
         exclusive: softmax cross-entropy over classes instead of per-concept sigmoids.
         config: weight decay, iterations and seed.
         progress: called with (fraction done, message).
+        n_classes: exclusive: number of classes (default: the largest index in ``targets`` + 1).
 
     Returns:
         (weights (C, d) float32, bias (C,) float32).
@@ -233,7 +411,7 @@ def fit_linear(
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     if exclusive:
         classes = torch.from_numpy(np.asarray(targets, dtype=np.int64))
-        n_classes = int(classes.max()) + 1
+        n_classes = int(n_classes or int(classes.max()) + 1)
         counts = torch.bincount(classes, minlength=n_classes).float()
         # Balanced classes: a concept with 500 examples must not drown one with 10.
         class_weight = counts.sum() / (n_classes * counts.clamp(min=1))

@@ -1,8 +1,9 @@
 """Training: turn a project's labels into a new model version.
 
-Each concept gets the best head its data allows, per embedding space (see
-``heads.py``). A version is written to its own file first and registered in the
-database after, so a process killed mid-training leaves no half-made version.
+Per embedding space, every concept's head is chosen by cross-validation among the kinds of
+``heads.py`` (``selection.py``), calibrated and given a threshold; the cross-validated
+``Evaluation`` goes into the version's report. A version is written to its own file first and
+registered in the database after, so a process killed mid-training leaves no half-made version.
 """
 
 from __future__ import annotations
@@ -12,31 +13,31 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelVersionError, TrainingError
+from .errors import ConceptError, ModelVersionError, TrainingError
 from .heads import (
     LINEAR,
-    NEAREST,
-    NEAREST_K,
     NO_HEAD,
-    ZERO_SHOT,
     HeadConfig,
     ProgressCallback,
     SpaceHeads,
-    estimate_reference,
-    fit_linear,
 )
+from .metrics import Evaluation
 from .projects import Project
+from .selection import HeadChoice, SelectionConfig, SpaceData, SpaceFit, default_heads, fit_space
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 MAX_MEMORY = 50_000
-BACKGROUND_SAMPLE = 512
+BACKGROUND_SAMPLE = 2000
+# Out-of-fold scores kept in the report (for a threshold slider): at most this many inputs per space.
+REPORT_SCORES = 2000
+_THRESHOLDS_KEY = "thresholds:v{}"
 _BACKGROUND_PROMPTS = ["a photo.", "an image.", "a picture of something.", "some text."]
 
 
@@ -55,11 +56,22 @@ class ConceptPlan:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A trained model version and what each concept got."""
+    """A trained model version and what each concept got.
+
+    Attributes:
+        concepts: per concept and space, the head it got and the counts behind it.
+        evaluations: per space, how the chosen heads did in cross-validation.
+        choices: per concept and space, which head won cross-validation and by how much.
+    """
 
     version: int
     seconds: float
     concepts: list[ConceptPlan]
+    evaluations: list[Evaluation] = field(default_factory=list)
+    choices: list[HeadChoice] = field(default_factory=list)
+
+    def evaluation(self, space: str) -> Evaluation | None:
+        return next((e for e in self.evaluations if e.space == space), None)
 
 
 @dataclass
@@ -99,23 +111,19 @@ def _plan_space(
     full = _with_implicit_negatives(labels)
     n_pos = (full > 0).sum(axis=0)
     n_neg = (full < 0).sum(axis=0)
-    trained = n_pos > 0
-    exclusive_linear = project.exclusive and trained.sum() >= 2 and (n_pos[trained] >= config.min_linear_positives).all()
+    heads = default_heads(n_pos, n_neg, project.exclusive, zero_shot, config.min_linear_positives)
     plans = []
     for j, (cid, name) in enumerate(concepts):
-        pos, neg = int(n_pos[j]), int(n_neg[j])
+        pos, neg, head = int(n_pos[j]), int(n_neg[j]), heads[j]
         need = config.min_linear_positives - pos
         if pos == 0:
-            head = ZERO_SHOT if zero_shot and not exclusive_linear else NO_HEAD
             hint = "no examples yet: add positives to train it" if head == NO_HEAD else "works from its name; add examples to improve it"
-        elif project.exclusive:
-            head = LINEAR if exclusive_linear else NEAREST
-            hint = "" if head == LINEAR else ("add more examples" if need <= 0 else f"add {need} more examples for a linear head")
-        elif pos < config.min_linear_positives or neg == 0:
-            head = NEAREST
-            hint = f"add {need} more examples for a linear head" if need > 0 else "add negatives (or another concept) for a linear head"
+        elif head == LINEAR:
+            hint = ""
+        elif need > 0:
+            hint = f"add {need} more examples for a linear head"
         else:
-            head, hint = LINEAR, ""
+            hint = "add more examples" if project.exclusive else "add negatives (or another concept) for a linear head"
         plans.append(ConceptPlan(name, cid, space, head, pos, neg, hint))
     return plans
 
@@ -137,8 +145,16 @@ def plan_training(project: Project, config: HeadConfig = HeadConfig()) -> list[C
     return plans
 
 
-def train(project: Project, config: HeadConfig = HeadConfig(), progress: ProgressCallback | None = None) -> TrainResult:
+def train(
+    project: Project,
+    config: HeadConfig = HeadConfig(),
+    progress: ProgressCallback | None = None,
+    selection: SelectionConfig = SelectionConfig(),
+) -> TrainResult:
     """Train a new model version from the project's labels and make it the active one.
+
+    Each space's heads are chosen, calibrated and thresholded by cross-validation (capped at
+    ``selection.max_rows`` labelled inputs per space, so a few thousand train in seconds).
 
     Raises:
         TrainingError: no concepts, or nothing any head could be built from.
@@ -152,15 +168,22 @@ def train(project: Project, config: HeadConfig = HeadConfig(), progress: Progres
     embedder = project.embedder()
     arrays: dict[str, np.ndarray] = {}
     plans: list[ConceptPlan] = []
+    fits: dict[str, SpaceFit] = {}
     for s, space in enumerate(spaces):
-        report(s / len(spaces), f"preparing {space}")
         ids, labels = _labelled_matrix(project, space, [c for c, _ in concepts])
         space_plans = _plan_space(project, space, zero_shot, concepts, labels, config)
-        plans += space_plans
         if all(p.head == NO_HEAD for p in space_plans):
+            plans += space_plans
             continue
-        heads = _fit_space(project, space, concepts, ids, labels, space_plans, config, embedder if zero_shot else None, report)
-        arrays.update({f"{space}/{k}": v for k, v in _head_arrays(heads).items()})
+
+        def space_progress(fraction: float, message: str, s: int = s, space: str = space) -> None:
+            report((s + fraction) / len(spaces), f"{space}: {message}")
+
+        data = _space_data(project, space, concepts, ids, labels, space_plans, config, embedder if zero_shot else None)
+        fit = fit_space(data, config, selection, space_progress)
+        fits[space] = fit
+        plans += [replace(p, head=kind) for p, kind in zip(space_plans, fit.heads.kinds)]
+        arrays.update({f"{space}/{k}": v for k, v in _head_arrays(fit.heads).items()})
     if not arrays:
         raise TrainingError(f"project '{project.name}' has no labelled examples yet: label a few inputs for a concept")
     seconds = time.perf_counter() - started
@@ -173,57 +196,67 @@ def train(project: Project, config: HeadConfig = HeadConfig(), progress: Progres
         "kinds": {s: [p.head for p in plans if p.space == s] for s in spaces},
     }
     file = _save_version_file(project.root, manifest, arrays)
-    version = project.store.add_version(file, seconds, {"concepts": [asdict(p) for p in plans], "config": asdict(config)})
+    evaluations = [fit.evaluation for fit in fits.values()]
+    choices = [c for fit in fits.values() for c in fit.choices]
+    version = project.store.add_version(file, seconds, _report(plans, config, selection, fits))
     report(1.0, f"version {version} trained")
     log.info("trained version %d of %s in %.2fs", version, project.name, seconds)
-    return TrainResult(version, seconds, plans)
+    return TrainResult(version, seconds, plans, evaluations, choices)
 
 
-def _fit_space(project, space, concepts, ids, labels, plans, config, embedder, report) -> SpaceHeads:
+def _report(plans: list[ConceptPlan], config: HeadConfig, selection: SelectionConfig, fits: dict[str, SpaceFit]) -> dict:
+    """The version's report (JSON): plans, cross-validated metrics, head choices, thresholds, out-of-fold scores."""
+    scores = {}
+    for space, fit in fits.items():
+        keep = slice(0, REPORT_SCORES)
+        scores[space] = {
+            "ids": fit.oof_ids[keep].tolist(),
+            "labels": fit.oof_labels[keep].tolist(),
+            "probabilities": [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in fit.oof_probabilities[keep]],
+            "names": fit.evaluation.labels[:-1] if fit.evaluation.labels else [],
+        }
+    return {
+        "concepts": [asdict(p) for p in plans],
+        "config": asdict(config),
+        "selection": asdict(selection),
+        "metrics": [fit.evaluation.to_dict() for fit in fits.values()],
+        "choices": {space: [c.to_dict() for c in fit.choices] for space, fit in fits.items()},
+        "thresholds": {space: _thresholds_by_name(fit) for space, fit in fits.items()},
+        "scores": scores,
+    }
+
+
+def _thresholds_by_name(fit: SpaceFit) -> dict[str, float]:
+    names = [c.concept for c in fit.choices]
+    return {n: round(float(t), 6) for n, t, kind in zip(names, fit.heads.thresholds, fit.heads.kinds) if kind != NO_HEAD}
+
+
+def _space_data(project, space, concepts, ids, labels, plans, config, embedder) -> SpaceData:
     _, vectors = project.store.load_embeddings(space, ids)
     if len(ids) > MAX_MEMORY:
         keep = np.sort(np.random.default_rng(config.seed).choice(len(ids), MAX_MEMORY, replace=False))
         ids, labels, vectors = ids[keep], labels[keep], vectors[keep]
-    full = _with_implicit_negatives(labels)
-    kinds = [p.head for p in plans]
-    n, dim = len(concepts), vectors.shape[1] if len(vectors) else project.embedder().dims[space]
-    weights, bias = np.zeros((n, dim), np.float32), np.zeros(n, np.float32)
-    linear = [j for j, k in enumerate(kinds) if k == LINEAR]
-    if linear and project.exclusive:
-        rows = (full[:, linear] > 0).sum(axis=1) == 1
-        targets = np.argmax(full[rows][:, linear] > 0, axis=1)
-        w, b = fit_linear(vectors[rows], targets, exclusive=True, config=config, progress=report)
-        weights[linear], bias[linear] = w, b
-    elif linear:
-        w, b = fit_linear(vectors, full[:, linear], exclusive=False, config=config, progress=report)
-        weights[linear], bias[linear] = w, b
-
-    reference = np.zeros(n, np.float32)
-    for j, kind in enumerate(kinds):
-        if kind == NEAREST and not (full[:, j] < 0).any():
-            reference[j] = estimate_reference(vectors[full[:, j] > 0], _background(project, space, ids), NEAREST_K)
-
+    dim = vectors.shape[1] if len(vectors) else project.embedder().dims[space]
+    unlabelled = _background(project, space, ids)
+    if unlabelled.size == 0:
+        unlabelled = np.zeros((0, dim), np.float32)
+    zero_shot, background = np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
     if embedder is not None:
-        names = [name for _, name in concepts]
-        zero_shot = embedder.build_zero_shot_vectors(names)
+        zero_shot = embedder.build_zero_shot_vectors([name for _, name in concepts]).astype(np.float32)
         background = embedder.embed_texts(_BACKGROUND_PROMPTS).mean(axis=0)
-        background /= np.linalg.norm(background) or 1.0
-        zero_shot_weight = 1.0 / (1.0 + (full > 0).sum(axis=0))
-    else:
-        zero_shot, background, zero_shot_weight = np.zeros((0, 0), np.float32), np.zeros(0, np.float32), np.zeros(n)
-    return SpaceHeads(
+        background = (background / (np.linalg.norm(background) or 1.0)).astype(np.float32)
+    return SpaceData(
+        space=space,
+        names=[name for _, name in concepts],
         concept_ids=np.array([c for c, _ in concepts], np.int64),
-        kinds=kinds,
         exclusive=project.exclusive,
-        weights=weights,
-        bias=bias,
-        memory=vectors.astype(np.float32),
-        memory_ids=ids,
-        memory_labels=full,
-        reference=reference,
-        zero_shot=zero_shot.astype(np.float32),
-        zero_shot_background=background.astype(np.float32),
-        zero_shot_weight=zero_shot_weight.astype(np.float32),
+        ids=ids,
+        vectors=vectors.astype(np.float32).reshape(len(ids), dim),
+        labels=_with_implicit_negatives(labels),
+        unlabelled=unlabelled.astype(np.float32),
+        defaults=[p.head for p in plans],
+        zero_shot=zero_shot,
+        zero_shot_background=background,
     )
 
 
@@ -248,11 +281,22 @@ _ARRAY_FIELDS = (
     "zero_shot",
     "zero_shot_background",
     "zero_shot_weight",
+    "center",
+    "feature_power",
+    "prototypes",
+    "negative_prototypes",
+    "tip",
+    "calibration",
+    "thresholds",
+    "unknown_cutoff",
 )
+# Fields added in format 2: a format-1 file lacks them and gets SpaceHeads' defaults.
+_OPTIONAL_FIELDS = frozenset(_ARRAY_FIELDS[10:])
+_SCALAR_FIELDS = frozenset({"feature_power", "unknown_cutoff"})
 
 
 def _head_arrays(heads: SpaceHeads) -> dict[str, np.ndarray]:
-    return {name: getattr(heads, name) for name in _ARRAY_FIELDS}
+    return {name: np.asarray(getattr(heads, name)) for name in _ARRAY_FIELDS}
 
 
 def _save_version_file(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> str:
@@ -300,8 +344,16 @@ def load_model(project: Project, version: int | None = None) -> Model:
         )
     spaces = {}
     for space in manifest["spaces"]:
-        fields = {name: arrays[f"{space}/{name}"] for name in _ARRAY_FIELDS}
-        spaces[space] = SpaceHeads(kinds=list(manifest["kinds"][space]), exclusive=bool(manifest["exclusive"]), **fields)
+        fields = {}
+        for name in _ARRAY_FIELDS:
+            key = f"{space}/{name}"
+            if key not in arrays and name in _OPTIONAL_FIELDS:
+                continue
+            fields[name] = float(arrays[key]) if name in _SCALAR_FIELDS else arrays[key]
+        try:
+            spaces[space] = SpaceHeads(kinds=list(manifest["kinds"][space]), exclusive=bool(manifest["exclusive"]), **fields)
+        except (KeyError, ValueError, TypeError) as e:
+            raise ModelVersionError(f"model version {version} of '{project.name}' is damaged: {e}") from e
     names = {int(k): v for k, v in manifest["concepts"].items()}
     return Model(version, manifest["embedder"], bool(manifest["exclusive"]), names, spaces)
 
@@ -311,3 +363,38 @@ def set_active_version(project: Project, version: int) -> None:
     if version not in {v[0] for v in project.store.list_versions()}:
         raise ModelVersionError(f"project '{project.name}' has no model version {version}")
     project.store.set_meta("active_version", str(version))
+
+
+def set_threshold(project: Project, version: int, concept: str, value: float) -> None:
+    """Set the probability at or above which ``concept`` matches in model ``version``.
+
+    The version file is never rewritten: the override is kept beside it and applied whenever
+    the version predicts or is evaluated.
+
+    Raises:
+        ValueError: ``value`` is not within [0, 1].
+        ModelVersionError: no such version. ConceptError: no such concept in that version.
+    """
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"a threshold must lie between 0 and 1, not {value}")
+    model = load_model(project, version)
+    concept_id = project.store.concept_id(concept)
+    if concept_id is None or concept_id not in model.concept_names:
+        raise ConceptError(f"model version {version} has no concept '{concept}'")
+    overrides = get_threshold_overrides(project, version)
+    overrides[concept_id] = value
+    project.store.set_meta(_THRESHOLDS_KEY.format(version), json.dumps({str(k): v for k, v in overrides.items()}))
+
+
+def get_threshold_overrides(project: Project, version: int) -> dict[int, float]:
+    """Thresholds set by hand on ``version``: concept id -> threshold."""
+    raw = project.store.get_meta(_THRESHOLDS_KEY.format(version))
+    return {int(k): float(v) for k, v in json.loads(raw).items()} if raw else {}
+
+
+def thresholds_for(project: Project, model: Model, space: str) -> np.ndarray:
+    """The thresholds in force for a space's concepts: the trained ones, with any set by hand."""
+    heads = model.spaces[space]
+    overrides = get_threshold_overrides(project, model.version)
+    return np.array([overrides.get(int(cid), float(t)) for cid, t in zip(heads.concept_ids, heads.thresholds)], np.float32)

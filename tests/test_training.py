@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import ModelVersionError, TrainingError
-from core.heads import LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
+from core.heads import LINEAR, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT
 from core.ingest import ingest
 from core.media import RawInput, read_inputs
 from core.predict import predict
@@ -50,8 +50,8 @@ def _predict_colour(project, colour: str, seed: int = 1000, tmp_path=None):
     "counts, expected",
     [
         ({"red": 6, "green": 6, "blue": 6}, {"red": LINEAR, "green": LINEAR, "blue": LINEAR}),
-        ({"red": 2, "green": 6, "blue": 6}, {"red": NEAREST, "green": LINEAR, "blue": LINEAR}),
-        ({"red": 1}, {"red": NEAREST}),
+        ({"red": 2, "green": 6, "blue": 6}, {"red": PROTOTYPE, "green": LINEAR, "blue": LINEAR}),
+        ({"red": 1}, {"red": PROTOTYPE}),
     ],
 )
 def test_each_concept_gets_the_head_its_data_allows(tmp_path, counts, expected):
@@ -70,7 +70,7 @@ def test_plan_counts_implicit_negatives_and_hints(tmp_path):
     project.store.create_concept("purple")
     plans = {p.concept: p for p in plan_training(project) if p.space == "tiny-image"}
     assert (plans["red"].positives, plans["red"].negatives) == (2, 6)
-    assert plans["red"].head == NEAREST and "3 more" in plans["red"].hint
+    assert plans["red"].head == PROTOTYPE and "3 more" in plans["red"].hint
     assert plans["purple"].head == NO_HEAD and plans["purple"].positives == 0
     assert plans["green"].head == LINEAR
 
@@ -140,7 +140,7 @@ def test_text_and_image_spaces_train_separately(tmp_path):
     texts = [RawInput(f"t{i}", "text", t.encode(), str(i) * 64, ".txt", "red", t) for i, t in enumerate(["red roses", "red wine"])]
     ingest(project, texts)
     spaces = {(p.space, p.head) for p in train(project).concepts}
-    assert spaces == {("tiny-image", NEAREST), ("tiny-text", NEAREST)}
+    assert spaces == {("tiny-image", PROTOTYPE), ("tiny-text", PROTOTYPE)}
 
 
 @pytest.mark.slow
@@ -150,7 +150,7 @@ def test_clip_random_end_to_end_with_zero_shot(tmp_path):
     project.store.create_concept("a dog")
     result = train(project)
     heads = {p.concept: p.head for p in result.concepts}
-    assert heads == {"red": NEAREST, "green": NEAREST, "a dog": ZERO_SHOT}
+    assert heads == {"red": TIP_ADAPTER, "green": TIP_ADAPTER, "a dog": ZERO_SHOT}
     model = load_model(project)
     assert model.spaces["clip"].zero_shot.shape == (3, 512)
     prediction = _predict_colour(project, "red", tmp_path=tmp_path)
