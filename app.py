@@ -212,6 +212,11 @@ if st.session_state.get("project") not in {p.name for p in projects}:
 with st.sidebar:
     render_sidebar(projects)
 show_flashes()
+# "creating" holds the page the form was opened on: going to another page closes the form.
+if st.session_state.get("creating") is True:
+    st.session_state.creating = navigation.title
+elif st.session_state.get("creating") not in (None, False, navigation.title):
+    st.session_state.creating = False
 if st.session_state.get("creating") or not projects:
     render_create_project(first=not projects)
 else:

@@ -80,7 +80,7 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 
 def head_name(kind: str | None) -> str:
-    return HEAD_NAMES.get(kind or "", kind or "")
+    return HEAD_NAMES.get(kind or "", (kind or "").replace("-", " "))
 
 
 def space_name(embedder: Embedder, space: str) -> str:
@@ -226,3 +226,46 @@ def render_cards(
                     st.caption(notes[record.id])
                 if footer is not None:
                     footer(record)
+
+
+# -- training reports -------------------------------------------------------------------
+# The report's fields grow as evaluation grows; they are shown generically, as tables of
+# plain cells. Raw arrays (per-input scores, id lists) are left out: they are for programs.
+
+
+def _is_cell(value: object) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _cells(record: dict, prefix: str = "") -> dict:
+    """A dict's plain values, with one level of nested plain dicts spread into ``key subkey`` columns."""
+    cells = {}
+    for key, value in record.items():
+        if _is_cell(value):
+            cells[prefix + str(key)] = round(value, 3) if isinstance(value, float) else value
+        elif isinstance(value, dict) and value and all(_is_cell(v) for v in value.values()) and not prefix:
+            cells.update(_cells(value, f"{key} "))
+    return cells
+
+
+def report_rows(value: object, group: str = "") -> list[dict]:
+    """One report field as table rows of plain cells (empty when it holds nothing a person reads).
+
+    Lists of records become rows, and a record's own list of records (a space's concepts) becomes
+    one row each, carrying the record's cells; a mapping of such things adds its key as a column.
+    """
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        rows = []
+        for record in value:
+            own = ({"": group} if group else {}) | _cells(record)
+            nested = [k for k, v in record.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+            children = [child for k in nested for child in report_rows(record[k])]
+            rows += [own | child for child in children] if children else [own]
+        return rows
+    if isinstance(value, dict) and value and all(isinstance(v, (list, dict)) for v in value.values()):
+        if all(isinstance(v, dict) and v and all(_is_cell(x) for x in v.values()) for v in value.values()):
+            return [{"": key, "name": k, "value": _cells({"v": v})["v"]} for key, inner in value.items() for k, v in inner.items()]
+        return [row for key, inner in value.items() for row in report_rows(inner, str(key))]
+    if isinstance(value, dict) and value and all(_is_cell(v) for v in value.values()):
+        return [_cells(value)]
+    return []

@@ -10,7 +10,20 @@ from core.errors import ConceptlabError
 from core.heads import NO_HEAD
 from core.training import plan_training, set_active_version, train
 from core.uploads import format_duration
-from pages.common import LABEL, TRY, flash, get_embedder, head_name, md, plural, require_project, show_error, space_name, start_page
+from pages.common import (
+    LABEL,
+    TRY,
+    flash,
+    get_embedder,
+    head_name,
+    md,
+    plural,
+    report_rows,
+    require_project,
+    show_error,
+    space_name,
+    start_page,
+)
 
 start_page()
 project = require_project()
@@ -31,11 +44,11 @@ except ConceptlabError as e:
 
 
 def shown_plans(plans: list) -> list:
-    """Per concept, the spaces it has examples in; a concept with none shows one row."""
+    """Per concept, the spaces it has examples in (negatives alone teach nothing); a concept with none shows one row."""
     rows = []
     for concept in dict.fromkeys(p.concept for p in plans):
         own = [p for p in plans if p.concept == concept]
-        rows += [p for p in own if p.positives or p.negatives] or own[:1]
+        rows += [p for p in own if p.positives] or own[:1]
     return rows
 
 
@@ -106,25 +119,19 @@ if report.get("concepts"):
         for k in extra:
             table[k.replace("_", " ").capitalize()].append(p.get(k))
     st.dataframe(table, hide_index=True, width="stretch")
+# Quality figures and whatever else the report holds, each as a table of plain cells.
 for key, value in report.items():
     if key in ("concepts", "config"):
         continue
     title = key.replace("_", " ").capitalize()
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         st.metric(title, f"{value:.3g}" if isinstance(value, float) else value)
-    elif isinstance(value, dict) and value and all(isinstance(v, (int, float)) for v in value.values()):
-        st.markdown(f"**{md(title)}**")
-        for col, (k, v) in zip(st.columns(min(len(value), 6)), list(value.items())[:6]):
-            col.metric(k.replace("_", " ").capitalize(), f"{v:.3g}" if isinstance(v, float) else v)
-    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        st.markdown(f"**{md(title)}**")
-        st.dataframe(value, hide_index=True, width="stretch")
-    else:
-        with st.expander(title):
-            st.json(value)
+    elif rows := report_rows(value):
+        with st.expander(title, expanded=key in ("metrics", "quality", "evaluation")):
+            st.dataframe(rows, hide_index=True, width="stretch")
 if report.get("config"):
     with st.expander("Settings used"):
-        st.json(report["config"])
+        st.dataframe(report_rows(report["config"]), hide_index=True, width="stretch")
 st.page_link(TRY, label="Try it on something new", icon=":material/science:")
 
 # -- versions ----------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ with scores:
         )
     else:
         best = prediction.concepts[0]
-        clear = project.exclusive or best.score >= 0.5
+        clear = project.exclusive or best.score > 0.5
         st.caption("The model sees" if clear else "The model is not sure")
         st.markdown(f"### {md(best.concept)}" if clear else "### None of the concepts stands out")
         st.caption(f"Top score {best.score:.0%} · {head_name(best.head)} head · version {prediction.version}")

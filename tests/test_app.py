@@ -179,6 +179,9 @@ def test_taken_name_is_a_sentence():
     assert at.error[0].value.startswith("A project named")
     click(at, "Cancel")
     assert at.title[0].value == "Upload"
+    click(at, "New project")
+    at.switch_page("pages/train.py").run()
+    assert at.title[0].value == "Train"  # going to another page closes the form
 
 
 def test_switch_rename_and_delete_with_confirmation():
@@ -287,7 +290,7 @@ def test_select_many_and_label_them(colours):
     at.selectbox(key="label_concept").set_value("red").run()
     click(at, "Is red")
     assert all(colours.store.labels_of(i) == {"red": 1} for i in reds)
-    assert not any(at.checkbox(key=f"pick_{i}").value for i in reds)  # the selection is cleared
+    assert not any(c.value for c in picks(at))  # the selection is cleared
     at.selectbox(key="show_Gallery").select("Unlabelled").run()
     assert len(picks(at)) == 4
     click(at, "Select all on this page")
@@ -354,8 +357,8 @@ def test_train_shows_plan_hints_then_versions():
     at = run_app("train", "demo")
     plan = at.dataframe[0].value
     assert list(plan["Concept"]) == ["blue", "red"]
-    assert list(plan["Head"]) == ["not trained yet", "nearest neighbour"]
-    assert "more examples for a linear head" in plan["Tip"][1]
+    assert plan["Head"][0] == "not trained yet" and plan["Head"][1] != "not trained yet"  # which head: training's choice
+    assert plan["Tip"][0].startswith("No examples yet")
     assert "blue has no examples yet" in at.warning[0].value
     click(at, "Train")
     assert "Version 1 trained" in at.success[0].value
@@ -404,3 +407,21 @@ def test_names_from_people_are_escaped():
     shown = texts(at)
     assert r"\*\*bold\*\* \[link\]\(javascript\:x\) \<i\>x.png" in shown
     assert r":green-badge[\*star\*]" in shown
+
+
+def test_report_fields_become_tables_of_plain_cells():
+    from pages.common import report_rows
+
+    metrics = [
+        {"space": "img", "folds": 3, "concepts": [{"concept": "a", "f1": 0.91234}, {"concept": "b", "f1": 0.5}], "labels": ["a", "b"]}
+    ]
+    assert report_rows(metrics) == [
+        {"space": "img", "folds": 3, "concept": "a", "f1": 0.912},
+        {"space": "img", "folds": 3, "concept": "b", "f1": 0.5},
+    ]
+    choices = {"img": [{"concept": "a", "scores": {"linear": 0.8}}]}
+    assert report_rows(choices) == [{"": "img", "concept": "a", "scores linear": 0.8}]
+    assert report_rows({"img": {"a": 0.25}}) == [{"": "img", "name": "a", "value": 0.25}]
+    assert report_rows({"accuracy": 0.9, "n": 4}) == [{"accuracy": 0.9, "n": 4}]
+    assert report_rows({"img": {"ids": [1, 2], "probabilities": [[0.5]]}}) == []  # raw arrays are for programs
+    assert report_rows([1, 2, 3]) == [] and report_rows("text") == []
