@@ -93,7 +93,8 @@ with shown:
     else:
         with st.container(border=True, height=260):
             st.text(raw.text)
-    st.caption(md(raw.name))
+    if source != "Text":
+        st.caption(md(raw.name))
 
 with scores:
     if not prediction.concepts:

@@ -84,13 +84,10 @@ with files_tab:
     if st.button(f"Add {plural(count, 'file')}" if count else "Add files", type="primary", disabled=not count or labels is None):
         concept, negative, folders = labels
         config = ReadConfig(labels_from_folders=folders, text_column=text_column.strip() or None, label_column=label_column.strip() or None)
-        pairs = [(f.name, f.getvalue()) for f in uploads]
-        items = read_uploads(pairs, config)
-        finish(
-            ingest_with_progress(
-                project, count_upload_items(pairs), lambda progress: ingest(project, items, concept, negative, progress=progress)
-            )
-        )
+        # Generators, so a big video's bytes are copied out of the upload once at a time, not all at once.
+        total = count_upload_items((f.name, f.getvalue()) for f in uploads)
+        items = read_uploads(((f.name, f.getvalue()) for f in uploads), config)
+        finish(ingest_with_progress(project, total, lambda progress: ingest(project, items, concept, negative, progress=progress)))
 
 with paste_tab:
     pasted = st.text_area("Texts, one per line", height=180, key=f"pasted_{st.session_state.upload_round}")
