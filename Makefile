@@ -7,7 +7,7 @@ APP_STAMP := $(VENV)/.app-installed
 TEST_STAMP := $(VENV)/.test-installed
 PORT ?= 8501
 
-.PHONY: run test bench lint clean-venv
+.PHONY: run test fuzz bench lint clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ run: $(APP_STAMP)
 
 test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+# The long forms of the fuzzers and of the SIGKILL tests (tests/test_fuzz.py, tests/test_crash.py): tens of
+# minutes. FUZZ_EXAMPLES=N sets every fuzzer's number of examples; failures found are kept in .hypothesis/.
+fuzz: $(TEST_STAMP)
+	HF_HUB_OFFLINE=1 CONCEPTLAB_FUZZ=1 CONCEPTLAB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest --timeout=0 \
+		--hypothesis-show-statistics tests/test_fuzz.py tests/test_crash.py tests/test_bad_inputs.py tests/test_concurrency.py
 
 bench: $(TEST_STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt

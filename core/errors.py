@@ -6,6 +6,8 @@ sentence: the file or name involved and the reason.
 
 from __future__ import annotations
 
+import unicodedata
+
 
 class ConceptlabError(Exception):
     """Base class of every error conceptlab raises on purpose."""
@@ -20,9 +22,22 @@ class InputError(ConceptlabError):
     """
 
     def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
+        # Names and reasons quote what people upload (file names, CSV headers), which may hold line breaks:
+        # the message stays one line. ``name`` keeps the real name, for matching.
+        super().__init__(f"{one_line(name)}: {one_line(reason)}")
         self.name = name
-        self.reason = reason
+        self.reason = one_line(reason)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters and line or paragraph separators written as escapes (``\\n``)."""
+    text = str(text)
+    if all(unicodedata.category(c) not in _BREAKING for c in text):
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _BREAKING else c for c in text)
+
+
+_BREAKING = frozenset({"Cc", "Zl", "Zp"})
 
 
 class ProjectError(ConceptlabError):

@@ -38,6 +38,7 @@ from .sources import (
     read_inputs,
     read_texts,
 )
+from .store import as_storage_error
 
 # Reading inputs lives in core.sources; it is re-exported so callers need one module for media.
 __all__ = [
@@ -62,6 +63,10 @@ logger = logging.getLogger(__name__)
 # Only the formats people may upload; Pillow's other plugins (EPS runs Ghostscript) stay out of reach.
 _PIL_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
 _WHITE = (255, 255, 255)
+# ffmpeg's demuxers for single pictures ("Input #0, png_pipe, from ..."); GIF, an animation, is not one.
+_STILL_IMAGE_INPUT = re.compile(r"^Input #0, (?:\w+_pipe|image2)\b", re.MULTILINE)
+# A song's cover art is a "video" stream too, marked "(attached pic)".
+_VIDEO_STREAM = re.compile(r"^\s*Stream #\d+:\d+.*?: Video: .*$", re.MULTILINE)
 
 
 def decode_image(data: bytes, name: str, min_side: int | None = None, max_pixels: int = 64_000_000) -> Image.Image:
@@ -194,16 +199,23 @@ def sample_frames(
         ``VideoFrames`` with at least one frame.
 
     Raises:
-        InputError: empty or undecodable file, no video stream, zero or excessive duration, timeout.
+        InputError: empty or undecodable file, a still image, no video stream, zero or excessive duration, timeout.
+        StorageError: no room (or no permission) for the temporary copy.
     """
     if not data:
         raise InputError(name, "empty file")
     safe_suffix = suffix.lower() if re.fullmatch(r"\.[A-Za-z0-9]{1,10}", suffix) else ".bin"
     deadline = time.monotonic() + config.timeout_s
-    fd, path = tempfile.mkstemp(prefix="conceptlab-video-", suffix=safe_suffix)
     try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
+        fd, path = tempfile.mkstemp(prefix="conceptlab-video-", suffix=safe_suffix)
+    except OSError as e:
+        raise (as_storage_error(e, tempfile.gettempdir()) or e) from e
+    try:
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(data)
+        except OSError as e:
+            raise (as_storage_error(e, tempfile.gettempdir()) or e) from e
         return _sample_file(path, name, config, min_side, deadline)
     finally:
         with contextlib.suppress(OSError):
@@ -256,6 +268,12 @@ def _probe(path: str, name: str, deadline: float) -> tuple[dict[str, Any], bool]
         except subprocess.TimeoutExpired as e:
             raise InputError(name, "video took too long to decode") from e
         output = done.stderr.decode("utf-8", errors="ignore")
+        # ffmpeg reads a lone picture as a one-frame video; stored as a video, no browser could play it.
+        if _STILL_IMAGE_INPUT.search(output):
+            raise InputError(name, "a still image, not a video")
+        streams = _VIDEO_STREAM.findall(output)
+        if streams and all("(attached pic)" in line for line in streams):
+            raise InputError(name, "no video stream (only a cover picture)")
         try:
             return FFmpegInfosParser(output, path, decode_file=decode_file).parse(), decode_file
         except Exception as e:

@@ -8,6 +8,7 @@ Everything is lazy: one file, archive entry or table row at a time.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -43,6 +44,19 @@ _SKIPPED_FOLDERS = frozenset({"__MACOSX"})
 _RATIO_CHECK_MIN_BYTES = 1024**2
 # Errors zipfile raises on damaged or hostile archives, besides OSError.
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
+# The csv module reads a whole physical line before looking at it (and caps one field at 131,072
+# characters): a table with no line breaks would otherwise be read into memory in one piece.
+MAX_LINE_CHARS = 1024**2
+# Without a byte order mark a text is UTF-8; with one it may be UTF-16 or UTF-32 (Windows "Unicode" files).
+# UTF-32's little-endian mark starts with UTF-16's, so it is checked first.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
+# A local file header is at least this long: an entry's data cannot start before it ends.
+_LOCAL_HEADER_BYTES = 30
 
 
 @dataclass(frozen=True)
@@ -198,6 +212,8 @@ def _read_file(name: str, concept: str | None, config: ReadConfig) -> Iterator[R
                 yield from _read_table(name, stream, suffix, concept, config)
         elif size > config.max_file_bytes:
             yield InputError(name, f"file too large ({_format_bytes(size)}, limit {_format_bytes(config.max_file_bytes)})")
+        elif suffix in TEXT_SUFFIXES and size > _max_text_bytes(config):
+            yield InputError(name, _text_file_too_large(size, config))
         else:
             with open(name, "rb") as stream:
                 data = stream.read()
@@ -227,8 +243,30 @@ def _read_zip(name: str, config: ReadConfig) -> Iterator[RawInput | InputError]:
             limit = _format_bytes(config.max_zip_total_bytes)
             yield InputError(name, f"too large when unpacked ({_format_bytes(total)}, limit {limit})")
             return
+        reason = describe_zip_bomb(infos)
+        if reason is not None:
+            yield InputError(name, reason)
+            return
+        found = 0
         for info in sorted(infos, key=lambda info: info.filename):
-            yield from _read_zip_entry(archive, info, name, config)
+            for item in _read_zip_entry(archive, info, name, config):
+                found += 1
+                yield item
+        if not found:
+            yield InputError(name, "no files in the archive")
+
+
+def describe_zip_bomb(infos: list[zipfile.ZipInfo]) -> str | None:
+    """Why the archive as a whole looks like a zip bomb, or None.
+
+    Per-entry ratios miss the "overlapping entries" bomb: many directory entries share one compressed
+    stream, each looking harmless, and together unpack to far more than the archive could hold. In an
+    honest archive every entry's data ends before the next entry's header begins.
+    """
+    spans = sorted((info.header_offset, info.header_offset + _LOCAL_HEADER_BYTES + info.compress_size) for info in infos)
+    if any(start < previous_end for (_, previous_end), (start, _) in zip(spans, spans[1:])):
+        return "entries overlap each other, possibly a zip bomb"
+    return None
 
 
 def _read_zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, zip_name: str, config: ReadConfig) -> Iterator[RawInput | InputError]:
@@ -258,6 +296,8 @@ def _read_zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, zip_name: s
     elif info.file_size >= _RATIO_CHECK_MIN_BYTES and info.file_size > config.max_zip_ratio * info.compress_size:
         ratio = info.file_size / max(info.compress_size, 1)
         reason = f"compressed too much ({ratio:,.0f} to 1, limit {config.max_zip_ratio:g}), possibly a zip bomb"
+    elif suffix in TEXT_SUFFIXES and info.file_size > _max_text_bytes(config):
+        reason = _text_file_too_large(info.file_size, config)
     if reason is not None:
         yield InputError(name, reason)
         return
@@ -275,13 +315,42 @@ def _read_zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, zip_name: s
     yield _make_input(name, data, suffix, concept, config)
 
 
+class _BoundedLines:
+    """The lines of a text stream, none longer than ``limit`` characters: a longer one is skipped.
+
+    ``cut`` turns true when a line was skipped, so the caller can report the row it belonged to.
+    """
+
+    def __init__(self, stream: io.TextIOBase, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self.cut = False
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._stream.readline(self._limit + 1)
+        if not line:
+            raise StopIteration
+        if len(line) > self._limit and not line.endswith(("\n", "\r")):
+            self.cut = True
+            while (rest := self._stream.readline(self._limit)) and not rest.endswith(("\n", "\r")):
+                pass
+            return "\n"
+        return line
+
+
 def _read_table(name: str, stream: IO[bytes], suffix: str, concept: str | None, config: ReadConfig) -> Iterator[RawInput | InputError]:
-    text_stream = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text_stream, delimiter="\t" if suffix == ".tsv" else ",")
     columns: tuple[int, int] | None = None
+    label = "UTF-8"
     try:
+        peek = getattr(stream, "peek", None)
+        encoding, label = _encoding_of(peek(4)[:4] if peek else b"")
+        lines = _BoundedLines(io.TextIOWrapper(stream, encoding=encoding, newline=""), MAX_LINE_CHARS)
+        reader = csv.reader(lines, delimiter="\t" if suffix == ".tsv" else ",")
         # Rows are numbered as a spreadsheet shows them: the header is row 1.
-        for row_number, row in enumerate(_rows(reader), start=1):
+        for row_number, row in enumerate(_rows(reader, lines), start=1):
             if columns is None:
                 found = _find_columns(row, config)
                 if isinstance(found, str):
@@ -299,10 +368,10 @@ def _read_table(name: str, stream: IO[bytes], suffix: str, concept: str | None, 
                 if label_index >= 0:
                     row_concept = _clean_concept(row[label_index] if label_index < len(row) else "")
                 yield _text_input(row_name, text, row_concept, config.max_text_chars)
-    except UnicodeDecodeError as e:
+    except UnicodeError as e:
         # Decoding runs ahead in chunks, so the failing row cannot be named reliably.
-        logger.debug("%s is not UTF-8: %s", name, e)
-        yield InputError(name, "not UTF-8 text")
+        logger.debug("%s is not %s: %s", name, label, e)
+        yield InputError(name, f"not {label} text")
         return
     except (OSError, *_ZIP_ERRORS) as e:
         logger.debug("cannot read %s: %s", name, e)
@@ -312,15 +381,19 @@ def _read_table(name: str, stream: IO[bytes], suffix: str, concept: str | None, 
         yield InputError(name, "empty file")
 
 
-def _rows(reader: Iterator[list[str]]) -> Iterator[list[str] | csv.Error]:
+def _rows(reader: Iterator[list[str]], lines: _BoundedLines) -> Iterator[list[str] | csv.Error]:
     """Yield each row, or the ``csv.Error`` of a malformed one (the reader resumes on the next line)."""
     while True:
         try:
-            yield next(reader)
+            row: list[str] | csv.Error = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
-            yield e
+            row = e
+        if lines.cut:
+            lines.cut = False
+            row = csv.Error(f"a line longer than {MAX_LINE_CHARS:,} characters")
+        yield row
 
 
 def _find_columns(row: list[str] | csv.Error, config: ReadConfig) -> tuple[int, int] | str:
@@ -330,7 +403,7 @@ def _find_columns(row: list[str] | csv.Error, config: ReadConfig) -> tuple[int, 
     header = [cell.strip() for cell in row]
     if not any(header):
         return "no header row (the first line is empty)"
-    columns = ", ".join(header)
+    columns = _describe_columns(header)
     if config.text_column is not None:
         text_index = _column_index(header, config.text_column)
         wanted = config.text_column
@@ -349,6 +422,13 @@ def _find_columns(row: list[str] | csv.Error, config: ReadConfig) -> tuple[int, 
     return text_index, label_index
 
 
+def _describe_columns(header: list[str], most: int = 12, longest: int = 40) -> str:
+    """The header for a message: a hostile one may have a hundred thousand columns, or megabyte-long names."""
+    shown = [cell if len(cell) <= longest else cell[: longest - 1] + "…" for cell in header[:most]]
+    more = f", … ({len(header) - most:,} more)" if len(header) > most else ""
+    return ", ".join(shown) + more
+
+
 def _column_index(header: list[str], wanted: str) -> int:
     """Exact match first, then a case-insensitive one if it is unambiguous; -1 when absent."""
     wanted = wanted.strip()
@@ -364,10 +444,11 @@ def _make_input(name: str, data: bytes, suffix: str, concept: str | None, config
     kind = _KIND_BY_SUFFIX[suffix]
     if kind != "text":
         return RawInput(name, kind, data, hashlib.sha256(data).hexdigest(), suffix, concept)
+    encoding, label = _encoding_of(data[:4])
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return InputError(name, "not UTF-8 text")
+        text = data.decode(encoding)
+    except UnicodeError:
+        return InputError(name, f"not {label} text")
     checked = _text_input(name, text, concept, config.max_text_chars)
     if isinstance(checked, InputError):
         return checked
@@ -381,6 +462,8 @@ def _text_input(name: str, text: str, concept: str | None, max_chars: int) -> Ra
     text = text.strip()
     if not text:
         return InputError(name, "empty text")
+    if "\0" in text:
+        return InputError(name, "binary data, not text (it holds NUL characters)")
     if len(text) > max_chars:
         return InputError(name, f"text too long ({len(text):,} characters, limit {max_chars:,})")
     try:
@@ -388,6 +471,23 @@ def _text_input(name: str, text: str, concept: str | None, max_chars: int) -> Ra
     except UnicodeEncodeError:
         return InputError(name, "not valid Unicode text")
     return RawInput(name, "text", data, hashlib.sha256(data).hexdigest(), ".txt", concept, text)
+
+
+def _encoding_of(head: bytes) -> tuple[str, str]:
+    """(codec, name people know) for a text starting with ``head``: UTF-16/32 by byte order mark, else UTF-8."""
+    for bom, codec, label in _BOMS:
+        if head.startswith(bom):
+            return codec, label
+    return "utf-8-sig", "UTF-8"
+
+
+def _max_text_bytes(config: ReadConfig) -> int:
+    # UTF-8 and UTF-16 take at most 4 bytes per character; a little room for a BOM and surrounding blanks.
+    return 4 * config.max_text_chars + 4096
+
+
+def _text_file_too_large(size: int, config: ReadConfig) -> str:
+    return f"text too long ({_format_bytes(size)}, limit {config.max_text_chars:,} characters)"
 
 
 def _count_zip_entries(name: str) -> int | None:
