@@ -13,11 +13,13 @@ from dataclasses import asdict
 
 from .embedders import DEFAULT_EMBEDDER, describe_embedders
 from .errors import ConceptlabError
+from .evaluate import evaluate_inputs
 from .ingest import IngestReport, ingest
 from .media import ReadConfig, VideoConfig, read_inputs, read_texts
+from .metrics import Evaluation
 from .predict import predict, search_similar
 from .projects import create_project, delete_project, list_projects, open_project, rename_project
-from .training import plan_training, train
+from .training import load_model, plan_training, set_threshold, train
 from .weights import download_clip_weights
 
 
@@ -88,6 +90,20 @@ def _build_parser() -> argparse.ArgumentParser:
     predict_p.add_argument("--version", type=int, help="model version (default: the active one)")
     add_read_options(predict_p)
 
+    evaluate_p = commands.add_parser("evaluate", help="measure a model version on labelled inputs it was not trained on")
+    evaluate_p.add_argument("name")
+    evaluate_p.add_argument("paths", nargs="*")
+    evaluate_p.add_argument("--labels-from-folders", action="store_true", help="each file's folder name is its concept")
+    evaluate_p.add_argument("--label-column", help="CSV/TSV column holding each row's concept")
+    evaluate_p.add_argument("--version", type=int, help="model version (default: the active one)")
+    add_read_options(evaluate_p)
+
+    threshold_p = commands.add_parser("threshold", help="set the probability at which a concept matches")
+    threshold_p.add_argument("name")
+    threshold_p.add_argument("concept")
+    threshold_p.add_argument("value", type=float, help="between 0 and 1")
+    threshold_p.add_argument("--version", type=int, help="model version (default: the active one)")
+
     search = commands.add_parser("search", help="find the stored inputs most similar to a file, a text or a stored input")
     search.add_argument("name")
     search.add_argument("path", nargs="?")
@@ -115,6 +131,25 @@ def _read(args: argparse.Namespace, with_labels: bool = False):
     )
     yield from read_inputs(args.paths, config)
     yield from read_texts(args.text)
+
+
+def _format_evaluation(e: Evaluation) -> list[str]:
+    """A few readable lines: the method, the headline number, then one line per concept."""
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.0f}%"
+
+    if not e.measured:
+        return [f"{e.space}: {e.method}" + (f" ({e.note})" if e.note else "")]
+    headline = f"accuracy {pct(e.accuracy)}" if e.exclusive else f"macro F1 {pct(e.macro_f1)}"
+    lines = [f"{e.space}: {e.method}, {e.inputs} inputs, {headline}" + (f" ({e.note})" if e.note else "")]
+    for m in e.concepts:
+        auc = "n/a" if m.roc_auc is None else f"{m.roc_auc:.2f}"
+        lines.append(
+            f"  {m.concept}: precision {pct(m.precision)}, recall {pct(m.recall)}, F1 {pct(m.f1)}, ROC AUC {auc} "
+            f"at threshold {m.threshold:.2f} (tp {m.tp}, fp {m.fp}, fn {m.fn}, tn {m.tn})"
+        )
+    return lines
 
 
 def _summarise(report: IngestReport) -> str:
@@ -227,7 +262,37 @@ def _dispatch(args: argparse.Namespace) -> int:
         data = {"version": result.version, "seconds": round(result.seconds, 3), "concepts": [asdict(p) for p in result.concepts]}
         lines = [f"version {result.version} trained in {result.seconds:.2f}s"]
         lines += [f"  {p.concept} [{p.space}]: {p.head} (+{p.positives} -{p.negatives})" for p in result.concepts]
+        data["evaluations"] = [e.to_dict() for e in result.evaluations]
+        data["choices"] = [c.to_dict() for c in result.choices]
+        for evaluation in result.evaluations:
+            lines += _format_evaluation(evaluation)
         _out(args, data, "\n".join(lines))
+        return 0
+
+    if args.command == "evaluate":
+        if not args.paths and not args.text:
+            raise ConceptlabError("nothing to evaluate: give labelled files or folders")
+        held_out = evaluate_inputs(project, _read(args, with_labels=True), version=args.version, video=video)
+        for failure in held_out.failed:
+            print(str(failure), file=sys.stderr)
+        lines = [f"version {held_out.version} on {held_out.inputs} held-out inputs"]
+        lines += [f"skipped {name}: {reason}" for name, reason in held_out.skipped]
+        for evaluation in held_out.evaluations:
+            lines += _format_evaluation(evaluation)
+        _out(args, held_out.to_dict(), "\n".join(lines))
+        return 0
+
+    if args.command == "threshold":
+        version = args.version or load_model(project).version
+        try:
+            set_threshold(project, version, args.concept, args.value)
+        except ValueError as e:
+            raise ConceptlabError(str(e)) from e
+        _out(
+            args,
+            {"version": version, "concept": args.concept, "threshold": args.value},
+            f"version {version}: '{args.concept}' matches from {args.value:g}",
+        )
         return 0
 
     if args.command == "predict":

@@ -448,7 +448,14 @@ def fit_linear(
             progress(min(calls / config.max_iterations, 1.0), f"fitting linear head (step {calls})")
         return loss
 
-    with torch.enable_grad():
-        final = optimizer.step(closure)
+    # These matrices are small: one thread avoids OpenMP hand-offs that cost more than the maths,
+    # above all on a busy machine. The embedders' setting is restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.enable_grad():
+            final = optimizer.step(closure)
+    finally:
+        torch.set_num_threads(threads)
     log.debug("linear head: %d rows, %d classes, %d evaluations, loss %.4f", len(x), n_classes, calls, float(final.detach()))
     return layer.weight.detach().numpy().astype(np.float32), layer.bias.detach().numpy().astype(np.float32)

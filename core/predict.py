@@ -15,7 +15,7 @@ from .ingest import EmbeddedInput, embed_inputs
 from .media import RawInput, VideoConfig
 from .projects import Project
 from .store import InputRecord
-from .training import Model, load_model
+from .training import Model, load_model, thresholds_for
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,13 @@ _models_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class ConceptScore:
+    """One concept's calibrated probability, the head behind it, its threshold and whether it matches."""
+
     concept: str
     score: float
     head: str
+    threshold: float = 0.5
+    passes: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,14 +62,25 @@ class Prediction:
     version: int
     neighbours: list[Neighbour] = field(default_factory=list)
     frames: FrameScores | None = None
+    unknown: bool = False
+    unknown_reason: str = ""
 
     @property
     def head(self) -> str | None:
         return self.concepts[0].head if self.concepts else None
 
+    @property
+    def matches(self) -> list[str]:
+        """The concepts that pass their threshold (none for an unknown input), best first."""
+        return [c.concept for c in self.concepts if c.passes]
+
     def to_dict(self) -> dict:
         data = {"input": self.input, "kind": self.kind, "version": self.version, "head": self.head}
         data["concepts"] = [asdict(c) for c in self.concepts]
+        data["matches"] = self.matches
+        data["unknown"] = self.unknown
+        if self.unknown:
+            data["unknown_reason"] = self.unknown_reason
         data["neighbours"] = [asdict(n) for n in self.neighbours]
         if self.frames is not None:
             data["frames"] = asdict(self.frames)
@@ -98,15 +113,38 @@ def predict_embedded(project: Project, item: EmbeddedInput, version: int | None 
     """Score one embedded input with a model version."""
     model = get_model(project, version)
     names, scores, kinds = _score_vectors(project, model, item.space, item.vector[None, :])
+    thresholds, unknown, reason = _decide(project, model, item.space, item.vector, names)
     concepts = sorted(
-        (ConceptScore(n, round(float(s), 6), k) for n, s, k in zip(names, scores[0], kinds)), key=lambda c: (-c.score, c.concept)
+        (
+            ConceptScore(n, round(float(s), 6), k, round(float(t), 6), bool(s >= t) and not unknown)
+            for n, s, k, t in zip(names, scores[0], kinds, thresholds)
+        ),
+        key=lambda c: (-c.score, c.concept),
     )
     frames = None
     if item.frame_vectors is not None and len(item.frame_vectors):
         names_f, frame_scores, _ = _score_vectors(project, model, item.space, item.frame_vectors)
         frames = FrameScores(list(item.frame_times), {n: [round(float(v), 6) for v in frame_scores[:, j]] for j, n in enumerate(names_f)})
     neighbours = _explain(project, model, item.space, item.vector, explain) if explain else []
-    return Prediction(item.raw.name, item.raw.kind, concepts, model.version, neighbours, frames)
+    return Prediction(item.raw.name, item.raw.kind, concepts, model.version, neighbours, frames, unknown, reason)
+
+
+def _decide(project: Project, model: Model, space: str, vector: np.ndarray, names: list[str]) -> tuple[list[float], bool, str]:
+    """(threshold per named concept, is the input unknown, why) for one input."""
+    heads = model.spaces.get(space)
+    if heads is None:
+        return [], False, ""
+    in_force = thresholds_for(project, model, space)
+    current = dict(project.store.list_concepts())
+    by_name = {current[int(cid)]: float(t) for cid, t in zip(heads.concept_ids, in_force) if int(cid) in current}
+    unknown, nearest = heads.unknown(vector[None, :])
+    reason = ""
+    if unknown[0]:
+        reason = (
+            f"far from every labelled example (similarity {float(nearest[0]):.2f}, "
+            f"below the {heads.unknown_cutoff:.2f} that labelled examples reach among themselves)"
+        )
+    return [by_name.get(n, 0.5) for n in names], bool(unknown[0]), reason
 
 
 def _explain(project: Project, model: Model, space: str, vector: np.ndarray, k: int) -> list[Neighbour]:

@@ -49,7 +49,7 @@ class SelectionConfig:
     """How cross-validation runs; the caps keep training to seconds on a laptop."""
 
     max_folds: int = 5
-    loo_max_rows: int = 20  # up to this many labelled inputs: leave-one-out
+    loo_max_rows: int = 10  # up to this many labelled inputs: leave-one-out
     max_rows: int = 2000  # cross-validate on a stratified sample of at most this many inputs
     unlabelled_sample: int = 2000
     margin: float = 0.005  # a head must beat the default by more than this to replace it
@@ -301,7 +301,8 @@ class _Fitter:
         base_kind = ZERO_SHOT if self.data.has_zero_shot else LINEAR
         base_heads = self.assemble(self.kinds_for(base_kind))
         base = base_heads.logits(queries)
-        unit = np.nan_to_num(np.nanstd(base_heads.logits(self.vectors), axis=0), nan=1.0)
+        own = base_heads.logits(self.vectors)
+        unit = np.array([np.std(col[np.isfinite(col)]) if np.isfinite(col).sum() > 1 else 1.0 for col in own.T])
         unit = np.where(unit > 1e-6, unit, 1.0)
         caches = {}
         for beta in betas:
@@ -368,9 +369,9 @@ def fit_space(
     calibration, probabilities = _calibrate(data, labels, chosen)
     thresholds = np.full(c, DEFAULT_THRESHOLD, np.float32)
     for j in range(c):
-        rows = (labels[:, j] != 0) & ~np.isnan(probabilities[:, j])
-        if rows.any():
-            thresholds[j] = best_threshold(labels[rows, j] > 0, probabilities[rows, j])
+        keep = (labels[:, j] != 0) & ~np.isnan(probabilities[:, j])
+        if keep.any():
+            thresholds[j] = best_threshold(labels[keep, j] > 0, probabilities[keep, j])
     cutoff = _unknown_cutoff(nearest, config)
     note = "" if len(rows) == len(data.ids) else f"cross-validated on a sample of {len(rows)} of {len(data.ids)} labelled inputs"
     evaluation = evaluate_probabilities(

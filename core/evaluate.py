@@ -1,0 +1,172 @@
+"""Evaluation of a model version: on held-out data, and from what training measured.
+
+``evaluate_inputs`` scores labelled inputs the version was not trained on (nothing is
+stored) and returns the same ``Evaluation`` as training's cross-validation. The other
+functions read a version's report: its cross-validated metrics, and precision and recall
+at any threshold from the stored out-of-fold scores (for a threshold slider).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConceptError, InputError, ModelVersionError
+from .ingest import EmbeddedInput, embed_inputs
+from .media import RawInput, VideoConfig
+from .metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
+from .projects import Project
+from .training import Model, load_model, thresholds_for
+
+log = logging.getLogger(__name__)
+
+HELD_OUT = "held-out"
+_BATCH = 32
+
+
+@dataclass(frozen=True)
+class HeldOutResult:
+    """What ``evaluate_inputs`` measured, per space, and the inputs it could not use."""
+
+    version: int
+    evaluations: list[Evaluation]
+    inputs: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[InputError] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "inputs": self.inputs,
+            "evaluations": [e.to_dict() for e in self.evaluations],
+            "skipped": [{"input": name, "reason": reason} for name, reason in self.skipped],
+            "failed": [{"input": e.name, "error": e.reason} for e in self.failed],
+        }
+
+
+def evaluate_inputs(
+    project: Project,
+    items: Iterable[RawInput | InputError],
+    version: int | None = None,
+    video: VideoConfig = VideoConfig(),
+) -> HeldOutResult:
+    """Score labelled inputs with a model version and measure it; nothing is stored.
+
+    Each input's concept comes from ``RawInput.concept`` (its folder with
+    ``labels_from_folders``, or a CSV label column); it counts as a positive for that concept
+    and a negative for every other concept of the version.
+
+    Raises:
+        ModelVersionError: no trained model, or no such version.
+        ConceptError: no input carries a concept of this version.
+    """
+    model = load_model(project, version)
+    by_name = {name.lower(): cid for cid, name in model.concept_names.items()}
+    embedder = project.embedder()
+    skipped: list[tuple[str, str]] = []
+    failed: list[InputError] = []
+    rows: dict[str, tuple[list[np.ndarray], list[int]]] = {}
+    batch: list[RawInput] = []
+
+    def flush() -> None:
+        for result in embed_inputs(embedder, batch, video):
+            if isinstance(result, InputError):
+                failed.append(result)
+            else:
+                _collect(result, by_name, rows, skipped)
+        batch.clear()
+
+    for item in items:
+        if isinstance(item, InputError):
+            failed.append(item)
+            continue
+        if not item.concept:
+            skipped.append((item.name, "no concept given (use --labels-from-folders or --label-column)"))
+            continue
+        batch.append(item)
+        if len(batch) >= _BATCH:
+            flush()
+    flush()
+    if not rows:
+        raise ConceptError(f"none of these inputs is labelled with a concept of model version {model.version}")
+    evaluations = [_evaluate_space(project, model, space, vectors, concepts) for space, (vectors, concepts) in sorted(rows.items())]
+    inputs = sum(len(c) for _, c in rows.values())
+    log.info("evaluated version %d of %s on %d inputs", model.version, project.name, inputs)
+    return HeldOutResult(model.version, evaluations, inputs, skipped, failed)
+
+
+def _collect(result: EmbeddedInput, by_name: dict[str, int], rows: dict, skipped: list) -> None:
+    concept = (result.raw.concept or "").strip().lower()
+    if concept not in by_name:
+        skipped.append((result.raw.name, f"'{result.raw.concept}' is not a concept of this model version"))
+        return
+    vectors, concepts = rows.setdefault(result.space, ([], []))
+    vectors.append(result.vector)
+    concepts.append(by_name[concept])
+
+
+def _evaluate_space(project: Project, model: Model, space: str, vectors: list[np.ndarray], concepts: list[int]) -> Evaluation:
+    heads = model.spaces.get(space)
+    if heads is None:
+        return Evaluation(space, HELD_OUT, inputs=len(concepts), exclusive=model.exclusive, note="the model has no heads for these inputs")
+    x = np.stack(vectors).astype(np.float32)
+    column = {int(cid): j for j, cid in enumerate(heads.concept_ids)}
+    labels = np.full((len(x), len(column)), -1, np.int8)
+    for i, cid in enumerate(concepts):
+        if cid in column:
+            labels[i, column[cid]] = 1
+    names = [model.concept_names.get(int(cid), str(cid)) for cid in heads.concept_ids]
+    unknown, _ = heads.unknown(x)
+    return evaluate_probabilities(
+        space, names, labels, heads.score(x), thresholds_for(project, model, space), model.exclusive, HELD_OUT, unknown=unknown
+    )
+
+
+def _report(project: Project, version: int | None) -> tuple[int, dict]:
+    number = load_model(project, version).version
+    return number, next(v[4] for v in project.store.list_versions() if v[0] == number)
+
+
+def get_evaluations(project: Project, version: int | None = None) -> list[Evaluation]:
+    """The cross-validated evaluation training stored for a version (the active one by default), per space."""
+    _, report = _report(project, version)
+    return [Evaluation.from_dict(e) for e in report.get("metrics", [])]
+
+
+def _scores(project: Project, version: int | None, space: str, concept: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    number, report = _report(project, version)
+    stored = report.get("scores", {}).get(space)
+    if not stored:
+        raise ModelVersionError(f"model version {number} kept no cross-validated scores for {space}")
+    names = [n.lower() for n in stored["names"]]
+    if concept.lower() not in names:
+        raise ConceptError(f"model version {number} has no measured concept '{concept}' in {space}")
+    j = names.index(concept.lower())
+    ids = np.asarray(stored["ids"], np.int64)
+    labels = np.asarray(stored["labels"], np.int64).reshape(len(ids), -1)[:, j]
+    probabilities = np.array([np.nan if row[j] is None else row[j] for row in stored["probabilities"]], np.float64)
+    keep = (labels != 0) & ~np.isnan(probabilities)
+    return ids[keep], labels[keep] > 0, probabilities[keep]
+
+
+def metrics_at_threshold(project: Project, space: str, concept: str, threshold: float, version: int | None = None) -> ConceptMetrics:
+    """Cross-validated precision, recall and F1 of a concept if its threshold were ``threshold``.
+
+    Raises:
+        ValueError: threshold outside [0, 1]. ModelVersionError / ConceptError: nothing stored for it.
+    """
+    _, y, p = _scores(project, version, space, concept)
+    return binary_metrics(concept, y, p, threshold)
+
+
+def misclassified(project: Project, space: str, concept: str, threshold: float, version: int | None = None) -> tuple[list[int], list[int]]:
+    """(false positives, false negatives) of a concept in cross-validation at ``threshold``: input ids, worst first."""
+    ids, y, p = _scores(project, version, space, concept)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], not {threshold}")
+    false_pos = np.flatnonzero(~y & (p >= threshold))
+    false_neg = np.flatnonzero(y & (p < threshold))
+    return [int(ids[i]) for i in false_pos[np.argsort(-p[false_pos])]], [int(ids[i]) for i in false_neg[np.argsort(p[false_neg])]]
