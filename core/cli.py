@@ -8,17 +8,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict
 
 from .embedders import DEFAULT_EMBEDDER, describe_embedders
-from .errors import ConceptlabError
+from .errors import ConceptlabError, ProjectError
 from .evaluate import evaluate_inputs
+from .exchange import export_model_to, import_model, read_model_file
 from .ingest import IngestReport, ingest
 from .media import ReadConfig, VideoConfig, read_inputs, read_texts
 from .metrics import Evaluation
+from .paths import get_data_home
 from .predict import predict, search_similar
 from .projects import create_project, delete_project, list_projects, open_project, rename_project
+from .store import as_storage_error
 from .training import load_model, plan_training, set_threshold, train
 from .weights import download_clip_weights
 
@@ -111,6 +115,14 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--input", help="id of a stored input")
     search.add_argument("-k", type=int, default=10)
 
+    export = commands.add_parser("export", help="write a model version to one file (to share it or keep it)")
+    export.add_argument("name")
+    export.add_argument("out", help="the model file to write (a .zip)")
+    export.add_argument("--version", type=int, help="model version (default: the active one)")
+    import_p = commands.add_parser("import", help="add a model file as the newest version of a project (created if missing)")
+    import_p.add_argument("name")
+    import_p.add_argument("file")
+
     models = commands.add_parser("models", help="model weights").add_subparsers(dest="action", required=True)
     download = models.add_parser("download", help="download pretrained weights (needs internet)")
     download.add_argument("model", help="clip, or clip:ARCH:TAG")
@@ -166,6 +178,13 @@ def run(argv: list[str] | None = None) -> int:
     except ConceptlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        # A full or read-only disk met outside the store (a model version being written): still one line.
+        storage = as_storage_error(e, os.path.dirname(e.filename) if isinstance(e.filename, str) else get_data_home())
+        if storage is None:
+            raise
+        print(f"error: {storage}", file=sys.stderr)
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -205,7 +224,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         _out(args, {"path": str(path)}, f"weights saved to {path}")
         return 0
 
+    if args.command == "import":
+        model_file = read_model_file(args.file)
+        try:
+            project = open_project(args.name)
+        except ProjectError:
+            project = create_project(args.name, model_file.embedder, model_file.exclusive)
+        result = import_model(project, model_file)
+        made = f"; created {', '.join(result.created)}" if result.created else ""
+        data = {"project": project.name, "version": result.version, "concepts": result.concepts, "created": result.created}
+        _out(args, data, f"imported {args.file} as version {result.version} of '{project.name}' ({len(result.concepts)} concepts{made})")
+        return 0
+
     project = open_project(args.name)
+    if args.command == "export":
+        path = export_model_to(project, args.out, args.version)
+        _out(args, {"file": str(path), "bytes": path.stat().st_size}, f"exported to {path} ({path.stat().st_size:,} bytes)")
+        return 0
+
     if args.command == "ingest":
         if not args.paths and not args.text:
             raise ConceptlabError("nothing to ingest: give files, folders or --text")

@@ -1,0 +1,565 @@
+"""Moving model versions and tables in and out: model files to share, CSV that spreadsheets read safely.
+
+A model file is one zip archive: ``manifest.json`` (the embedder, concepts, thresholds, metrics, the
+version's own manifest and training report, and a description of every array) plus one numpy ``.npy``
+entry per array, the layout of an ``.npz``. Nothing in it is ever unpickled. Arrays are carried through
+by name, whatever fields training writes, so a newer version file keeps all of its arrays.
+
+Reading one checks everything before anything is stored: zip safety (entry names, count, sizes,
+compression ratio, overlapping entries), the manifest's schema, every array's dtype, shape, size and
+checksum, and finally the imported version loads with ``training.load_model`` and scores a query, or it
+is not registered at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import time
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .errors import ConceptError, ModelFileError, ModelVersionError
+from .heads import HEAD_KINDS
+from .projects import Project
+from .sources import describe_zip_bomb
+from .store import as_storage_error, validate_concept_name, write_file_atomically
+from .training import MODEL_FORMAT, load_model
+
+log = logging.getLogger(__name__)
+
+FILE_FORMAT = "conceptlab-model"
+FILE_FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+# Example ids that mean nothing in this project (a model from elsewhere): far above any real input id,
+# and shifted rather than replaced so they stay sorted, as nearest-neighbour scoring needs.
+FOREIGN_ID_OFFSET = 1 << 62
+_ARRAY_ENTRY = re.compile(r"^arrays/(\d{1,6})\.npy$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Only plain numbers: never object arrays (pickle), never big-endian surprises.
+_DTYPES = frozenset(f"<{k}{n}" for k, ns in (("f", (2, 4, 8)), ("i", (1, 2, 4, 8)), ("u", (2, 4, 8))) for n in ns) | {"|u1", "|i1", "|b1"}
+# Arrays of one space holding embedding-sized rows: they must agree on the embedding size.
+_VECTOR_ARRAYS = ("weights", "memory", "zero_shot")
+# Spreadsheets run a cell starting with these as a formula (OWASP's list), also after leading blanks.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class ExchangeLimits:
+    """What a model file may hold; anything beyond is refused before it is unpacked."""
+
+    max_file_bytes: int = 2 * 1024**3
+    max_unpacked_bytes: int = 4 * 1024**3
+    max_entries: int = 1_000
+    max_manifest_bytes: int = 64 * 1024**2
+    max_ratio: float = 250.0
+    max_ndim: int = 4
+
+    def __post_init__(self) -> None:
+        if min(self.max_file_bytes, self.max_unpacked_bytes, self.max_entries, self.max_manifest_bytes, self.max_ndim) < 1:
+            raise ValueError(f"ExchangeLimits must be positive: {self}")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file, read and checked: what it was trained with, and its arrays.
+
+    Attributes:
+        embedder: the embedder spec the model needs; a project with another one cannot use it.
+        exclusive: whether its concepts are mutually exclusive.
+        concepts: the concept names it scores.
+        thresholds, metrics: as training recorded them (None when that version has none).
+        source: where it came from: ``project``, ``version``, ``created_at``, ``seconds``.
+        model: the version file's own manifest (concept ids are the source project's).
+        report: the version's training report.
+        arrays: every array of the version file, by name.
+        examples: per space, the sha256 of each labelled example kept in the model ("" when unknown).
+    """
+
+    embedder: str
+    exclusive: bool
+    concepts: list[str]
+    thresholds: Any
+    metrics: Any
+    source: dict
+    model: dict
+    report: dict
+    arrays: dict[str, np.ndarray] = field(repr=False)
+    examples: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did: the new version number and how its concepts were matched by name."""
+
+    version: int
+    concepts: list[str]
+    created: list[str]
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+def export_model(project: Project, version: int | None = None) -> bytes:
+    """Pack a model version (the active one by default) into the bytes of a model file.
+
+    Raises:
+        ModelVersionError: no such version, or its file cannot be read.
+    """
+    number = load_model(project, version).version  # resolves "active" and proves the version loads
+    _, created_at, file, seconds, report = next(v for v in project.store.list_versions() if v[0] == number)
+    try:
+        with np.load(project.root / "versions" / file, allow_pickle=False) as data:
+            model = json.loads(bytes(data["manifest"]).decode())
+            arrays = {name: data[name] for name in data.files if name != "manifest"}
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelVersionError(f"model version {number} of '{project.name}' cannot be read: {e}") from e
+    examples = {}
+    for space in model.get("spaces", []):
+        ids = arrays.get(f"{space}/memory_ids")
+        if ids is not None:
+            known = dict(project.store.query_in("SELECT id, sha256 FROM inputs WHERE id IN ({marks})", [int(i) for i in ids]))
+            examples[space] = [known.get(int(i), "") for i in ids]
+    names = model.get("concepts", {})
+    manifest = {
+        "format": FILE_FORMAT,
+        "format_version": FILE_FORMAT_VERSION,
+        "embedder": model.get("embedder"),
+        "exclusive": bool(model.get("exclusive")),
+        "concepts": [names[k] for k in sorted(names, key=int)],
+        "thresholds": report.get("thresholds", model.get("thresholds")),
+        "metrics": report.get("metrics", model.get("metrics")),
+        "source": {"project": project.name, "version": number, "created_at": created_at, "seconds": seconds},
+        "exported_at": time.time(),
+        "model": model,
+        "report": report,
+        "examples": examples,
+        "arrays": [],
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for i, (name, array) in enumerate(sorted(arrays.items())):
+            npy = io.BytesIO()
+            np.lib.format.write_array(npy, np.require(array, requirements="C"), allow_pickle=False)
+            entry = f"arrays/{i}.npy"
+            archive.writestr(entry, npy.getvalue())
+            manifest["arrays"].append(
+                {"name": name, "entry": entry, "dtype": array.dtype.str, "shape": list(array.shape), "sha256": _digest(array)}
+            )
+        archive.writestr(MANIFEST_NAME, json.dumps(manifest, ensure_ascii=False, indent=1))
+    log.info("exported version %d of %s (%d arrays)", number, project.name, len(arrays))
+    return buffer.getvalue()
+
+
+def export_model_to(project: Project, path: str | os.PathLike[str], version: int | None = None) -> Path:
+    """Write a model version to a model file at ``path`` (replaced whole, never half-written); return the path.
+
+    Raises:
+        ModelVersionError: no such version. StorageError: ``path`` cannot be written (disk full, read-only).
+    """
+    target = Path(path)
+    data = export_model(project, version)
+    try:
+        write_file_atomically(target, data)
+    except OSError as e:
+        raise (as_storage_error(e, target.parent) or e) from e
+    return target
+
+
+# -- reading and checking -------------------------------------------------------------------
+
+
+def read_model_file(source: bytes | str | os.PathLike[str] | BinaryIO, limits: ExchangeLimits = ExchangeLimits()) -> ModelFile:
+    """Read a model file (bytes, a path or a binary stream) and check everything that does not depend on a project.
+
+    Raises:
+        ModelFileError: the file is not a model file, is damaged, too large, unsafe, or from a newer conceptlab.
+    """
+    data = _read_source(source, limits)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ModelFileError("not a conceptlab model file (not a zip archive)") from e
+    with archive:
+        infos = archive.infolist()
+        _check_entries(infos, limits)
+        manifest = _read_manifest(archive, limits)
+        arrays = _read_arrays(archive, manifest["arrays"], limits)
+    _check_model(manifest, arrays)
+    return ModelFile(
+        embedder=manifest["embedder"],
+        exclusive=manifest["exclusive"],
+        concepts=list(manifest["concepts"]),
+        thresholds=manifest.get("thresholds"),
+        metrics=manifest.get("metrics"),
+        source=manifest.get("source") if isinstance(manifest.get("source"), dict) else {},
+        model=manifest["model"],
+        report=manifest["report"],
+        arrays=arrays,
+        examples=manifest["examples"],
+    )
+
+
+def _read_source(source: bytes | str | os.PathLike[str] | BinaryIO, limits: ExchangeLimits) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    elif hasattr(source, "read"):  # an open file, or an upload object of the page layer
+        data = source.read(limits.max_file_bytes + 1)
+    else:
+        try:
+            size = os.path.getsize(source)
+            if size > limits.max_file_bytes:
+                raise ModelFileError(f"model file too large ({size:,} bytes, limit {limits.max_file_bytes:,})")
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise ModelFileError(f"cannot read model file {os.fspath(source)} ({e.strerror or e})") from e
+    if len(data) > limits.max_file_bytes:
+        raise ModelFileError(f"model file too large ({len(data):,} bytes, limit {limits.max_file_bytes:,})")
+    if not data:
+        raise ModelFileError("the model file is empty")
+    return data
+
+
+def _check_entries(infos: list[zipfile.ZipInfo], limits: ExchangeLimits) -> None:
+    if len(infos) > limits.max_entries:
+        raise ModelFileError(f"model file has too many entries ({len(infos):,}, limit {limits.max_entries:,})")
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise ModelFileError("model file has two entries with the same name")
+    for info in infos:
+        if info.filename != MANIFEST_NAME and not _ARRAY_ENTRY.match(info.filename):
+            raise ModelFileError(f"unexpected entry {info.filename[:100]!r} in the model file")
+        if info.flag_bits & 0x1:
+            raise ModelFileError("model file has an encrypted entry")
+        if info.file_size >= 1024**2 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            raise ModelFileError(f"entry {info.filename} is compressed too much, possibly a zip bomb")
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_unpacked_bytes:
+        raise ModelFileError(f"model file too large when unpacked ({total:,} bytes, limit {limits.max_unpacked_bytes:,})")
+    reason = describe_zip_bomb(infos)
+    if reason is not None:
+        raise ModelFileError(f"model file: {reason}")
+    if MANIFEST_NAME not in names:
+        raise ModelFileError(f"not a conceptlab model file (no {MANIFEST_NAME})")
+
+
+def _read_entry(archive: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
+        raise ModelFileError(f"model file is damaged ({name}: {e})") from e
+
+
+def _read_manifest(archive: zipfile.ZipFile, limits: ExchangeLimits) -> dict:
+    if archive.getinfo(MANIFEST_NAME).file_size > limits.max_manifest_bytes:
+        raise ModelFileError("model file manifest is too large")
+    try:
+        manifest = json.loads(_read_entry(archive, MANIFEST_NAME).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelFileError(f"model file manifest is not valid JSON ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FILE_FORMAT:
+        raise ModelFileError("not a conceptlab model file (its manifest names another format)")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError("model file manifest has no valid format_version")
+    if version > FILE_FORMAT_VERSION:
+        raise ModelFileError(f"model file is format {version}, made by a newer conceptlab (this one reads up to {FILE_FORMAT_VERSION})")
+    _expect(manifest, "embedder", str)
+    _expect(manifest, "exclusive", bool)
+    _expect(manifest, "concepts", list)
+    _expect(manifest, "model", dict)
+    _expect(manifest, "report", dict)
+    _expect(manifest, "arrays", list)
+    manifest.setdefault("examples", {})
+    _expect(manifest, "examples", dict)
+    if not manifest["embedder"] or len(manifest["embedder"]) > 1000:
+        raise ModelFileError("model file manifest names no valid embedder")
+    names = []
+    for name in manifest["concepts"]:
+        try:
+            names.append(validate_concept_name(name) if isinstance(name, str) else validate_concept_name(""))
+        except ConceptError as e:
+            raise ModelFileError(f"model file has a bad concept name: {e}") from e
+    if len({n.casefold() for n in names}) != len(names):
+        raise ModelFileError("model file names the same concept twice")
+    manifest["concepts"] = names
+    for space, hashes in manifest["examples"].items():
+        if not isinstance(hashes, list) or not all(isinstance(h, str) and (h == "" or _SHA256.match(h)) for h in hashes):
+            raise ModelFileError(f"model file has malformed example hashes for space {space!r}")
+    return manifest
+
+
+def _read_arrays(archive: zipfile.ZipFile, described: list, limits: ExchangeLimits) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    entries = {info.filename: info for info in archive.infolist() if info.filename != MANIFEST_NAME}
+    if len(described) != len(entries):
+        raise ModelFileError("model file manifest does not list exactly the arrays it holds")
+    total = 0
+    for item in described:
+        if not isinstance(item, dict):
+            raise ModelFileError("model file manifest has a malformed array entry")
+        name, entry, dtype, shape, digest = (item.get(k) for k in ("name", "entry", "dtype", "shape", "sha256"))
+        if not isinstance(name, str) or not name or len(name) > 1000 or name in arrays or name == "manifest":
+            raise ModelFileError("model file manifest has a missing, duplicate or reserved array name")
+        if entry not in entries:
+            raise ModelFileError(f"model file manifest points array {name!r} at a missing entry")
+        if dtype not in _DTYPES:
+            raise ModelFileError(f"array {name!r} has type {str(dtype)[:40]!r}, not a plain little-endian number type")
+        if not isinstance(shape, list) or len(shape) > limits.max_ndim or not all(isinstance(n, int) and 0 <= n < 2**40 for n in shape):
+            raise ModelFileError(f"array {name!r} has a malformed shape")
+        nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+        total += nbytes
+        if total > limits.max_unpacked_bytes:
+            raise ModelFileError(f"model file arrays are too large (over {limits.max_unpacked_bytes:,} bytes)")
+        array = _load_npy(_read_entry(archive, entry), name, np.dtype(dtype), tuple(shape), nbytes)
+        if not isinstance(digest, str) or _digest(array) != digest:
+            raise ModelFileError(f"array {name!r} does not match its checksum (damaged file)")
+        arrays[name] = array
+    return arrays
+
+
+def _load_npy(raw: bytes, name: str, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
+    """Parse one ``.npy`` entry by hand: header first, so a lying shape can never make us allocate."""
+    stream = io.BytesIO(raw)
+    try:
+        major, _ = np.lib.format.read_magic(stream)
+        reader = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
+        if reader is None:
+            raise ValueError(f"npy format {major}")
+        header_shape, fortran, header_dtype = reader(stream, max_header_size=10_000)
+    except (ValueError, SyntaxError, TypeError, OverflowError) as e:
+        raise ModelFileError(f"array {name!r} is not a valid .npy entry ({e})") from e
+    if tuple(header_shape) != shape or header_dtype != dtype or header_dtype.hasobject:
+        raise ModelFileError(f"array {name!r} does not have the type and shape its manifest says")
+    body = raw[stream.tell() :]
+    if len(body) != nbytes:
+        raise ModelFileError(f"array {name!r} holds {len(body):,} bytes, not the {nbytes:,} its shape needs")
+    array = np.frombuffer(body, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ModelFileError(f"array {name!r} holds NaN or infinite numbers")
+    return array.copy(order="C")
+
+
+def _check_model(manifest: dict, arrays: dict[str, np.ndarray]) -> None:
+    """The version manifest agrees with the arrays and the concept list; dimensions agree per space."""
+    model = manifest["model"]
+    fmt = model.get("format")
+    if not isinstance(fmt, int) or fmt < 1:
+        raise ModelFileError("model file's version manifest has no valid format")
+    if fmt > MODEL_FORMAT:
+        raise ModelFileError(f"model version format {fmt} is newer than this conceptlab reads ({MODEL_FORMAT})")
+    if model.get("embedder") != manifest["embedder"] or bool(model.get("exclusive")) != manifest["exclusive"]:
+        raise ModelFileError("model file's manifest and version manifest disagree")
+    spaces, kinds, names = model.get("spaces"), model.get("kinds"), model.get("concepts")
+    if not isinstance(spaces, list) or not spaces or not all(isinstance(s, str) for s in spaces):
+        raise ModelFileError("model file has no embedding spaces")
+    if not isinstance(kinds, dict) or not isinstance(names, dict):
+        raise ModelFileError("model file's version manifest is malformed")
+    if sorted(names.values(), key=str.casefold) != sorted(manifest["concepts"], key=str.casefold):
+        raise ModelFileError("model file's concept list and version manifest disagree")
+    for space in spaces:
+        ids = arrays.get(f"{space}/concept_ids")
+        space_kinds = kinds.get(space)
+        if ids is None or ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ModelFileError(f"model file has no concept ids for space {space!r}")
+        if not isinstance(space_kinds, list) or len(space_kinds) != len(ids) or not set(space_kinds) <= set(HEAD_KINDS):
+            raise ModelFileError(f"model file's heads for space {space!r} are malformed")
+        if not all(str(int(i)) in names for i in ids):
+            raise ModelFileError(f"model file scores a concept it does not name, in space {space!r}")
+        vectors = [arrays.get(f"{space}/{n}") for n in _VECTOR_ARRAYS]
+        if len({a.shape[1] for a in vectors if a is not None and a.ndim == 2 and a.size}) > 1:
+            raise ModelFileError(f"model file's arrays for space {space!r} disagree on the embedding size")
+        memory_ids = arrays.get(f"{space}/memory_ids")
+        # Nearest-neighbour scoring finds examples by binary search over their ids.
+        if memory_ids is not None and (
+            memory_ids.ndim != 1 or memory_ids.dtype.kind not in "iu" or (memory_ids < 0).any() or (np.diff(memory_ids) <= 0).any()
+        ):
+            raise ModelFileError(f"model file's example ids for space {space!r} are not increasing non-negative numbers")
+        hashes = manifest["examples"].get(space)
+        if hashes is not None and (memory_ids is None or len(hashes) != len(memory_ids)):
+            raise ModelFileError(f"model file's example hashes for space {space!r} do not match its examples")
+
+
+def _expect(manifest: dict, key: str, kind: type) -> None:
+    if not isinstance(manifest.get(key), kind):
+        raise ModelFileError(f"model file manifest has no valid {key!r}")
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(array).tobytes(order="C")).hexdigest()
+
+
+# -- import ---------------------------------------------------------------------------------
+
+
+def import_model(
+    project: Project, source: bytes | str | os.PathLike[str] | BinaryIO | ModelFile, limits: ExchangeLimits = ExchangeLimits()
+) -> ImportResult:
+    """Add a model file to a project as its newest (and active) model version.
+
+    Concepts are matched by name (case-insensitively); the ones the project lacks are created. The
+    file's labelled examples keep pointing at this project's inputs only where they are the very same
+    inputs; otherwise predictions simply show no neighbours from them.
+
+    Args:
+        project: a project with the same embedder and label mode as the model.
+        source: the model file's bytes, its path, a binary stream, or a ``ModelFile`` already read.
+        limits: size limits for reading the file.
+
+    Returns:
+        The new version number and the concepts it scores, with those that were created.
+
+    Raises:
+        ModelFileError: the file is damaged or unsafe, or made for another embedder or label mode.
+        StorageError: the project cannot be written.
+    """
+    model_file = source if isinstance(source, ModelFile) else read_model_file(source, limits)
+    if model_file.embedder != project.embedder_spec:
+        raise ModelFileError(
+            f"this model was trained with embedder {model_file.embedder}, but project '{project.name}' uses "
+            f"{project.embedder_spec}: embeddings of different models do not mix, so it cannot be used here"
+        )
+    if model_file.exclusive != project.exclusive:
+        modes = {True: "mutually exclusive concepts", False: "independent concepts"}
+        raise ModelFileError(f"this model has {modes[model_file.exclusive]}, but project '{project.name}' has {modes[project.exclusive]}")
+    store = project.store
+    existing = {name.casefold() for _, name in store.list_concepts()}
+    created = [n for n in model_file.concepts if n.casefold() not in existing]
+    ids = store.ensure_concepts(model_file.concepts)
+    target = {n.casefold(): ids[n] for n in model_file.concepts}
+    source_names = {int(k): v for k, v in model_file.model["concepts"].items()}
+    id_map = {old: target[name.casefold()] for old, name in source_names.items()}
+    arrays = dict(model_file.arrays)
+    for space in model_file.model["spaces"]:
+        key = f"{space}/concept_ids"
+        arrays[key] = np.array([id_map[int(i)] for i in arrays[key]], dtype=arrays[key].dtype)
+        if f"{space}/memory_ids" in arrays:
+            arrays[f"{space}/memory_ids"] = _local_example_ids(project, arrays[f"{space}/memory_ids"], model_file.examples.get(space))
+    model = {**model_file.model, "concepts": {str(id_map[old]): name for old, name in source_names.items()}}
+    report = _remap_report(model_file.report, target)
+    report["imported"] = {"source": model_file.source, "at": time.time()}
+    file = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}-imported.npz"
+    path = project.root / "versions" / file
+    buffer = io.BytesIO()
+    np.savez(buffer, manifest=np.frombuffer(json.dumps(model).encode(), dtype=np.uint8), **arrays)
+    try:
+        try:
+            write_file_atomically(path, buffer.getvalue())
+        except OSError as e:
+            raise (as_storage_error(e, path.parent) or e) from e
+        seconds = model_file.source.get("seconds")
+        seconds = float(seconds) if isinstance(seconds, int | float) else 0.0
+        version = store.add_version(file, seconds, report, check=lambda v: _check_loads(project, v))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        _delete_unused_concepts(project, created)
+        raise
+    log.info("imported a model into %s as version %d", project.name, version)
+    return ImportResult(version, list(model_file.concepts), created)
+
+
+def _local_example_ids(project: Project, ids: np.ndarray, hashes: list[str] | None) -> np.ndarray:
+    """The example ids as this project knows them, or shifted out of the way of every real input id."""
+    if hashes and all(hashes):
+        found = project.store.find_input_ids(hashes)
+        if len(found) == len(set(hashes)):
+            local = np.array([found[h] for h in hashes], dtype=ids.dtype)
+            if np.all(np.diff(local) > 0):
+                return local
+    ids = ids.astype(np.int64)
+    return np.where(ids >= FOREIGN_ID_OFFSET, ids, ids + FOREIGN_ID_OFFSET).astype(np.int64)
+
+
+def _remap_report(report: dict, target: dict[str, int]) -> dict:
+    report = json.loads(json.dumps(report))
+    for plan in report.get("concepts", []) if isinstance(report.get("concepts"), list) else []:
+        if isinstance(plan, dict) and isinstance(plan.get("concept"), str) and plan["concept"].casefold() in target:
+            plan["concept_id"] = target[plan["concept"].casefold()]
+    return report
+
+
+def _check_loads(project: Project, version: int) -> None:
+    """Load the version as predictions will, and score one query per space: it must work, or the import fails."""
+    try:
+        model = load_model(project, version)
+        for heads in model.spaces.values():
+            dims = [a.shape[1] for a in (heads.weights, heads.memory, heads.zero_shot) if a.ndim == 2 and a.shape[1]]
+            scores = heads.score(np.full((1, dims[0] if dims else 1), 0.1, np.float32))
+            if scores.shape != (1, len(heads.concept_ids)):
+                raise ValueError("scores have the wrong shape")
+    except ModelVersionError as e:
+        raise ModelFileError(f"the model in this file does not load: {e}") from e
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AssertionError) as e:
+        raise ModelFileError(f"the model in this file does not load ({type(e).__name__}: {e})") from e
+
+
+def _delete_unused_concepts(project: Project, names: list[str]) -> None:
+    """Undo the concepts an import created, unless someone labelled them meanwhile."""
+    labelled = {cid for _, cid, _ in project.store.load_annotations()}
+    for name in names:
+        cid = project.store.concept_id(name)
+        if cid is not None and cid not in labelled:
+            project.store.delete_concept(name)
+
+
+# -- CSV ------------------------------------------------------------------------------------
+
+
+def neutralise_cell(value: object) -> str:
+    """A cell's text, with a leading ``'`` when a spreadsheet would otherwise run it as a formula.
+
+    Numbers stay as they are (``-3`` is a number, not a formula); text starting with ``= + - @``, a
+    tab or a carriage return, also after leading blanks, is prefixed.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float | np.integer | np.floating):
+        return str(value)
+    text = str(value)
+    if text.startswith(_FORMULA_STARTS) or text.lstrip(" \t\r\n").startswith(_FORMULA_STARTS[:4]):
+        return "'" + text
+    return text
+
+
+def write_csv(rows: Iterable[Sequence[object] | Mapping[str, object]], header: Sequence[str] | None = None, delimiter: str = ",") -> bytes:
+    """Rows as CSV bytes that spreadsheets open safely: UTF-8 with a BOM (so Excel reads accents), formulas neutralised.
+
+    Args:
+        rows: sequences of cells, or mappings from column name to cell.
+        header: the column names; for mappings it defaults to the first row's keys (and picks
+            those keys, in that order, from every row).
+        delimiter: ``","`` for CSV, ``"\\t"`` for TSV.
+
+    Returns:
+        The file's bytes.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+    columns = list(header) if header is not None else None
+    wrote_header = False
+    for row in rows:
+        if isinstance(row, Mapping):
+            if columns is None:
+                columns = list(row)
+            cells = [row.get(c) for c in columns]
+        else:
+            cells = list(row)
+        if columns is not None and not wrote_header:
+            writer.writerow([neutralise_cell(c) for c in columns])
+            wrote_header = True
+        writer.writerow([neutralise_cell(c) for c in cells])
+    if columns is not None and not wrote_header:
+        writer.writerow([neutralise_cell(c) for c in columns])
+    return buffer.getvalue().encode("utf-8-sig")
