@@ -141,8 +141,8 @@ def test_folds_keep_groups_together_and_test_every_row_once():
     folds = make_folds(groups, strata, 3)
     tested = np.concatenate([test for _, test in folds])
     assert sorted(tested.tolist()) == list(range(len(groups)))
-    for train, test in folds:
-        assert not set(groups[train]) & set(groups[test])
+    for train_rows, test_rows in folds:
+        assert not set(groups[train_rows]) & set(groups[test_rows])
 
 
 def test_identical_embeddings_share_a_group_even_under_different_ids():

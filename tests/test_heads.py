@@ -5,7 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.heads import LINEAR, NEAREST, NO_HEAD, ZERO_SHOT, HeadConfig, SpaceHeads, estimate_reference, fit_linear
+from core.heads import (
+    LINEAR,
+    NEAREST,
+    NO_HEAD,
+    PROTOTYPE,
+    TIP_ADAPTER,
+    ZERO_SHOT,
+    HeadConfig,
+    SpaceHeads,
+    estimate_reference,
+    fit_feature_transform,
+    fit_linear,
+    fit_prototypes,
+    refine_prototypes,
+    transform_features,
+)
 
 DIM = 32
 
@@ -127,6 +142,10 @@ def test_nearest_labelled_pads_and_maps_ids():
         ({"kinds": ["linear"]}, "kinds"),
         ({"bias": np.zeros(3, np.float32)}, "bias"),
         ({"memory_labels": np.zeros((1, 2), np.int8)}, "memory_labels"),
+        ({"calibration": np.ones((2, 3), np.float32)}, "calibration"),
+        ({"thresholds": np.array([0.5, 1.5], np.float32)}, "thresholds"),
+        ({"thresholds": np.array([0.5], np.float32)}, "thresholds"),
+        ({"tip": np.ones((3, 2), np.float32)}, "tip"),
     ],
 )
 def test_space_heads_validates_its_arrays(change, message):
@@ -146,3 +165,71 @@ def test_space_heads_validates_its_arrays(change, message):
     )
     with pytest.raises(ValueError, match=message):
         SpaceHeads(**{**fields, **change})
+
+
+def test_feature_transform_square_roots_non_negative_features_and_centres_them():
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(size=(50, DIM))).astype(np.float32)
+    center, power = fit_feature_transform(x)
+    assert power == 0.5 and center.shape == (DIM,)
+    z = transform_features(x, center, power)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    assert abs(float(z.mean(axis=0) @ z.mean(axis=0))) < abs(float(x.mean(axis=0) @ x.mean(axis=0)))
+    assert fit_feature_transform(x - 0.5)[1] == 1.0  # signed features are left as they are
+    assert fit_feature_transform(x[:1])[0].size == 0  # one input: nothing to centre on
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_prototype_head_on_transformed_features(exclusive):
+    x, y, _ = _clusters(20, noise=0.5)
+    center, power = fit_feature_transform(x)
+    labels = _one_vs_rest(y, 3)
+    pos, neg = fit_prototypes(transform_features(x, center, power), labels)
+    heads = _heads([PROTOTYPE] * 3, exclusive, x, labels)
+    heads.center, heads.feature_power, heads.prototypes, heads.negative_prototypes = center, power, pos, neg
+    test_x, test_y, _ = _clusters(10, noise=0.5, seed=0)
+    assert (heads.score(test_x).argmax(axis=1) == test_y).mean() >= 0.95
+
+
+def test_refined_prototypes_move_towards_their_unlabelled_clusters():
+    x, y, centres = _clusters(40, noise=0.6)
+    one = np.array([np.flatnonzero(y == c)[0] for c in range(3)])
+    labels = _one_vs_rest(y[one], 3)
+    pos, _ = fit_prototypes(x[one], labels)
+    refined = refine_prototypes(pos, x[one], labels, np.delete(x, one, axis=0))
+    before = (pos * centres).sum(axis=1) / np.linalg.norm(centres, axis=1)
+    after = (refined * centres).sum(axis=1) / np.linalg.norm(centres, axis=1)
+    assert (after > before).all()
+
+
+def test_tip_adapter_adds_the_cache_to_its_base():
+    x, y, centres = _clusters(10)
+    labels = _one_vs_rest(y, 3)
+    base = _heads([ZERO_SHOT] * 3, False, x, labels, zero_shot=centres)
+    tip = _heads([TIP_ADAPTER] * 3, False, x, labels, zero_shot=centres)
+    np.testing.assert_allclose(tip.logits(x), base.logits(x))  # alpha 0: the base alone
+    tip.tip = np.tile(np.array([2.0, 5.5], np.float32), (3, 1))
+    gain = tip.logits(x) - base.logits(x)
+    own = gain[np.arange(len(y)), y]
+    assert (own > 0).all() and (own[:, None] >= gain - 1e-9).all()  # the cache favours the input's own concept
+
+
+def test_calibration_and_thresholds_shape_the_scores():
+    x, y, _ = _clusters(10)
+    heads = _heads([NEAREST] * 3, False, x, _one_vs_rest(y, 3))
+    raw = heads.score(x)
+    heads.calibration = np.tile(np.array([0.0, 0.0], np.float32), (3, 1))
+    np.testing.assert_allclose(heads.score(x), 0.5)  # slope 0: no information, probability one half
+    heads.calibration = np.tile(np.array([1.0, 0.0], np.float32), (3, 1))
+    np.testing.assert_allclose(heads.score(x), raw)
+
+
+def test_unknown_inputs_are_far_from_every_labelled_example():
+    x, y, centres = _clusters(10)
+    heads = _heads([NEAREST] * 3, False, x, _one_vs_rest(y, 3))
+    assert not heads.unknown(x)[0].any()  # never, by default
+    heads.unknown_cutoff = 0.5
+    far = -centres.sum(axis=0, keepdims=True)
+    far /= np.linalg.norm(far)
+    unknown, nearest = heads.unknown(np.concatenate([x[:2], far]))
+    assert unknown.tolist() == [False, False, True] and nearest[2] < 0.5
