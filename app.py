@@ -35,7 +35,7 @@ navigation = st.navigation(
 
 @st.cache_resource(show_spinner=False)
 def _clip_on_disk() -> bool:
-    # Looking needs open_clip (and so torch): done once per process, and only when someone creates a project.
+    # Asked once per process, and only when someone creates a project; a download clears the answer.
     try:
         return clip_weights_available("clip")
     except ConceptlabError:

@@ -26,7 +26,7 @@ has_model = project.store.get_meta("active_version") is not None
 # the selection is kept here rather than in the checkboxes, so it survives paging and filtering, and a
 # click that lands while the gallery is still drawing cannot lose a box.
 scope = f"{project.name}@{project.store.get_meta('created_at')}"
-work = st.session_state.setdefault("label_work", {}).setdefault(scope, {"picked": set(), "skipped": set(), "similar_to": None})
+work = st.session_state.setdefault("label_work", {}).setdefault(scope, {"picked": set(), "round": 0, "skipped": set(), "similar_to": None})
 
 
 # -- callbacks (they run before the page, so they may reset selection checkboxes) -------
@@ -46,19 +46,26 @@ def _label(name: str, ids: list[int], concept: str | None, value: int | None) ->
     return True
 
 
-def _toggle(picked: set[int], input_id: int) -> None:
-    (picked.add if st.session_state.get(f"pick_{input_id}") else picked.discard)(input_id)
+# Ticking a box changes the selection here; changing it here (select all, clear, label) starts a new
+# round of checkbox keys, so boxes the browser has not redrawn yet cannot send their old state back.
+def _box_key(work: dict, input_id: int) -> str:
+    return f"pick_{work['round']}_{input_id}"
 
 
-def _label_picked(name: str, picked: set[int], value: int | None) -> None:
-    if not picked:
+def _toggle(work: dict, input_id: int, key: str) -> None:
+    (work["picked"].add if st.session_state.get(key) else work["picked"].discard)(input_id)
+
+
+def _replace_selection(work: dict, ids: set[int]) -> None:
+    work["picked"] = set(ids)
+    work["round"] += 1
+
+
+def _label_picked(name: str, work: dict, value: int | None) -> None:
+    if not work["picked"]:
         flash("Select some inputs first (tick their boxes).", "warning")
-    elif _label(name, sorted(picked), st.session_state.get("label_concept"), value):
-        picked.clear()
-
-
-def _pick_all(picked: set[int], ids: list[int], value: bool) -> None:
-    picked.update(ids) if value else picked.clear()
+    elif _label(name, sorted(work["picked"]), st.session_state.get("label_concept"), value):
+        _replace_selection(work, set())
 
 
 def _concept_action(name: str, action: str) -> None:
@@ -211,28 +218,28 @@ if mode == "Gallery":
             type="primary",
             icon=":material/check:",
             on_click=_label_picked,
-            args=(project.name, picked, 1),
+            args=(project.name, work, 1),
             width="stretch",
         )
         no_col.button(
             f"Is not {md(concept)}" if concept else "Negative",
             icon=":material/close:",
             on_click=_label_picked,
-            args=(project.name, picked, -1),
+            args=(project.name, work, -1),
             width="stretch",
         )
         clear_col.button(
-            "Remove label", icon=":material/backspace:", on_click=_label_picked, args=(project.name, picked, None), width="stretch"
+            "Remove label", icon=":material/backspace:", on_click=_label_picked, args=(project.name, work, None), width="stretch"
         )
         all_col, none_col, count_col = st.columns([2, 2, 5], vertical_alignment="center")
-        all_col.button("Select all on this page", on_click=_pick_all, args=(picked, ids, True), width="stretch")
-        none_col.button("Clear selection", on_click=_pick_all, args=(picked, ids, False), width="stretch")
+        all_col.button("Select all on this page", on_click=_replace_selection, args=(work, picked | set(ids)), width="stretch")
+        none_col.button("Clear selection", on_click=_replace_selection, args=(work, set()), width="stretch")
         count_col.caption(f"**{len(picked)} selected** · {plural(result.total, 'input')} match · page {result.page + 1} of {result.pages}")
 
     def footer(record) -> None:
-        st.session_state[f"pick_{record.id}"] = record.id in picked
         with st.container(horizontal=True, vertical_alignment="center"):
-            st.checkbox("Select", key=f"pick_{record.id}", on_change=_toggle, args=(picked, record.id))
+            key = _box_key(work, record.id)
+            st.checkbox("Select", value=record.id in picked, key=key, on_change=_toggle, args=(work, record.id, key))
             st.button("Similar", key=f"similar_{record.id}", icon=":material/search:", on_click=_set, args=("similar_to", record.id))
 
     if not result.items:

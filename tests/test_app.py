@@ -36,9 +36,7 @@ def _app_environment(monkeypatch):
         PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(PagesManager, "__init__", init)
-    # Looking for CLIP weights imports open_clip (seconds); the answer here is "not on this machine".
-    monkeypatch.setattr("core.weights.clip_weights_available", lambda spec="clip": False)
-    st.cache_resource.clear()
+    st.cache_resource.clear()  # the app remembers per process whether CLIP weights are here; each test has its own data home
 
 
 def run_app(page: str | None = None, project: str | None = None) -> AppTest:
@@ -142,7 +140,6 @@ def test_welcome_says_clip_is_missing_and_preselects_lite():
 
 def test_download_without_network_ends_in_a_sentence(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("core.weights._find_cached", lambda clip: None)  # the real lookup imports open_clip (seconds)
     at = click(run_app(), "Download CLIP weights")
     assert "Could not download CLIP weights" in at.error[0].value
     assert "no network" in at.error[0].value
@@ -285,8 +282,9 @@ def test_select_many_and_label_them(colours):
     colours.store.create_concept("red")
     at = run_app("label", "colours")
     reds = [r.id for r in colours.store.list_inputs() if r.name.startswith("red")]
-    for i in reds:
-        at.checkbox(key=f"pick_{i}").check()
+    for box in picks(at):
+        if int(box.key.rsplit("_", 1)[1]) in reds:
+            box.check()
     at.selectbox(key="label_concept").set_value("red").run()
     click(at, "Is red")
     assert all(colours.store.labels_of(i) == {"red": 1} for i in reds)
