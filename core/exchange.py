@@ -36,7 +36,7 @@ from .heads import HEAD_KINDS
 from .projects import Project
 from .sources import describe_zip_bomb
 from .store import as_storage_error, validate_concept_name, write_file_atomically
-from .training import MODEL_FORMAT, load_model
+from .training import MODEL_FORMAT, get_threshold_overrides, load_model, set_threshold
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class ModelFile:
         embedder: the embedder spec the model needs; a project with another one cannot use it.
         exclusive: whether its concepts are mutually exclusive.
         concepts: the concept names it scores.
-        thresholds, metrics: as training recorded them (None when that version has none).
+        thresholds, metrics: as training recorded them, with thresholds set by hand applied (None when absent).
+        threshold_overrides: the thresholds set by hand, by concept name; an import sets them again.
         source: where it came from: ``project``, ``version``, ``created_at``, ``seconds``.
         model: the version file's own manifest (concept ids are the source project's).
         report: the version's training report.
@@ -98,6 +99,7 @@ class ModelFile:
     report: dict
     arrays: dict[str, np.ndarray] = field(repr=False)
     examples: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    threshold_overrides: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,19 @@ def export_model(project: Project, version: int | None = None) -> bytes:
             known = dict(project.store.query_in("SELECT id, sha256 FROM inputs WHERE id IN ({marks})", [int(i) for i in ids]))
             examples[space] = [known.get(int(i), "") for i in ids]
     names = model.get("concepts", {})
+    # Thresholds set by hand live beside the version, by concept id: they travel by name.
+    overrides = {names[str(cid)]: value for cid, value in get_threshold_overrides(project, number).items() if str(cid) in names}
+    thresholds = report.get("thresholds", model.get("thresholds"))
+    if isinstance(thresholds, dict) and overrides:
+        thresholds = {space: {**by_name, **{n: v for n, v in overrides.items() if n in by_name}} for space, by_name in thresholds.items()}
     manifest = {
         "format": FILE_FORMAT,
         "format_version": FILE_FORMAT_VERSION,
         "embedder": model.get("embedder"),
         "exclusive": bool(model.get("exclusive")),
         "concepts": [names[k] for k in sorted(names, key=int)],
-        "thresholds": report.get("thresholds", model.get("thresholds")),
+        "thresholds": thresholds,
+        "threshold_overrides": overrides,
         "metrics": report.get("metrics", model.get("metrics")),
         "source": {"project": project.name, "version": number, "created_at": created_at, "seconds": seconds},
         "exported_at": time.time(),
@@ -209,6 +217,7 @@ def read_model_file(source: bytes | str | os.PathLike[str] | BinaryIO, limits: E
         report=manifest["report"],
         arrays=arrays,
         examples=manifest["examples"],
+        threshold_overrides=manifest["threshold_overrides"],
     )
 
 
@@ -284,6 +293,8 @@ def _read_manifest(archive: zipfile.ZipFile, limits: ExchangeLimits) -> dict:
     _expect(manifest, "arrays", list)
     manifest.setdefault("examples", {})
     _expect(manifest, "examples", dict)
+    manifest.setdefault("threshold_overrides", {})
+    _expect(manifest, "threshold_overrides", dict)
     if not manifest["embedder"] or len(manifest["embedder"]) > 1000:
         raise ModelFileError("model file manifest names no valid embedder")
     names = []
@@ -295,6 +306,10 @@ def _read_manifest(archive: zipfile.ZipFile, limits: ExchangeLimits) -> dict:
     if len({n.casefold() for n in names}) != len(names):
         raise ModelFileError("model file names the same concept twice")
     manifest["concepts"] = names
+    folded = {n.casefold() for n in names}
+    for name, value in manifest["threshold_overrides"].items():
+        if name.casefold() not in folded or not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ModelFileError(f"model file has a bad threshold for {name[:100]!r}")
     for space, hashes in manifest["examples"].items():
         if not isinstance(hashes, list) or not all(isinstance(h, str) and (h == "" or _SHA256.match(h)) for h in hashes):
             raise ModelFileError(f"model file has malformed example hashes for space {space!r}")
@@ -439,6 +454,7 @@ def import_model(
     created = [n for n in model_file.concepts if n.casefold() not in existing]
     ids = store.ensure_concepts(model_file.concepts)
     target = {n.casefold(): ids[n] for n in model_file.concepts}
+    target_names = {n.casefold(): n for n in model_file.concepts}
     source_names = {int(k): v for k, v in model_file.model["concepts"].items()}
     id_map = {old: target[name.casefold()] for old, name in source_names.items()}
     arrays = dict(model_file.arrays)
@@ -466,6 +482,8 @@ def import_model(
         path.unlink(missing_ok=True)
         _delete_unused_concepts(project, created)
         raise
+    for name, value in model_file.threshold_overrides.items():
+        set_threshold(project, version, target_names[name.casefold()], value)
     log.info("imported a model into %s as version %d", project.name, version)
     return ImportResult(version, list(model_file.concepts), created)
 

@@ -27,7 +27,7 @@ from core.ingest import ingest
 from core.media import ReadConfig, read_inputs, read_texts
 from core.predict import predict
 from core.projects import create_project, open_project
-from core.training import load_model, train
+from core.training import get_threshold_overrides, load_model, set_threshold, train
 
 from .photos import solid_image
 
@@ -179,6 +179,23 @@ def test_new_arrays_and_report_fields_travel_untouched(source, tmp_path):
         assert npz["tiny-image/new_scalar"].shape == () and float(npz["tiny-image/new_scalar"]) == 0.5
 
 
+def test_thresholds_set_by_hand_travel_by_name(source, tmp_path, monkeypatch):
+    home, _, _, _ = source
+    monkeypatch.setenv("CONCEPTLAB_HOME", str(home))
+    project = open_project("src")
+    version = load_model(project).version
+    set_threshold(project, version, "green", 0.8)
+    data = export_model(project, version)
+    set_threshold(project, version, "green", 0.5)  # the source changes afterwards: the file does not
+    monkeypatch.setenv("CONCEPTLAB_HOME", str(tmp_path / "elsewhere"))
+    target = create_project("dst", "tiny")
+    target.store.create_concept("zebra")  # so ids differ from the source's
+    result = import_model(target, data)
+    green = target.store.concept_id("green")
+    assert get_threshold_overrides(target, result.version) == {green: 0.8}
+    assert read_model_file(data).threshold_overrides == {"green": 0.8}
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -253,6 +270,8 @@ HOSTILE = [
     pytest.param(lambda d: _with_manifest(d, lambda m: m.update(concepts=["a", "A"])), "same concept twice", id="dup-concepts"),
     pytest.param(lambda d: _with_manifest(d, lambda m: m.update(concepts=["x" * 500])), "bad concept name", id="long-concept"),
     pytest.param(lambda d: _with_manifest(d, lambda m: m.update(concepts=[7])), "bad concept name", id="concept-not-text"),
+    pytest.param(lambda d: _with_manifest(d, lambda m: m.update(threshold_overrides={"red": 7})), "bad threshold", id="threshold"),
+    pytest.param(lambda d: _with_manifest(d, lambda m: m.update(threshold_overrides={"cow": 0.5})), "bad threshold", id="threshold-name"),
     pytest.param(lambda d: _with_manifest(d, lambda m: m["model"].update(format=99)), "newer than this conceptlab reads", id="model-newer"),
     pytest.param(lambda d: _with_manifest(d, lambda m: m["model"].update(embedder="lite")), "disagree", id="inner-embedder"),
     pytest.param(
@@ -336,7 +355,7 @@ def test_command_line_export_and_import(source, tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize(
     "value, expected",
     [
-        ("=HYPERLINK(\"http://evil\")", "'=HYPERLINK(\"http://evil\")"),
+        ('=HYPERLINK("http://evil")', '\'=HYPERLINK("http://evil")'),
         ("+1+2", "'+1+2"),
         ("-2+3", "'-2+3"),
         ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
