@@ -4,8 +4,9 @@ For one embedding space: the labelled inputs are split into stratified folds by 
 by row: inputs with identical embeddings stay together, so a duplicate cannot leak from
 training into testing); every candidate head is fitted on each fold's training part and
 scores its test part. These out-of-fold logits decide the winner (ROC AUC per independent
-concept, balanced accuracy per exclusive space), fit the calibration, give the F1-maximising
-thresholds, the "unknown" cut-off and the ``Evaluation``. The winner is then refitted on
+concept; per exclusive space, the mean log-likelihood of the true concept after temperature
+scaling), fit the calibration, give the F1-maximising thresholds, the "unknown" cut-off and
+the ``Evaluation``. The winner is then refitted on
 every labelled input. Arrays in, arrays out: ``training.py`` reads and writes the store.
 """
 
@@ -36,7 +37,7 @@ from .heads import (
     refine_prototypes,
     transform_features,
 )
-from .metrics import Evaluation, balanced_accuracy, best_threshold, evaluate_probabilities, roc_auc
+from .metrics import Evaluation, best_threshold, evaluate_probabilities, roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -400,8 +401,13 @@ def _score_candidate(logits: np.ndarray, labels: np.ndarray, column: int | None,
         single = (labels > 0).sum(axis=1) == 1
         if not single.any():
             return None
-        z = np.where(np.isnan(logits[single]), -np.inf, logits[single])
-        return balanced_accuracy(np.argmax(labels[single] > 0, axis=1), np.argmax(z, axis=1))
+        # Mean log-likelihood after temperature scaling: a proper score, far less noisy than
+        # accuracy on a handful of held-out inputs (and it is what calibration will optimise).
+        truth = np.argmax(labels[single] > 0, axis=1)
+        z = np.nan_to_num(logits[single], nan=-1e3)
+        t = fit_temperature(z, truth)
+        scaled = z / t - (z / t).max(axis=1, keepdims=True)
+        return float((scaled[np.arange(len(z)), truth] - np.log(np.exp(scaled).sum(axis=1))).mean())
     rows = labels[:, column] != 0
     if np.isnan(logits[rows, column]).all():
         return None
@@ -434,7 +440,7 @@ def _choose(data: SpaceData, labels, oof, candidates, config) -> tuple[list[Head
             by_kind.setdefault(kind, None)
         others = [v for name, v in valid.items() if _kind(name) != _kind(winner)]
         margin = round(float(valid[winner] - max(others)), 4) if winner in valid and others else None
-        metric = "balanced accuracy" if data.exclusive else "ROC AUC"
+        metric = "log-likelihood" if data.exclusive else "ROC AUC"
         for j in columns:
             chosen[j] = winner
             choices.append(HeadChoice(data.names[j], _kind(winner), winner, metric, by_kind, margin))
