@@ -17,7 +17,9 @@ import os
 import random
 import signal
 import sqlite3
+import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +47,11 @@ def fork_server():
 
 def _run_victim(context, target, args, kill_at, delay) -> int:
     process = context.Process(target=target, args=args, daemon=True)
-    process.start()
+    # multiprocessing re-runs the parent's __main__ in each child; after Streamlit's AppTest that is
+    # app.py. The victims need nothing from __main__, so they are started with a bare one.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+        process.start()
     if kill_at is None:
         time.sleep(delay)
         process.kill()
