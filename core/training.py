@@ -199,7 +199,7 @@ def train(
     evaluations = [fit.evaluation for fit in fits.values()]
     choices = [c for fit in fits.values() for c in fit.choices]
     version = project.store.add_version(file, seconds, _report(plans, config, selection, fits))
-    report(1.0, f"version {version} trained")
+    report(1.0, f"saved as version {version}")
     log.info("trained version %d of %s in %.2fs", version, project.name, seconds)
     return TrainResult(version, seconds, plans, evaluations, choices)
 
