@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -156,3 +158,32 @@ def test_clip_random_end_to_end_with_zero_shot(tmp_path):
     prediction = _predict_colour(project, "red", tmp_path=tmp_path)
     assert {c.concept for c in prediction.concepts} == {"red", "green", "a dog"}
     assert all(0.0 <= c.score <= 1.0 for c in prediction.concepts)
+
+
+def test_a_version_file_from_before_calibration_still_loads_and_scores(tmp_path):
+    project = _colour_project(tmp_path, {"red": 3, "green": 3})
+    train(project)
+    (path,) = (project.root / "versions").glob("*.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    manifest = json.loads(bytes(arrays.pop("manifest")).decode())
+    manifest["format"] = 1
+    old_fields = ("concept_ids", "weights", "bias", "memory", "memory_ids", "memory_labels", "reference", "zero_shot")
+    old_fields += ("zero_shot_background", "zero_shot_weight")
+    old = {k: v for k, v in arrays.items() if k.split("/")[-1] in old_fields}
+    with open(path, "wb") as f:
+        np.savez(f, manifest=np.frombuffer(json.dumps(manifest).encode(), np.uint8), **old)
+    heads = load_model(project).spaces["tiny-image"]
+    assert (heads.thresholds == 0.5).all() and heads.unknown_cutoff == float("-inf") and heads.center.size == 0
+    prediction = _predict_colour(project, "green", tmp_path=tmp_path)
+    assert prediction.concepts[0].concept == "green" and not prediction.unknown
+
+
+def test_training_result_carries_its_evaluation_and_choices(tmp_path):
+    project = _colour_project(tmp_path, {"red": 6, "green": 6}, exclusive=True)
+    result = train(project)
+    evaluation = result.evaluation("tiny-image")
+    assert evaluation.method == "5-fold cross-validation" and evaluation.accuracy == 1.0
+    assert evaluation.labels == ["green", "red", "(none)"] and evaluation.confusion == [[6, 0, 0], [0, 6, 0]]
+    assert {c.concept for c in result.choices} == {"red", "green"} and all(c.metric == "log-likelihood" for c in result.choices)
+    assert result.evaluation("tiny-text") is None
