@@ -371,7 +371,8 @@ def fit_space(
     thresholds = np.full(c, DEFAULT_THRESHOLD, np.float32)
     for j in range(c):
         keep = (labels[:, j] != 0) & ~np.isnan(probabilities[:, j])
-        if keep.any():
+        # With a single positive, that one held-out input would set the threshold alone: keep 0.5.
+        if (labels[keep, j] > 0).sum() >= 2 and (labels[keep, j] < 0).any():
             thresholds[j] = best_threshold(labels[keep, j] > 0, probabilities[keep, j])
     cutoff = _unknown_cutoff(nearest, config)
     note = "" if len(rows) == len(data.ids) else f"cross-validated on a sample of {len(rows)} of {len(data.ids)} labelled inputs"
