@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.fitting import estimate_reference, fit_linear, fit_prototypes, refine_prototypes
 from core.heads import (
     LINEAR,
     NEAREST,
@@ -14,11 +15,7 @@ from core.heads import (
     ZERO_SHOT,
     HeadConfig,
     SpaceHeads,
-    estimate_reference,
     fit_feature_transform,
-    fit_linear,
-    fit_prototypes,
-    refine_prototypes,
     transform_features,
 )
 
