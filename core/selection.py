@@ -6,8 +6,8 @@ training into testing); every candidate head is fitted on each fold's training p
 scores its test part. These out-of-fold logits decide the winner (ROC AUC per independent
 concept; per exclusive space, the mean log-likelihood of the true concept after temperature
 scaling), fit the calibration, give the F1-maximising thresholds, the "unknown" cut-off and
-the ``Evaluation``. The winner is then refitted on
-every labelled input. Arrays in, arrays out: ``training.py`` reads and writes the store.
+the ``Evaluation``. The winner is then refitted on every labelled input. Arrays in, arrays
+out: ``training.py`` reads and writes the store; ``candidates.py`` fits the candidates.
 """
 
 from __future__ import annotations
