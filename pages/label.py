@@ -26,7 +26,7 @@ has_model = project.store.get_meta("active_version") is not None
 # the selection is kept here rather than in the checkboxes, so it survives paging and filtering, and a
 # click that lands while the gallery is still drawing cannot lose a box.
 scope = f"{project.name}@{project.store.get_meta('created_at')}"
-work = st.session_state.setdefault("label_work", {}).setdefault(scope, {"picked": set(), "round": 0, "skipped": set(), "similar_to": None})
+work = st.session_state.setdefault("label_work", {}).setdefault(scope, {"picked": set(), "skipped": set(), "similar_to": None})
 
 
 # -- callbacks (they run before the page, so they may reset selection checkboxes) -------
@@ -46,19 +46,14 @@ def _label(name: str, ids: list[int], concept: str | None, value: int | None) ->
     return True
 
 
-# Ticking a box changes the selection here; changing it here (select all, clear, label) starts a new
-# round of checkbox keys, so boxes the browser has not redrawn yet cannot send their old state back.
-def _box_key(work: dict, input_id: int) -> str:
-    return f"pick_{work['round']}_{input_id}"
-
-
-def _toggle(work: dict, input_id: int, key: str) -> None:
-    (work["picked"].add if st.session_state.get(key) else work["picked"].discard)(input_id)
+# The selection lives here, on the server, and each card's Select button toggles its input: a button
+# carries no state of its own, so a card the browser has not redrawn yet cannot undo a "select all".
+def _toggle(work: dict, input_id: int) -> None:
+    work["picked"] ^= {input_id}
 
 
 def _replace_selection(work: dict, ids: set[int]) -> None:
     work["picked"] = set(ids)
-    work["round"] += 1
 
 
 def _label_picked(name: str, work: dict, value: int | None) -> None:
@@ -237,10 +232,26 @@ if mode == "Gallery":
         count_col.caption(f"**{len(picked)} selected** · {plural(result.total, 'input')} match · page {result.page + 1} of {result.pages}")
 
     def footer(record) -> None:
-        with st.container(horizontal=True, vertical_alignment="center"):
-            key = _box_key(work, record.id)
-            st.checkbox("Select", value=record.id in picked, key=key, on_change=_toggle, args=(work, record.id, key))
-            st.button("Similar", key=f"similar_{record.id}", icon=":material/search:", on_click=_set, args=("similar_to", record.id))
+        chosen = record.id in picked
+        select_col, similar_col = st.columns([3, 1], gap="small")
+        select_col.button(
+            "Selected" if chosen else "Select",
+            key=f"pick_{record.id}",
+            icon=":material/check_box:" if chosen else ":material/check_box_outline_blank:",
+            type="primary" if chosen else "secondary",
+            on_click=_toggle,
+            args=(work, record.id),
+            width="stretch",
+        )
+        similar_col.button(
+            "",
+            key=f"similar_{record.id}",
+            icon=":material/search:",
+            help="Find similar inputs",
+            on_click=_set,
+            args=("similar_to", record.id),
+            width="stretch",
+        )
 
     if not result.items:
         st.info("Nothing matches these filters.", icon=":material/filter_alt_off:")

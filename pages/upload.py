@@ -28,7 +28,7 @@ def batch_labels(key: str, allow_folders: bool) -> tuple[str | None, bool, bool]
         choices,
         horizontal=True,
         key=f"{key}_how",
-        help="Folder names: inside zip archives, each file's folder (cats/, dogs/) names its concept.",
+        help="Folder names: inside zip archives, each file's folder (cats/, dogs/) names its concept." if allow_folders else None,
     )
     if how in (POSITIVE, NEGATIVE):
         concepts = [name for _, name in project.store.list_concepts()]

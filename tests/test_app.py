@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,11 @@ def _app_environment(monkeypatch):
 
     monkeypatch.setattr(PagesManager, "__init__", init)
     st.cache_resource.clear()  # the app remembers per process whether CLIP weights are here; each test has its own data home
+    # AppTest installs the app as sys.modules["__main__"] and leaves it there: a later test that
+    # starts a process with multiprocessing's spawn would run app.py in the child.
+    main = sys.modules.get("__main__")
+    yield
+    sys.modules["__main__"] = main
 
 
 def run_app(page: str | None = None, project: str | None = None) -> AppTest:
@@ -75,8 +81,8 @@ def plain(markdown: str) -> str:
 
 
 def picks(at: AppTest) -> list:
-    """The gallery's selection boxes."""
-    return [c for c in at.checkbox if c.key and c.key.startswith("pick_")]
+    """The gallery cards' Select buttons."""
+    return [b for b in at.button if b.key and b.key.startswith("pick_")]
 
 
 def png(colour, seed=0) -> bytes:
@@ -282,13 +288,16 @@ def test_select_many_and_label_them(colours):
     colours.store.create_concept("red")
     at = run_app("label", "colours")
     reds = [r.id for r in colours.store.list_inputs() if r.name.startswith("red")]
-    for box in picks(at):
-        if int(box.key.rsplit("_", 1)[1]) in reds:
-            box.check()
+    for i in reds:
+        at.button(key=f"pick_{i}").click().run()
+    assert "4 selected" in texts(at)
+    at.button(key=f"pick_{reds[0]}").click().run()  # a second click deselects
+    assert "3 selected" in texts(at)
+    at.button(key=f"pick_{reds[0]}").click().run()
     at.selectbox(key="label_concept").set_value("red").run()
     click(at, "Is red")
     assert all(colours.store.labels_of(i) == {"red": 1} for i in reds)
-    assert not any(c.value for c in picks(at))  # the selection is cleared
+    assert {b.label for b in picks(at)} == {"Select"}  # the selection is cleared
     at.selectbox(key="show_Gallery").select("Unlabelled").run()
     assert len(picks(at)) == 4
     click(at, "Select all on this page")

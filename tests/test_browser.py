@@ -99,7 +99,9 @@ def test_create_upload_label_train_try(server, browser, tmp_path):
     main = page.get_by_test_id("stMain")
 
     def shoot(name: str) -> None:
-        page.wait_for_timeout(500)  # let images and charts finish drawing
+        # The "Running…" widget is there while the script runs: wait for the page to be complete.
+        page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(700)  # let images and charts finish drawing
         page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
     def nav(name: str) -> None:
