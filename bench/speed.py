@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             step()
             print(f"[{name} done in {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
-    print(f"\nconceptlab speed and memory on {_machine()}\n")
+    print(f"\nconceptlab speed and memory on {_machine()}; load average {os.getloadavg()[1]:.1f} over the last 5 min\n")
     _print_table(rows)
     print(f"\npeak RSS of this benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
