@@ -46,7 +46,7 @@ ZERO_SHOT_SCALE = 100.0
 NEAREST_SCALE = 25.0
 # Centred features spread wider than raw ones: gaps of ~0.3 between own and other prototypes.
 PROTOTYPE_SCALE = 10.0
-NEAREST_POOL = 1024
+NEAREST_POOL = 256
 # Mean of the k best matches: steadier than the single nearest, still local.
 NEAREST_K = 3
 DEFAULT_THRESHOLD = 0.5
@@ -250,13 +250,14 @@ class SpaceHeads:
         if len(self.memory) == 0:
             return result
         sims = z @ self._memory_features.T
-        for j, (col, beta) in enumerate(zip(columns, betas)):
+        labels = self.memory_labels[:, columns]
+        # Mean over a concept's positives (negatives) as one product with weights 1 / count.
+        pos = (labels > 0) / np.maximum((labels > 0).sum(axis=0), 1)
+        neg = (labels < 0) / np.maximum((labels < 0).sum(axis=0), 1) if not self.exclusive else np.zeros_like(pos)
+        for beta in np.unique(betas):
+            same = betas == beta
             affinity = np.exp(-beta * (1.0 - sims))
-            labels = self.memory_labels[:, col]
-            pos, neg = labels > 0, labels < 0
-            result[:, j] = affinity[:, pos].mean(axis=1) if pos.any() else 0.0
-            if neg.any() and not self.exclusive:
-                result[:, j] -= affinity[:, neg].mean(axis=1)
+            result[:, same] = affinity @ pos[:, same] - affinity @ neg[:, same]
         return result
 
     def _nearest_logits(self, queries: np.ndarray, columns: np.ndarray) -> np.ndarray:

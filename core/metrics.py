@@ -115,15 +115,19 @@ def best_threshold(y_true, scores) -> float:
     y, s = _check_binary(y_true, scores)
     if y.all() or not y.any():
         return DEFAULT_THRESHOLD
-    distinct = np.unique(np.clip(s, 0.0, 1.0))
+    s = np.clip(s, 0.0, 1.0)
+    distinct = np.unique(s)
     candidates = np.concatenate([[distinct[0] / 2], (distinct[:-1] + distinct[1:]) / 2, [(distinct[-1] + 1) / 2]])
-    best, best_key = DEFAULT_THRESHOLD, None
-    for t in candidates:
-        f1 = precision_recall_f1(*count_outcomes(y, s, float(t))[:3])[2] or 0.0
-        key = (round(f1, 12), -abs(t - DEFAULT_THRESHOLD))
-        if best_key is None or key > best_key:
-            best, best_key = float(t), key
-    return best
+    # Counts at every candidate at once: a candidate passes the scores above it.
+    order = np.sort(s[y])
+    negatives = np.sort(s[~y])
+    tp = len(order) - np.searchsorted(order, candidates, side="left")
+    fp = len(negatives) - np.searchsorted(negatives, candidates, side="left")
+    fn = len(order) - tp
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    best_f1 = np.round(f1, 12).max()
+    tied = candidates[np.round(f1, 12) == best_f1]
+    return float(tied[np.argmin(np.abs(tied - DEFAULT_THRESHOLD))])
 
 
 def binary_metrics(concept: str, y_true, scores, threshold: float) -> ConceptMetrics:

@@ -31,6 +31,7 @@ from .heads import (
     ProgressCallback,
     SpaceHeads,
     fit_feature_transform,
+    transform_features,
 )
 from .metrics import Evaluation, best_threshold, evaluate_probabilities, roc_auc
 
@@ -51,6 +52,7 @@ class SelectionConfig:
     unlabelled_sample: int = 2000
     margin: float = 0.005  # a head must beat the default by more than this to replace it
     linear_decays: tuple[float, ...] = (1e-3, 1e-2)  # besides HeadConfig.weight_decay
+    decay_search_max_rows: int = 1000  # above this, weight decay matters little: only the default is tried
     tip_alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     tip_betas: tuple[float, ...] = (1.0, 5.5)
     unknown_quantile: float = 0.01
@@ -109,7 +111,8 @@ def fit_space(
     center, power = fit_feature_transform(everything)
     rows = _cv_rows(data, config)
     plan = _plan_folds(data, rows, config)
-    candidates = list_candidates(data, config.linear_decays, config.tip_alphas, config.tip_betas)
+    decays = config.linear_decays if len(rows) <= config.decay_search_max_rows else ()
+    candidates = list_candidates(data, decays, config.tip_alphas, config.tip_betas)
     if plan is None:
         return _fit_unmeasured(data, head_config, center, power)
     method, k = plan
@@ -118,12 +121,16 @@ def fit_space(
     n, c = labels.shape
     oof = {name: np.full((n, c), np.nan) for name in candidates}
     nearest = np.full(n, np.nan)
+    # Fold centres come from sums: all inputs' transformed features less the held-out ones'.
+    powered = transform_features(data.vectors, np.zeros(0, np.float32), power)
+    total = powered.sum(axis=0) + transform_features(data.unlabelled, np.zeros(0, np.float32), power).sum(axis=0)
+    count = len(data.vectors) + len(data.unlabelled)
     for f, (train, test) in enumerate(folds):
         report(f / len(folds), f"cross-validation: fold {f + 1} of {len(folds)}")
         train_rows, test_rows = rows[train], rows[test]
         # The centre is refitted without the held-out inputs: they must not shape the features either.
         held_out = data.vectors[test_rows]
-        fold_center, _ = fit_feature_transform(np.concatenate([data.vectors[train_rows], data.unlabelled]))
+        fold_center = ((total - powered[test_rows].sum(axis=0)) / max(count - len(test_rows), 1)).astype(np.float32)
         fitter = CandidateFitter(data, train_rows, candidates, head_config, fold_center, power)
         queries = held_out
         for name in candidates:
