@@ -58,7 +58,7 @@ def _replace_selection(work: dict, ids: set[int]) -> None:
 
 def _label_picked(name: str, work: dict, value: int | None) -> None:
     if not work["picked"]:
-        flash("Select some inputs first (tick their boxes).", "warning")
+        flash("Select some inputs first (the Select button on each card).", "warning")
     elif _label(name, sorted(work["picked"]), st.session_state.get("label_concept"), value):
         _replace_selection(work, set())
 
