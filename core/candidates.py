@@ -53,6 +53,15 @@ class SpaceData:
     zero_shot: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     zero_shot_background: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
+    def __post_init__(self) -> None:
+        m, c = len(self.ids), len(self.names)
+        if self.labels.shape != (m, c) or len(self.concept_ids) != c or len(self.defaults) != c:
+            raise ValueError(f"labels must be (inputs, concepts) = ({m}, {c}), with one id and one default head per concept")
+        if self.vectors.ndim != 2 or len(self.vectors) != m:
+            raise ValueError("vectors must hold one row per labelled input")
+        if self.unlabelled.ndim != 2 or (len(self.unlabelled) and self.unlabelled.shape[1] != self.vectors.shape[1]):
+            raise ValueError("unlabelled vectors must be (u, d) with the labelled vectors' d")
+
     @property
     def has_zero_shot(self) -> bool:
         return self.zero_shot.size > 0

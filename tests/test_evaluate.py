@@ -183,6 +183,21 @@ def _space_data(vectors, labels, exclusive, unlabelled=None) -> SpaceData:
     )
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"labels": np.zeros((3, 2), np.int8)}, "labels"),
+        ({"defaults": [PROTOTYPE]}, "labels"),
+        ({"vectors": np.zeros((2, 4), np.float32)}, "vectors"),
+        ({"unlabelled": np.zeros((2, 5), np.float32)}, "unlabelled"),
+    ],
+)
+def test_space_data_checks_its_shapes(change, message):
+    data = _space_data(np.eye(4, dtype=np.float32), np.array([[1, -1], [-1, 1], [1, -1], [-1, 1]], np.int8), exclusive=False)
+    with pytest.raises(ValueError, match=message):
+        SpaceData(**{**data.__dict__, **change})
+
+
 def _two_mode_classes(n: int, seed: int = 0):
     """Class 0 lives around +u and -u, class 1 around +v and -v: every class mean is ~0, so only local heads work."""
     rng = np.random.default_rng(seed)
