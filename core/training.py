@@ -29,6 +29,7 @@ from .heads import (
 from .metrics import Evaluation
 from .projects import Project
 from .selection import HeadChoice, SelectionConfig, SpaceData, SpaceFit, default_heads, fit_space
+from .store import as_storage_error
 
 log = logging.getLogger(__name__)
 
@@ -301,16 +302,20 @@ def _head_arrays(heads: SpaceHeads) -> dict[str, np.ndarray]:
 
 def _save_version_file(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> str:
     folder = root / "versions"
-    folder.mkdir(exist_ok=True)
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.npz"
     tmp = folder / f".tmp-{name}"
     payload = {"manifest": np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8), **arrays}
     try:
+        folder.mkdir(exist_ok=True)
         with open(tmp, "wb") as f:
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
         tmp.rename(folder / name)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        # A full or read-only disk is the person's to fix: say so in one sentence, as ingest does.
+        raise (as_storage_error(e, folder) or e) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

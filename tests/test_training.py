@@ -187,3 +187,21 @@ def test_training_result_carries_its_evaluation_and_choices(tmp_path):
     assert evaluation.labels == ["green", "red", "(none)"] and evaluation.confusion == [[6, 0, 0], [0, 6, 0]]
     assert {c.concept for c in result.choices} == {"red", "green"} and all(c.metric == "log-likelihood" for c in result.choices)
     assert result.evaluation("tiny-text") is None
+
+
+def test_a_full_disk_while_saving_a_version_is_one_storage_error(tmp_path, monkeypatch):
+    import errno
+
+    import numpy
+
+    from core.errors import StorageError
+
+    project = _colour_project(tmp_path, {"red": 3, "green": 3})
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(numpy, "savez", disk_full)
+    with pytest.raises(StorageError, match="disk is full"):
+        train(project)
+    assert project.store.list_versions() == [] and not list((project.root / "versions").glob("*"))
