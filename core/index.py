@@ -134,20 +134,12 @@ def _created_at(store: Store, input_id: int) -> float:
     return float(rows[0][0]) if rows else -1.0
 
 
-def _rows_after(store: Store, space: str, after_id: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = store.query("SELECT input_id, vector FROM embeddings WHERE space = ? AND input_id > ? ORDER BY input_id", (space, after_id))
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    return ids, np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
-
-
 def _extend(store: Store, space: str, stamp: _Stamp, index: VectorIndex, generation: int) -> tuple[_Stamp, VectorIndex] | None:
     """Add the rows stored since ``stamp`` to ``index``, if nothing else changed; None means rebuild."""
     (count,) = store.query("SELECT COUNT(*) FROM embeddings WHERE space = ? AND input_id <= ?", (space, stamp.max_id))[0]
     if count != stamp.count or (stamp.max_id >= 0 and _created_at(store, stamp.max_id) != stamp.max_created):
         return None  # something was deleted: only a rebuild is right
-    ids, vectors = _rows_after(store, space, stamp.max_id)
+    ids, vectors = store.load_embeddings(space, after_id=stamp.max_id)
     if len(ids) and (stamp.count == 0 or vectors.shape[1] != index.dim):
         return None  # an empty index has no real dimension yet (it was built with 1)
     total = stamp.count + len(ids)

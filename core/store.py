@@ -580,9 +580,17 @@ class Store:
     def spaces(self) -> list[str]:
         return [r[0] for r in self.query("SELECT DISTINCT space FROM embeddings ORDER BY space")]
 
-    def load_embeddings(self, space: str, input_ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Return (ids int64 (n,), vectors float32 (n, d)) of one space, ordered by id."""
-        if input_ids is None:
+    def load_embeddings(
+        self, space: str, input_ids: Iterable[int] | None = None, after_id: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (ids int64 (n,), vectors float32 (n, d)) of one space, ordered by id.
+
+        ``input_ids`` keeps only those inputs; ``after_id`` only inputs with a larger id.
+        """
+        if after_id is not None:
+            sql = "SELECT input_id, vector FROM embeddings WHERE space = ? AND input_id > ? ORDER BY input_id"
+            rows = self.query(sql, (space, after_id))
+        elif input_ids is None:
             rows = self.query("SELECT input_id, vector FROM embeddings WHERE space = ? ORDER BY input_id", (space,))
         else:
             wanted = sorted(set(int(i) for i in input_ids))
