@@ -2,8 +2,9 @@
 
 ``evaluate_inputs`` scores labelled inputs the version was not trained on (nothing is
 stored) and returns the same ``Evaluation`` as training's cross-validation. The other
-functions read a version's report: its cross-validated metrics, and precision and recall
-at any threshold from the stored out-of-fold scores (for a threshold slider).
+functions read a version's report: its cross-validated metrics, precision and recall at any
+threshold from the stored out-of-fold scores (for a threshold slider), and the inputs
+cross-validation got wrong at that threshold (for relabelling them).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .ingest import EmbeddedInput, embed_inputs
 from .media import RawInput, VideoConfig
 from .metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
 from .projects import Project
+from .store import InputRecord
 from .training import Model, load_model, thresholds_for
 
 log = logging.getLogger(__name__)
@@ -126,8 +128,20 @@ def _evaluate_space(project: Project, model: Model, space: str, vectors: list[np
 
 
 def _report(project: Project, version: int | None) -> tuple[int, dict]:
-    number = load_model(project, version).version
-    return number, next(v[4] for v in project.store.list_versions() if v[0] == number)
+    """(version number, its report): the active version by default, resolved without loading its heads.
+
+    A threshold slider reads the report on every move; loading the model (its examples can
+    be a hundred megabytes) just to find the version would make each move slow.
+    """
+    versions = {v[0]: v for v in project.store.list_versions()}
+    if version is None:
+        active = project.store.get_meta("active_version")
+        version = int(active) if active else (max(versions) if versions else None)
+    if version is None:
+        raise ModelVersionError(f"project '{project.name}' has no trained model yet: train one first")
+    if version not in versions:
+        raise ModelVersionError(f"project '{project.name}' has no model version {version}")
+    return version, versions[version][4]
 
 
 def get_evaluations(project: Project, version: int | None = None) -> list[Evaluation]:
@@ -162,11 +176,80 @@ def metrics_at_threshold(project: Project, space: str, concept: str, threshold: 
     return binary_metrics(concept, y, p, threshold)
 
 
-def misclassified(project: Project, space: str, concept: str, threshold: float, version: int | None = None) -> tuple[list[int], list[int]]:
-    """(false positives, false negatives) of a concept in cross-validation at ``threshold``: input ids, worst first."""
-    ids, y, p = _scores(project, version, space, concept)
+def _split(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of (false positives, false negatives) at ``threshold``, worst first."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], not {threshold}")
     false_pos = np.flatnonzero(~y & (p >= threshold))
     false_neg = np.flatnonzero(y & (p < threshold))
-    return [int(ids[i]) for i in false_pos[np.argsort(-p[false_pos])]], [int(ids[i]) for i in false_neg[np.argsort(p[false_neg])]]
+    return false_pos[np.argsort(-p[false_pos], kind="stable")], false_neg[np.argsort(p[false_neg], kind="stable")]
+
+
+def misclassified(project: Project, space: str, concept: str, threshold: float, version: int | None = None) -> tuple[list[int], list[int]]:
+    """(false positives, false negatives) of a concept in cross-validation at ``threshold``: input ids, worst first."""
+    ids, y, p = _scores(project, version, space, concept)
+    false_pos, false_neg = _split(y, p, threshold)
+    return [int(ids[i]) for i in false_pos], [int(ids[i]) for i in false_neg]
+
+
+FALSE_POSITIVE, FALSE_NEGATIVE = "false positive", "false negative"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A labelled input cross-validation got wrong for a concept, with the probability it was given."""
+
+    record: InputRecord
+    kind: str  # FALSE_POSITIVE or FALSE_NEGATIVE
+    score: float
+
+
+@dataclass(frozen=True)
+class Mistakes:
+    """A concept's mistakes at a threshold: the first few of each kind, and how many there are.
+
+    Attributes:
+        false_positives: inputs labelled "not" the concept that scored at or above the threshold.
+        false_negatives: inputs labelled as the concept that scored below it.
+        total_false_positives, total_false_negatives: all of them, beyond the ones listed.
+        note: why none can be listed (an imported version's inputs live in another project).
+    """
+
+    false_positives: list[Mistake]
+    false_negatives: list[Mistake]
+    total_false_positives: int
+    total_false_negatives: int
+    note: str = ""
+
+
+def list_mistakes(project: Project, space: str, concept: str, threshold: float, version: int | None = None, limit: int = 8) -> Mistakes:
+    """A concept's false positives and false negatives in cross-validation at ``threshold``, worst first.
+
+    At most ``limit`` of each kind are listed with their stored input; inputs deleted since
+    training are left out. An imported version's scores refer to the inputs of the project it
+    was trained in, so none are listed and ``note`` says why.
+
+    Raises:
+        ValueError: threshold outside [0, 1] or a negative limit.
+        ModelVersionError / ConceptError: nothing stored for this concept.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, not {limit}")
+    number, report = _report(project, version)
+    ids, y, p = _scores(project, number, space, concept)
+    false_pos, false_neg = _split(y, p, threshold)
+    if "imported" in report:
+        note = f"model version {number} was imported: the inputs it was measured on belong to another project"
+        return Mistakes([], [], len(false_pos), len(false_neg), note)
+
+    def listed(rows: np.ndarray, kind: str) -> list[Mistake]:
+        found = []
+        for i in rows:
+            if len(found) >= limit:
+                break
+            record = project.store.get_input(int(ids[i]))
+            if record is not None:
+                found.append(Mistake(record, kind, float(p[i])))
+        return found
+
+    return Mistakes(listed(false_pos, FALSE_POSITIVE), listed(false_neg, FALSE_NEGATIVE), len(false_pos), len(false_neg))

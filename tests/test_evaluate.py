@@ -10,21 +10,35 @@ import pytest
 
 from core.calibration import fit_platt, fit_temperature
 from core.cli import run
-from core.errors import ConceptError, ConceptlabError
-from core.evaluate import evaluate_inputs, get_evaluations, metrics_at_threshold, misclassified
+from core.errors import ConceptError, ConceptlabError, ModelVersionError
+from core.evaluate import (
+    FALSE_NEGATIVE,
+    FALSE_POSITIVE,
+    evaluate_inputs,
+    get_evaluations,
+    list_mistakes,
+    metrics_at_threshold,
+    misclassified,
+)
+from core.exchange import export_model, import_model
 from core.heads import LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER, HeadConfig
 from core.ingest import ingest
 from core.media import ReadConfig, read_inputs
 from core.metrics import (
+    NONE_LABEL,
+    ConceptMetrics,
+    Evaluation,
     accuracy,
     best_threshold,
     binary_metrics,
     confusion_matrix,
     evaluate_probabilities,
+    precision_recall_f1,
     roc_auc,
 )
 from core.predict import predict
 from core.projects import create_project
+from core.report_views import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
 from core.selection import REFINED, SelectionConfig, SpaceData, _choose, default_heads, fit_space, group_rows, make_folds
 from core.training import set_threshold, train
 
@@ -333,6 +347,188 @@ def test_an_input_far_from_everything_labelled_is_unknown(colours, tmp_path):
     known = _query(project, tmp_path, solid_image(COLOURS["green"], seed=4242))
     assert not known.unknown and known.matches == ["green"]
     assert known.to_dict()["unknown"] is False and "unknown_reason" not in known.to_dict()
+
+
+# -- mistakes to relabel -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "threshold, limit, listed, totals, expectation",
+    [
+        (0.0, 5, (5, 0), (12, 0), does_not_raise()),  # everything matches: every other colour is wrongly matched
+        (1.0, 20, (0, 6), (0, 6), does_not_raise()),  # nothing matches: every red is missed
+        (0.0, 0, (0, 0), (12, 0), does_not_raise()),
+        (None, 8, (0, 0), (0, 0), does_not_raise()),  # the trained threshold separates the colours
+        (1.5, 8, None, None, pytest.raises(ValueError, match="threshold")),
+        (0.5, -1, None, None, pytest.raises(ValueError, match="limit")),
+    ],
+)
+def test_list_mistakes_worst_first_and_capped(colours, threshold, limit, listed, totals, expectation):
+    project, result = colours
+    threshold = result.evaluations[0].concept("red").threshold if threshold is None else threshold
+    with expectation:
+        mistakes = list_mistakes(project, "tiny-image", "red", threshold, limit=limit)
+        assert (len(mistakes.false_positives), len(mistakes.false_negatives)) == listed
+        assert (mistakes.total_false_positives, mistakes.total_false_negatives) == totals and not mistakes.note
+        false_pos, false_neg = misclassified(project, "tiny-image", "red", threshold)
+        assert [m.record.id for m in mistakes.false_positives] == false_pos[:limit]
+        assert [m.record.id for m in mistakes.false_negatives] == false_neg[:limit]
+        assert all(m.kind == FALSE_POSITIVE and m.score >= threshold for m in mistakes.false_positives)
+        assert all(m.kind == FALSE_NEGATIVE and m.score < threshold for m in mistakes.false_negatives)
+        assert all(project.store.labels_of(m.record.id).get("red") != 1 for m in mistakes.false_positives)
+        scores = [m.score for m in mistakes.false_positives]
+        assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "space, concept, version, error",
+    [
+        ("tiny-image", "purple", None, ConceptError),
+        ("tiny-text", "red", None, ModelVersionError),
+        ("tiny-image", "red", 9, ModelVersionError),
+    ],
+)
+def test_list_mistakes_of_nothing_stored_is_an_error(colours, space, concept, version, error):
+    with pytest.raises(error):
+        list_mistakes(colours[0], space, concept, 0.5, version)
+
+
+def test_list_mistakes_skips_deleted_inputs_and_lists_none_of_an_imported_version(colours):
+    project, _ = colours
+    first = list_mistakes(project, "tiny-image", "red", 0.0, limit=3).false_positives
+    project.store.delete_inputs([first[0].record.id])
+    after = list_mistakes(project, "tiny-image", "red", 0.0, limit=3)
+    assert [m.record.id for m in after.false_positives][:2] == [m.record.id for m in first[1:]] and len(after.false_positives) == 3
+    other = create_project("other", "tiny")
+    version = import_model(other, export_model(project)).version
+    imported = list_mistakes(other, "tiny-image", "red", 0.0, version)
+    assert imported.false_positives == [] and imported.total_false_positives == 12 and "imported" in imported.note
+
+
+# -- the report, shaped for the Train page ------------------------------------------------------
+
+
+def _measured(name: str, tp: int, fp: int, fn: int, tn: int) -> ConceptMetrics:
+    return ConceptMetrics(name, 0.4, tp, fp, fn, tn, *precision_recall_f1(tp, fp, fn), 0.75)
+
+
+_EXCLUSIVE = Evaluation(
+    "img",
+    "leave-one-out",
+    folds=6,
+    inputs=6,
+    exclusive=True,
+    concepts=[_measured("a", 2, 0, 1, 3), _measured("b", 3, 1, 0, 2)],
+    accuracy=5 / 6,
+    labels=["a", "b", "c", NONE_LABEL],
+    confusion=[[2, 1, 0, 0], [0, 3, 0, 0], [0, 0, 0, 0]],
+)
+_PLANS = [
+    {"concept": "a", "space": "img", "head": "linear", "positives": 3, "negatives": 3},
+    {"concept": "b", "space": "img", "head": "nearest-neighbour", "positives": 3, "negatives": 3},
+    {"concept": "c", "space": "img", "head": "none", "positives": 0, "negatives": 6},
+    {"concept": "d", "space": "img", "head": "prototype", "positives": 1, "negatives": 5},
+    {"concept": "a", "space": "txt", "head": "nearest-neighbour", "positives": 2, "negatives": 0},
+]
+_CHOICES = {"img": [{"concept": "a", "head": "linear", "metric": "ROC AUC", "scores": {"linear": 0.9, "prototype": 0.88}, "margin": 0.02}]}
+
+
+@pytest.mark.parametrize(
+    "report, expected, expectation",
+    [
+        (
+            {"concepts": _PLANS, "metrics": [_EXCLUSIVE.to_dict()], "choices": _CHOICES},
+            [
+                ("a", "img", "linear", "beat prototype by 0.02 ROC AUC", 1.0, 2 / 3, ""),
+                ("b", "img", "nearest-neighbour", "", 0.75, 1.0, ""),
+                ("d", "img", "prototype", "", None, None, "too few examples to measure"),  # measured space, concept left out
+                ("a", "txt", "nearest-neighbour", "", None, None, "not measured: train again to measure it"),  # no evaluation
+            ],
+            does_not_raise(),
+        ),
+        ({"concepts": _PLANS[2:3]}, [], does_not_raise()),  # nothing trained
+        ({}, [], does_not_raise()),
+        ({"concepts": "a"}, None, pytest.raises(ValueError, match="concepts")),
+        ({"concepts": _PLANS, "metrics": {"img": 1}}, None, pytest.raises(ValueError, match="metrics")),
+        ({"concepts": _PLANS, "metrics": [{"method": "x"}]}, None, pytest.raises(ValueError, match="damaged")),
+    ],
+)
+def test_build_quality_rows(report, expected, expectation):
+    with expectation:
+        rows = build_quality_rows(report)
+        assert [(r.concept, r.space, r.head, r.chosen, r.precision, r.recall, r.note) for r in rows] == expected
+        assert all(r.measured == (r.f1 is not None) for r in rows)
+        assert [r.examples for r in rows] == [p["positives"] for p in report.get("concepts", []) if p["head"] != "none"]
+
+
+@pytest.mark.parametrize(
+    "choice, expected",
+    [
+        (None, ""),
+        ({"head": "linear", "metric": "ROC AUC", "scores": {}, "margin": None}, ""),  # nothing competed
+        (
+            {"head": "linear", "metric": "ROC AUC", "scores": {"linear": 0.9, "prototype": 0.88, "nearest-neighbour": 0.7}, "margin": 0.02},
+            "beat prototype by 0.02 ROC AUC",
+        ),
+        (
+            {"head": "nearest-neighbour", "metric": "ROC AUC", "scores": {"nearest-neighbour": 0.8, "linear": 0.803}, "margin": -0.003},
+            "linear was only 0.003 ROC AUC better; the default was kept",
+        ),
+        (
+            {"head": "linear", "metric": "log-likelihood", "scores": {"linear": -0.5, "tip-adapter": -0.5}, "margin": 0.0},
+            "tied with tip adapter on log-likelihood; the default was kept",
+        ),
+        (
+            {
+                "head": "prototype",
+                "metric": "ROC AUC",
+                "scores": {"prototype": 0.9, "prototype+unlabelled": 0.95, "linear": None},
+                "margin": 0.1,
+            },
+            "",
+        ),  # its only rival is itself, refined: nothing else was measured
+    ],
+)
+def test_describe_choice(choice, expected):
+    assert describe_choice(choice) == expected
+
+
+@pytest.mark.parametrize(
+    "evaluation, rows, columns, counts, expectation",
+    [
+        # exclusive: c was neither measured nor counted, and nothing landed in "(none)"
+        (_EXCLUSIVE, ["a", "b"], ["a", "b"], [2, 1, 0, 3], does_not_raise()),
+        (
+            Evaluation(**{**_EXCLUSIVE.__dict__, "confusion": [[2, 0, 0, 1], [0, 3, 0, 0], [0, 0, 0, 0]]}),
+            ["a", "b"],
+            ["a", "b", NONE_LABEL],
+            [2, 0, 1, 0, 3, 0],
+            does_not_raise(),
+        ),
+        # independent: per concept, found / wrongly matched / missed / rightly left out
+        (Evaluation(**{**_EXCLUSIVE.__dict__, "exclusive": False}), ["a", "b"], list(OUTCOMES), [2, 0, 1, 3, 3, 1, 0, 2], does_not_raise()),
+        (Evaluation("img", "too few examples to measure"), None, None, None, does_not_raise()),
+        (Evaluation(**{**_EXCLUSIVE.__dict__, "confusion": [[1, 2]]}), None, None, None, pytest.raises(ValueError, match="does not match")),
+    ],
+)
+def test_build_confusion_chart(evaluation, rows, columns, counts, expectation):
+    with expectation:
+        chart = build_confusion_chart(evaluation)
+        if rows is None:
+            assert chart is None
+            return
+        assert (chart.rows, chart.columns) == (rows, columns)
+        assert [(c.row, c.column) for c in chart.cells] == [(r, c) for r in rows for c in columns]
+        assert [c.count for c in chart.cells] == counts
+
+
+def test_read_evaluations_round_trips_what_training_stored(colours):
+    project, result = colours
+    report = project.store.list_versions()[-1][4]
+    assert read_evaluations(report) == result.evaluations == get_evaluations(project)
+    assert read_evaluations({}) == []
+    (row,) = [r for r in build_quality_rows(report) if r.concept == "red"]
+    assert row.f1 == 1.0 and row.threshold == result.evaluations[0].concept("red").threshold
 
 
 # -- evaluate on held-out data ----------------------------------------------------------------
