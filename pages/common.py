@@ -15,6 +15,7 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from core.embedders import Embedder, load_embedder
 from core.errors import ConceptlabError, InputError
+from core.exchange import export_model
 from core.gallery import load_thumbnail, preview_text
 from core.heads import LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.ingest import IngestReport
@@ -226,6 +227,27 @@ def render_cards(
                     st.caption(notes[record.id])
                 if footer is not None:
                     footer(record)
+
+
+# -- model files ------------------------------------------------------------------------
+
+
+def model_file_name(project_name: str, version: int) -> str:
+    """A download's file name: the project's name reduced to safe characters, and the version."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", project_name).strip("-.") or "model"
+    return f"{safe}-v{version}.conceptlab.zip"
+
+
+def model_file_maker(project_name: str, version: int) -> Callable[[], bytes]:
+    """What ``st.download_button`` calls when clicked: the model file's bytes, built then and only then.
+
+    It runs on a thread of its own, so it opens the project itself.
+    """
+
+    def make() -> bytes:
+        return export_model(open_project(project_name), version)
+
+    return make
 
 
 # -- training reports -------------------------------------------------------------------

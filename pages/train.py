@@ -1,14 +1,23 @@
-"""Train: what each concept will get, a train button with progress, the report, and the versions."""
+"""Train: what each concept will get, a train button, how well each concept does (and its mistakes), sharing, versions."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
 from core.errors import ConceptlabError
+from core.evaluate import Mistakes, list_mistakes, metrics_at_threshold
+from core.exchange import import_model
+from core.gallery import label_inputs
 from core.heads import NO_HEAD
-from core.training import plan_training, set_active_version, train
+from core.report_views import build_confusion_chart, build_quality_rows, read_evaluations
+from core.store import InputRecord
+from core.training import get_threshold_overrides, plan_training, set_active_version, set_threshold, train
 from core.uploads import format_duration
 from pages.common import (
     LABEL,
@@ -17,22 +26,66 @@ from pages.common import (
     get_embedder,
     head_name,
     md,
+    model_file_maker,
+    model_file_name,
     plural,
+    render_cards,
     report_rows,
     require_project,
+    sentence,
     show_error,
     space_name,
     start_page,
 )
+
+MISTAKES_SHOWN = 8  # of each kind, then "Show more": hundreds of mistakes must not flood the page
 
 start_page()
 project = require_project()
 st.title("Train")
 st.caption("Training takes seconds: the pretrained model stays frozen, and each concept learns a small head from your labels.")
 
+
+def share_model(version: int | None) -> None:
+    """Download a version as a model file (built only when clicked), and import one as a new version."""
+    with st.expander("Share this model" if version else "Import a model file", expanded=version is None):
+        if version is not None:
+            st.caption(
+                f"Download version {version} as one file, to keep it or to use it in another conceptlab project with "
+                "the same model and label mode. The file holds no photos, videos or texts, only what was learned from them."
+            )
+            # A callable is run on its own thread when clicked: a big model does not slow every rerun.
+            st.download_button(
+                "Download the model file",
+                data=model_file_maker(project.name, version),
+                file_name=model_file_name(project.name, version),
+                mime="application/zip",
+                on_click="ignore",
+                icon=":material/download:",
+                key=f"export_{version}",
+            )
+        else:
+            st.caption("Someone shared a model file made with the same model and label mode? Import it to use it here.")
+        with st.form("import_model", clear_on_submit=True, border=False):
+            upload = st.file_uploader("Import a model file", type=["zip"], key="import_file")
+            submitted = st.form_submit_button("Import", icon=":material/upload:")
+        if submitted and upload is not None:
+            try:
+                imported = import_model(project, upload.getvalue())
+            except ConceptlabError as e:
+                show_error(e)
+            else:
+                created = f" New concepts: {', '.join(md(n) for n in imported.created)}." if imported.created else ""
+                flash(f"The model file is now version {imported.version}, in use.{created}")
+                st.rerun()
+        elif submitted:
+            st.warning("Choose a model file first.", icon=":material/warning:")
+
+
 if not project.store.list_concepts():
     st.info("No concepts yet: add one on the Label page.", icon=":material/lightbulb:")
     st.page_link(LABEL, label="Go to Label", icon=":material/sell:")
+    share_model(None)
     st.stop()
 
 try:
@@ -91,48 +144,250 @@ if st.button("Train", type="primary", icon=":material/model_training:", disabled
 
 versions = project.store.list_versions()
 if not versions:
+    share_model(None)
     st.stop()
 active = int(project.store.get_meta("active_version") or versions[-1][0])
+by_number = {v[0]: v for v in versions}
 
-# -- the latest report -------------------------------------------------------------------------
+# -- one version's report: quality, confusion, thresholds, mistakes ------------------------------
 
-version, created, _, seconds, report = versions[-1]
 st.divider()
+if len(versions) > 1:
+    numbers = [v[0] for v in versions][::-1]
+    shown = st.selectbox(
+        "Report of",
+        numbers,
+        format_func=lambda v: f"Version {v}" + (" (in use)" if v == active else ""),
+        key="report_pick",
+        help="The newest version by default.",
+    )
+else:
+    shown = versions[-1][0]
+version, created, _, seconds, report = by_number[shown]
 st.subheader(f"Version {version}")
 a, b, c = st.columns(3)
 a.metric("Trained in", f"{seconds:.2f} s")
-b.metric("Concepts learned", sum(1 for p in report.get("concepts", []) if p.get("head") != NO_HEAD))
+b.metric("Concepts learned", len({p.get("concept") for p in report.get("concepts", []) if p.get("head") != NO_HEAD}))
 c.metric("Labelled examples", sum(p.get("positives", 0) for p in report.get("concepts", [])))
-if report.get("concepts"):
-    # Columns beyond the plan's own (quality figures, added as evaluation grows) are shown as they come.
-    extra = sorted(
-        {k for p in report["concepts"] for k in p} - {"concept", "concept_id", "space", "head", "positives", "negatives", "hint"}
+if report.get("imported"):
+    source = report["imported"].get("source") or {}
+    st.caption(f"Imported from project {md(source.get('project', '?'))}, version {md(source.get('version', '?'))}.")
+
+try:
+    quality = build_quality_rows(report)
+    evaluations = read_evaluations(report)
+except ValueError as e:
+    quality, evaluations = [], []
+    st.warning(f"This version's report cannot be read ({md(e)}); its model still works.", icon=":material/warning:")
+spaces = {e.space for e in evaluations} | {r.space for r in quality}
+
+
+def where(space: str) -> str:
+    return f" ({space_name(embedder, space)})" if len(spaces) > 1 else ""
+
+
+if quality:
+    st.markdown("**How well each concept does**")
+    st.caption(
+        "Measured by cross-validation: each labelled input was predicted by a model trained without it. "
+        "**Precision**: of what it matched, how much was right. **Recall**: of your examples, how many it found."
     )
-    table = {"Concept": [], "Head": [], "Examples": [], "Negatives": []} | {k.replace("_", " ").capitalize(): [] for k in extra}
-    for p in report["concepts"]:
-        if p.get("head") == NO_HEAD:
-            continue
-        table["Concept"].append(p.get("concept"))
-        table["Head"].append(head_name(p.get("head")))
-        table["Examples"].append(p.get("positives"))
-        table["Negatives"].append(p.get("negatives"))
-        for k in extra:
-            table[k.replace("_", " ").capitalize()].append(p.get(k))
-    st.dataframe(table, hide_index=True, width="stretch")
-# Quality figures and whatever else the report holds, each as a table of plain cells.
+    overall = [e for e in evaluations if e.measured]
+    for col, evaluation in zip(st.columns(max(len(overall), 1)), overall):
+        if evaluation.exclusive and evaluation.accuracy is not None:
+            col.metric(f"Accuracy{where(evaluation.space)}", f"{evaluation.accuracy:.0%}", help=evaluation.method)
+        elif evaluation.macro_f1 is not None:
+            mean = f"Mean F1 of the concepts; {evaluation.method}"
+            col.metric(f"Macro F1{where(evaluation.space)}", f"{evaluation.macro_f1:.2f}", help=mean)
+    table = {
+        "Concept": [r.concept + where(r.space) for r in quality],
+        "Head": [head_name(r.head) for r in quality],
+        "Why this head": [r.chosen for r in quality],
+        "Precision": [r.precision for r in quality],
+        "Recall": [r.recall for r in quality],
+        "F1": [r.f1 for r in quality],
+        "ROC AUC": [r.roc_auc for r in quality],
+        "Examples": [r.examples for r in quality],
+        "Negatives": [r.negatives for r in quality],
+        "Note": [r.note for r in quality],
+    }
+    score = {"format": "%.2f", "help": "From 0 to 1; empty where it cannot be measured"}
+    config = {k: st.column_config.NumberColumn(k, **score) for k in ("Precision", "Recall", "F1", "ROC AUC")}
+    st.dataframe(table, hide_index=True, width="stretch", column_config=config, key="quality_table")
+    for evaluation in overall:
+        if evaluation.note:
+            st.caption(md(evaluation.note[:1].upper() + evaluation.note[1:]) + ".")
+
+# The confusion chart: which concept each labelled input was taken for (or, for independent
+# concepts, how often each concept was found, wrongly matched, missed or rightly left out).
+charts = [chart for chart in map(build_confusion_chart, evaluations) if chart is not None]
+for chart in charts:
+    st.markdown(f"**What the model mistook for what{md(where(chart.space))}**")
+    cells = pd.DataFrame([asdict(cell) for cell in chart.cells])
+    top = max(int(cells["count"].max()), 1)
+    base = alt.Chart(cells).encode(
+        x=alt.X("column:N", sort=chart.columns, title=chart.column_title, axis=alt.Axis(labelAngle=0, labelLimit=160)),
+        y=alt.Y("row:N", sort=chart.rows, title=chart.row_title, axis=alt.Axis(labelLimit=200)),
+    )
+    heat = base.mark_rect().encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="blues", domain=[0, top]), legend=None),
+        tooltip=[alt.Tooltip("row:N", title=chart.row_title), alt.Tooltip("column:N", title=chart.column_title), "count:Q"],
+    )
+    counts = base.mark_text(fontSize=15).encode(
+        text="count:Q", color=alt.condition(alt.datum.count > top / 2, alt.value("white"), alt.value("black"))
+    )
+    st.altair_chart((heat + counts).properties(height=alt.Step(44)), width="stretch")
+    st.caption(
+        "Rows: what you labelled; columns: what the model predicted. The diagonal is right; every other cell is a mistake."
+        if chart.row_title == "labelled"
+        else "Per concept, how many labelled inputs landed in each outcome at its threshold."
+    )
+
+# -- thresholds and mistakes, one concept at a time -----------------------------------------------
+
+
+def relabel(record: InputRecord, concept: str, value: int | None) -> None:
+    try:
+        label_inputs(project, [record.id], concept, value)
+    except (ConceptlabError, ValueError) as e:
+        flash(sentence(e), "error")
+        return
+    now = {1: f"labelled {md(concept)}", -1: f"labelled not {md(concept)}", None: f"no longer labelled for {md(concept)}"}[value]
+    flash(f"{md(record.name)} is now {now}. Train again to apply the fix.")
+
+
+def relabel_buttons(concept: str) -> Callable[[InputRecord], None]:
+    """A mistake card's footer: fix its label for ``concept`` in place."""
+
+    def footer(record: InputRecord) -> None:
+        value = project.store.labels_of(record.id).get(concept)
+        choices = ((f"Is {md(concept)}", 1, "check"), (f"Is not {md(concept)}", -1, "close"), ("Remove label", None, "backspace"))
+        for label, new, icon in choices:
+            st.button(
+                label,
+                key=f"fix_{new}_{record.id}",
+                on_click=relabel,
+                args=(record, concept, new),
+                disabled=value == new,
+                icon=f":material/{icon}:",
+                width="stretch",
+            )
+
+    return footer
+
+
+def show_mistakes(concept: str, mistakes: Mistakes, more_key: str) -> None:
+    """The inputs cross-validation got wrong at the slider's threshold, a few at a time, with fix buttons."""
+    st.markdown(f"**What the model got wrong for {md(concept)} at this threshold**")
+    if mistakes.note:
+        st.caption(md(mistakes.note[:1].upper() + mistakes.note[1:]) + ".")
+        return
+    if not mistakes.total_false_positives and not mistakes.total_false_negatives:
+        st.caption("Nothing: every labelled input lands on the right side of this threshold.")
+        return
+    st.caption("A wrong label teaches the model wrong: fix it here. The next training run learns from the fix.")
+    wrong = f"Wrongly matched: not labelled {md(concept)}, yet scored at or above the threshold"
+    missed = f"Missed: labelled {md(concept)}, yet scored below the threshold"
+    for title, listed, total in (
+        (wrong, mistakes.false_positives, mistakes.total_false_positives),
+        (missed, mistakes.false_negatives, mistakes.total_false_negatives),
+    ):
+        if total:
+            st.markdown(f"*{title}* ({total})")
+            notes = {m.record.id: f"scored {m.score:.0%}" for m in listed}
+            render_cards(project, [m.record for m in listed], footer=relabel_buttons(concept), notes=notes)
+            if not listed:
+                st.caption("These inputs were deleted since training.")
+    hidden = mistakes.total_false_positives + mistakes.total_false_negatives - len(mistakes.false_positives) - len(mistakes.false_negatives)
+    if hidden > 0:
+        more = {more_key: st.session_state.get(more_key, MISTAKES_SHOWN) + MISTAKES_SHOWN}
+        st.button(f"Show more ({hidden} not shown)", key=f"{more_key}_button", on_click=st.session_state.update, args=(more,))
+
+
+measured = [r for r in quality if r.measured]
+if measured:
+    st.markdown("**Tune a concept**")
+    picked = st.selectbox(
+        "Concept",
+        range(len(measured)),
+        format_func=lambda i: measured[i].concept + where(measured[i].space),
+        key=f"tune_pick_{version}",
+    )
+    row = measured[picked]
+    best = float(report.get("thresholds", {}).get(row.space, {}).get(row.concept, row.threshold))
+    concept_id = project.store.concept_id(row.concept)
+    in_force = get_threshold_overrides(project, version).get(concept_id, best) if concept_id is not None else best
+    slider_key = f"threshold_{version}_{row.space}_{row.concept}"
+
+    def save_threshold(value: float | None = None) -> None:
+        chosen = st.session_state[slider_key] if value is None else value
+        try:
+            set_threshold(project, version, row.concept, chosen)
+        except (ConceptlabError, ValueError) as e:
+            flash(sentence(e), "error")
+            return
+        st.session_state[slider_key] = round(chosen, 3)
+        st.session_state.pop("try_result", None)  # the Try page must predict again with the new threshold
+        flash(f"{md(row.concept)} now matches at {chosen:.3f} or above in version {version}.")
+
+    if slider_key not in st.session_state:
+        st.session_state[slider_key] = round(in_force, 3)
+    threshold = st.slider(
+        f"Threshold for {md(row.concept)}",
+        0.0,
+        1.0,
+        step=0.001,
+        format="%.3f",
+        key=slider_key,
+        help="An input matches this concept when its score is at or above the threshold. Higher: fewer, surer matches.",
+    )
+    try:
+        at = metrics_at_threshold(project, row.space, row.concept, threshold, version)
+        limit = st.session_state.get(f"more_{slider_key}", MISTAKES_SHOWN)
+        mistakes = list_mistakes(project, row.space, row.concept, threshold, version, limit)
+    except ConceptlabError as e:
+        st.caption(md(sentence(e)))
+    else:
+        p, r, f, n = st.columns(4)
+        p.metric("Precision", "–" if at.precision is None else f"{at.precision:.0%}", help="Of what it matched, how much was right")
+        r.metric("Recall", "–" if at.recall is None else f"{at.recall:.0%}", help="Of your examples, how many it found")
+        f.metric("F1", "–" if at.f1 is None else f"{at.f1:.2f}")
+        n.metric("Found", f"{at.tp} of {at.positives}")
+        st.caption(
+            f"At this threshold: {plural(at.tp, 'example')} found, {at.fn} missed, "
+            f"{plural(at.fp, 'input')} wrongly matched, {at.tn} rightly left out. Best F1 at {best:.3f}; in use: {in_force:.3f}."
+        )
+        save_col, reset_col = st.columns(2)
+        save_col.button("Save threshold", on_click=save_threshold, disabled=abs(threshold - in_force) < 5e-4, width="stretch")
+        reset_col.button(
+            "Reset to the best-F1 threshold", on_click=save_threshold, args=(best,), disabled=abs(in_force - best) < 1e-9, width="stretch"
+        )
+        if len(spaces) > 1:
+            st.caption(f"A saved threshold applies to {md(row.concept)} on every kind of input.")
+        show_mistakes(row.concept, mistakes, f"more_{slider_key}")
+
+st.page_link(TRY, label="Try it on something new", icon=":material/science:")
+
+# -- the rest of the report, and sharing the model ---------------------------------------------------
+
+# Fields shown above, or raw arrays for programs; anything newer is shown as plain tables.
+SHOWN = {"concepts", "config", "selection", "metrics", "choices", "thresholds", "scores", "imported"}
 for key, value in report.items():
-    if key in ("concepts", "config"):
+    if key in SHOWN:
         continue
     title = key.replace("_", " ").capitalize()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         st.metric(title, f"{value:.3g}" if isinstance(value, float) else value)
     elif rows := report_rows(value):
-        with st.expander(title, expanded=key in ("metrics", "quality", "evaluation")):
+        with st.expander(title):
             st.dataframe(rows, hide_index=True, width="stretch")
 if report.get("config"):
     with st.expander("Settings used"):
-        st.dataframe(report_rows(report["config"]), hide_index=True, width="stretch")
-st.page_link(TRY, label="Try it on something new", icon=":material/science:")
+        settings = report["config"] | report.get("selection", {})
+        plain = {k: v for k, v in settings.items() if isinstance(v, (str, int, float, bool))}  # lists are for programs
+        st.dataframe(report_rows(plain), hide_index=True, width="stretch")
+
+share_model(version)
 
 # -- versions ----------------------------------------------------------------------------------
 

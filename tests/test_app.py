@@ -432,3 +432,167 @@ def test_report_fields_become_tables_of_plain_cells():
     assert report_rows({"accuracy": 0.9, "n": 4}) == [{"accuracy": 0.9, "n": 4}]
     assert report_rows({"img": {"ids": [1, 2], "probabilities": [[0.5]]}}) == []  # raw arrays are for programs
     assert report_rows([1, 2, 3]) == [] and report_rows("text") == []
+
+
+# -- the Train page's evaluation views, and sharing a model ----------------------------------------
+
+
+@pytest.fixture
+def trained(colours):
+    """The colours project with 4 red and 4 blue images labelled, trained once."""
+    from core.gallery import label_inputs
+
+    records = [colours.store.get_input(i) for i in range(1, 9)]
+    label_inputs(colours, [r.id for r in records if r.name.startswith("red")], "red", 1)
+    label_inputs(colours, [r.id for r in records if r.name.startswith("blue")], "blue", 1)
+    return colours, train(colours)
+
+
+def charts(at: AppTest) -> list[dict]:
+    """The Vega-Lite specs of the page's Altair charts."""
+    import json
+
+    found, stack = [], list(at._tree.children.values())
+    while stack:
+        node = stack.pop()
+        if getattr(node, "type", "") == "vega_lite_chart":
+            found.append(json.loads(node.proto.spec))
+        stack += list(getattr(node, "children", {}).values())
+    return found
+
+
+@pytest.mark.parametrize("exclusive, overall, columns", [(False, "Macro F1", "outcome"), (True, "Accuracy", "predicted")])
+def test_train_page_shows_quality_table_and_confusion_chart(exclusive, overall, columns):
+    project = create_project("demo", "tiny", exclusive=exclusive)
+    add_images(project, RED, 4, concept="red", prefix="red")
+    add_images(project, BLUE, 4, concept="blue", prefix="blue", seed=10)
+    project.store.create_concept("green")  # no examples: not trained, so not in the quality table
+    evaluation = train(project).evaluations[0]
+    at = run_app("train", "demo")
+    quality = next(d.value for d in at.dataframe if "Precision" in d.value.columns)
+    assert list(quality["Concept"]) == ["blue", "red"]
+    assert list(quality["Examples"]) == [4, 4] and set(quality["Note"]) == {""}
+    assert list(quality["F1"]) == [evaluation.concept("blue").f1, evaluation.concept("red").f1]
+    metrics = {m.label: m.value for m in at.metric}
+    assert overall in metrics
+    (chart,) = charts(at)
+    heat, counts = chart["layer"]
+    assert heat["mark"]["type"] == "rect" and counts["encoding"]["text"]["field"] == "count"
+    assert heat["encoding"]["x"]["title"] == columns and heat["encoding"]["y"]["sort"] == ["blue", "red"]
+
+
+def test_one_example_each_says_too_few_to_measure():
+    project = create_project("demo", "tiny")
+    add_images(project, RED, 1, concept="red", prefix="red")
+    add_images(project, BLUE, 1, concept="blue", prefix="blue", seed=10)
+    train(project)
+    at = run_app("train", "demo")
+    quality = next(d.value for d in at.dataframe if "Precision" in d.value.columns)
+    assert set(quality["Note"]) == {"too few examples to measure"}
+    assert quality["Precision"].isna().all() and not charts(at) and not at.slider
+
+
+def test_threshold_slider_updates_precision_live_and_saving_changes_predictions(trained):
+    from core.predict import predict
+    from core.training import get_threshold_overrides
+
+    project, result = trained
+    best = result.evaluations[0].concept("red").threshold
+    at = run_app("train", "colours")
+    at.selectbox(key="tune_pick_1").select(1).run()  # red
+    assert at.slider[0].label == "Threshold for red" and at.slider[0].value == round(best, 3)
+    before = {m.label: m.value for m in at.metric}
+    assert before["Precision"] == "100%" and before["Recall"] == "100%"
+    at.slider[0].set_value(0.0).run()
+    after = {m.label: m.value for m in at.metric}
+    assert after["Precision"] == "50%" and after["Recall"] == "100%" and after["Found"] == "4 of 4"
+    click(at, "Save threshold")
+    red = project.store.concept_id("red")
+    assert get_threshold_overrides(project, 1) == {red: 0.0}
+    assert "red now matches at 0.000 or above" in at.success[0].value
+    (blue_image,) = read_uploads([("new.png", png(BLUE, 77))])
+    scores = {c.concept: c for c in next(predict(project, [blue_image])).concepts}
+    assert scores["red"].passes and scores["red"].threshold == 0.0
+    click(at, "Reset to the best-F1 threshold")
+    assert get_threshold_overrides(project, 1) == {red: pytest.approx(best)}
+    assert at.slider[0].value == round(best, 3)
+    scores = {c.concept: c for c in next(predict(project, [blue_image])).concepts}
+    assert not scores["red"].passes
+
+
+def test_relabel_a_misclassified_input_in_place(trained):
+    project, _ = trained
+    at = run_app("train", "colours")
+    at.selectbox(key="tune_pick_1").select(1).run()
+    assert "Nothing: every labelled input lands on the right side" in texts(at)
+    at.slider[0].set_value(0.0).run()  # every blue image is now wrongly matched as red
+    assert "Wrongly matched: not labelled red" in texts(at)
+    fixes = [b for b in at.button if b.key and b.key.startswith("fix_1_")]
+    assert len(fixes) == 4
+    wrong = int(fixes[0].key.removeprefix("fix_1_"))
+    assert project.store.get_input(wrong).name.startswith("blue")
+    fixes[0].click().run()
+    assert project.store.labels_of(wrong) == {"blue": 1, "red": 1}
+    assert "Train again to apply the fix" in at.success[0].value
+    at.button(key=f"fix_-1_{wrong}").click().run()
+    assert project.store.labels_of(wrong) == {"blue": 1, "red": -1}
+    at.button(key=f"fix_None_{wrong}").click().run()
+    assert project.store.labels_of(wrong) == {"blue": 1}
+
+
+def test_mistakes_are_shown_a_few_at_a_time():
+    project = create_project("demo", "tiny")
+    add_images(project, RED, 10, concept="red", prefix="red")
+    add_images(project, BLUE, 10, concept="blue", prefix="blue", seed=20)
+    train(project)
+    at = run_app("train", "demo")
+    at.selectbox(key="tune_pick_1").select(1).run()
+    at.slider[0].set_value(0.0).run()  # all 10 blue images are wrongly matched as red
+    assert "(10)" in texts(at)
+    assert len([b for b in at.button if b.key and b.key.startswith("fix_1_")]) == 8
+    click(at, "Show more (2 not shown)")
+    assert len([b for b in at.button if b.key and b.key.startswith("fix_1_")]) == 10
+    assert not [b for b in at.button if b.label.startswith("Show more")]
+
+
+def test_export_from_the_page_then_import_into_another_project(monkeypatch, trained):
+    from core.exchange import read_model_file
+
+    project, _ = trained
+    made = {}
+    original = st.download_button
+
+    def spy(label, data, **kwargs):
+        made[label] = (data, kwargs)
+        return original(label, data, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", spy)
+    at = run_app("train", "colours")
+    make, kwargs = made["Download the model file"]
+    assert kwargs["file_name"] == "colours-v1.conceptlab.zip" and kwargs["mime"] == "application/zip"
+    data = make()  # built only now, as when the button is clicked
+    model_file = read_model_file(data)
+    assert sorted(model_file.concepts) == ["blue", "red"] and model_file.source["project"] == "colours"
+    create_project("other", "tiny")
+    at = run_app("train", "other")  # no concepts yet: importing is how this project gets a model
+    at.file_uploader(key="import_file").set_value(("colours-v1.conceptlab.zip", data, "application/zip"))
+    click(at, "Import")
+    other = open_project("other")
+    assert [v[0] for v in other.store.list_versions()] == [1]
+    assert "The model file is now version 1, in use" in at.success[0].value
+    assert sorted(n for _, n in other.store.list_concepts()) == ["blue", "red"]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"not a zip at all", "Not a conceptlab model file (not a zip archive)."),
+        (b"", "The model file is empty."),
+    ],
+)
+def test_a_bad_model_file_is_one_error_sentence(trained, data, message):
+    at = run_app("train", "colours")
+    at.file_uploader(key="import_file").set_value(("model.zip", data, "application/zip"))
+    click(at, "Import")
+    assert [plain(e.value) for e in at.error] == [message]
+    assert [v[0] for v in trained[0].store.list_versions()] == [1]
