@@ -15,8 +15,9 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from core.embedders import Embedder, load_embedder
 from core.errors import ConceptlabError, InputError
+from core.evaluate import Mistakes
 from core.exchange import export_model
-from core.gallery import load_thumbnail, preview_text
+from core.gallery import label_inputs, load_thumbnail, preview_text
 from core.heads import LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.ingest import IngestReport
 from core.projects import Project, open_project
@@ -227,6 +228,73 @@ def render_cards(
                     st.caption(notes[record.id])
                 if footer is not None:
                     footer(record)
+
+
+# -- mistakes to fix --------------------------------------------------------------------
+
+
+def _relabel(project: Project, record: InputRecord, concept: str, value: int | None) -> None:
+    if project.store.concept_id(concept) is None:  # renamed or deleted since training: never recreate it
+        flash(f"There is no concept {md(concept)} any more: label this input on the Label page.", "error")
+        return
+    try:
+        label_inputs(project, [record.id], concept, value)
+    except (ConceptlabError, ValueError) as e:
+        flash(md(sentence(e)), "error")
+        return
+    now = {1: f"labelled {md(concept)}", -1: f"labelled not {md(concept)}", None: f"no longer labelled for {md(concept)}"}[value]
+    flash(f"{md(record.name)} is now {now}. Train again to apply the fix.")
+
+
+def _relabel_buttons(project: Project, concept: str) -> Callable[[InputRecord], None]:
+    """A mistake card's footer: fix its label for ``concept`` in place."""
+
+    def footer(record: InputRecord) -> None:
+        value = project.store.labels_of(record.id).get(concept)
+        choices = ((f"Is {md(concept)}", 1, "check"), (f"Is not {md(concept)}", -1, "close"), ("Remove label", None, "backspace"))
+        for label, new, icon in choices:
+            st.button(
+                label,
+                key=f"fix_{new}_{record.id}",
+                on_click=_relabel,
+                args=(project, record, concept, new),
+                disabled=value == new,
+                icon=f":material/{icon}:",
+                width="stretch",
+            )
+
+    return footer
+
+
+def render_mistakes(project: Project, concept: str, mistakes: Mistakes, more_key: str, step: int) -> None:
+    """A concept's cross-validation mistakes as cards with buttons that fix their labels in place.
+
+    ``more_key`` holds how many of each kind to list; "Show more" raises it by ``step``.
+    """
+    st.markdown(f"**What the model got wrong for {md(concept)} at this threshold**")
+    if mistakes.note:
+        st.caption(md(mistakes.note[:1].upper() + mistakes.note[1:]) + ".")
+        return
+    if not mistakes.total_false_positives and not mistakes.total_false_negatives:
+        st.caption("Nothing: every labelled input lands on the right side of this threshold.")
+        return
+    st.caption("A wrong label teaches the model wrong: fix it here. The next training run learns from the fix.")
+    wrong = f"Wrongly matched: not labelled {md(concept)}, yet scored at or above the threshold"
+    missed = f"Missed: labelled {md(concept)}, yet scored below the threshold"
+    kinds = ((mistakes.false_positives, mistakes.total_false_positives), (mistakes.false_negatives, mistakes.total_false_negatives))
+    for title, (listed, total) in zip((wrong, missed), kinds):
+        if total:
+            st.markdown(f"*{title}* ({total})")
+            notes = {m.record.id: f"scored {m.score:.0%}" for m in listed}
+            render_cards(project, [m.record for m in listed], footer=_relabel_buttons(project, concept), notes=notes)
+            if not listed:
+                st.caption("These inputs were deleted since training.")
+    limit = st.session_state.get(more_key, step)
+    # Only a full list hides more (a shorter one lost inputs deleted since training).
+    hidden = sum(total - len(listed) for listed, total in kinds if len(listed) >= limit)
+    if hidden > 0:
+        more = {more_key: limit + step}
+        st.button(f"Show more ({hidden} not shown)", key=f"{more_key}_button", on_click=st.session_state.update, args=(more,))
 
 
 # -- model files ------------------------------------------------------------------------

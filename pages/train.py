@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 
 import altair as alt
@@ -11,12 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ConceptlabError
-from core.evaluate import Mistakes, list_mistakes, metrics_at_threshold
+from core.evaluate import list_mistakes, metrics_at_threshold
 from core.exchange import import_model
-from core.gallery import label_inputs
 from core.heads import NO_HEAD
 from core.report_views import build_confusion_chart, build_quality_rows, read_evaluations
-from core.store import InputRecord
 from core.training import get_threshold_overrides, plan_training, set_active_version, set_threshold, train
 from core.uploads import format_duration
 from pages.common import (
@@ -29,7 +26,7 @@ from pages.common import (
     model_file_maker,
     model_file_name,
     plural,
-    render_cards,
+    render_mistakes,
     report_rows,
     require_project,
     sentence,
@@ -77,6 +74,7 @@ def share_model(version: int | None) -> None:
             else:
                 created = f" New concepts: {', '.join(md(n) for n in imported.created)}." if imported.created else ""
                 flash(f"The model file is now version {imported.version}, in use.{created}")
+                st.session_state.pop("report_pick", None)
                 st.rerun()
         elif submitted:
             st.warning("Choose a model file first.", icon=":material/warning:")
@@ -140,6 +138,7 @@ if st.button("Train", type="primary", icon=":material/model_training:", disabled
         show_error(e)
     else:
         flash(f"Version {result.version} trained in {result.seconds:.2f} s and now in use. Try it on the Try page.")
+        st.session_state.pop("report_pick", None)  # show the new version's report
         st.rerun()
 
 versions = project.store.list_versions()
@@ -246,64 +245,6 @@ for chart in charts:
 # -- thresholds and mistakes, one concept at a time -----------------------------------------------
 
 
-def relabel(record: InputRecord, concept: str, value: int | None) -> None:
-    try:
-        label_inputs(project, [record.id], concept, value)
-    except (ConceptlabError, ValueError) as e:
-        flash(sentence(e), "error")
-        return
-    now = {1: f"labelled {md(concept)}", -1: f"labelled not {md(concept)}", None: f"no longer labelled for {md(concept)}"}[value]
-    flash(f"{md(record.name)} is now {now}. Train again to apply the fix.")
-
-
-def relabel_buttons(concept: str) -> Callable[[InputRecord], None]:
-    """A mistake card's footer: fix its label for ``concept`` in place."""
-
-    def footer(record: InputRecord) -> None:
-        value = project.store.labels_of(record.id).get(concept)
-        choices = ((f"Is {md(concept)}", 1, "check"), (f"Is not {md(concept)}", -1, "close"), ("Remove label", None, "backspace"))
-        for label, new, icon in choices:
-            st.button(
-                label,
-                key=f"fix_{new}_{record.id}",
-                on_click=relabel,
-                args=(record, concept, new),
-                disabled=value == new,
-                icon=f":material/{icon}:",
-                width="stretch",
-            )
-
-    return footer
-
-
-def show_mistakes(concept: str, mistakes: Mistakes, more_key: str) -> None:
-    """The inputs cross-validation got wrong at the slider's threshold, a few at a time, with fix buttons."""
-    st.markdown(f"**What the model got wrong for {md(concept)} at this threshold**")
-    if mistakes.note:
-        st.caption(md(mistakes.note[:1].upper() + mistakes.note[1:]) + ".")
-        return
-    if not mistakes.total_false_positives and not mistakes.total_false_negatives:
-        st.caption("Nothing: every labelled input lands on the right side of this threshold.")
-        return
-    st.caption("A wrong label teaches the model wrong: fix it here. The next training run learns from the fix.")
-    wrong = f"Wrongly matched: not labelled {md(concept)}, yet scored at or above the threshold"
-    missed = f"Missed: labelled {md(concept)}, yet scored below the threshold"
-    for title, listed, total in (
-        (wrong, mistakes.false_positives, mistakes.total_false_positives),
-        (missed, mistakes.false_negatives, mistakes.total_false_negatives),
-    ):
-        if total:
-            st.markdown(f"*{title}* ({total})")
-            notes = {m.record.id: f"scored {m.score:.0%}" for m in listed}
-            render_cards(project, [m.record for m in listed], footer=relabel_buttons(concept), notes=notes)
-            if not listed:
-                st.caption("These inputs were deleted since training.")
-    hidden = mistakes.total_false_positives + mistakes.total_false_negatives - len(mistakes.false_positives) - len(mistakes.false_negatives)
-    if hidden > 0:
-        more = {more_key: st.session_state.get(more_key, MISTAKES_SHOWN) + MISTAKES_SHOWN}
-        st.button(f"Show more ({hidden} not shown)", key=f"{more_key}_button", on_click=st.session_state.update, args=(more,))
-
-
 measured = [r for r in quality if r.measured]
 if measured:
     st.markdown("**Tune a concept**")
@@ -324,7 +265,7 @@ if measured:
         try:
             set_threshold(project, version, row.concept, chosen)
         except (ConceptlabError, ValueError) as e:
-            flash(sentence(e), "error")
+            flash(md(sentence(e)), "error")
             return
         st.session_state[slider_key] = round(chosen, 3)
         st.session_state.pop("try_result", None)  # the Try page must predict again with the new threshold
@@ -364,7 +305,7 @@ if measured:
         )
         if len(spaces) > 1:
             st.caption(f"A saved threshold applies to {md(row.concept)} on every kind of input.")
-        show_mistakes(row.concept, mistakes, f"more_{slider_key}")
+        render_mistakes(project, row.concept, mistakes, f"more_{slider_key}", MISTAKES_SHOWN)
 
 st.page_link(TRY, label="Try it on something new", icon=":material/science:")
 

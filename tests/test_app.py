@@ -540,6 +540,18 @@ def test_relabel_a_misclassified_input_in_place(trained):
     assert project.store.labels_of(wrong) == {"blue": 1}
 
 
+def test_relabelling_a_concept_renamed_since_training_does_not_recreate_it(trained):
+    project, _ = trained
+    at = run_app("train", "colours")
+    at.selectbox(key="tune_pick_1").select(1).run()
+    at.slider[0].set_value(0.0).run()
+    project.store.rename_concept("red", "crimson")
+    wrong = next(b for b in at.button if b.key and b.key.startswith("fix_1_"))
+    wrong.click().run()
+    assert "There is no concept red any more" in at.error[0].value
+    assert sorted(n for _, n in project.store.list_concepts()) == ["blue", "crimson"]
+
+
 def test_mistakes_are_shown_a_few_at_a_time():
     project = create_project("demo", "tiny")
     add_images(project, RED, 10, concept="red", prefix="red")
