@@ -51,11 +51,12 @@ class QualityRow:
 
 @dataclass(frozen=True)
 class ChartCell:
-    """One cell of a confusion chart: ``count`` inputs at (``row``, ``column``)."""
+    """One cell of a confusion chart: ``count`` inputs at (``row``, ``column``); ``correct`` when they were right."""
 
     row: str
     column: str
     count: int
+    correct: bool
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ def describe_choice(choice: dict | None) -> str:
     if margin > 0:
         return f"beat {runner_up} by {margin:.3g} {metric}"
     if margin == 0:
-        return f"tied with {runner_up} on {metric}; the default was kept"
-    return f"{runner_up} was only {-margin:.3g} {metric} better; the default was kept"
+        return f"the default; tied with {runner_up} on {metric}"
+    return f"the default; {runner_up} only {-margin:.3g} {metric} better"
 
 
 def build_quality_rows(report: dict) -> list[QualityRow]:
@@ -160,8 +161,11 @@ def build_confusion_chart(evaluation: Evaluation) -> ConfusionChart | None:
         return None
     if not evaluation.exclusive:
         rows = [m.concept for m in evaluation.concepts]
+        right = (True, False, False, True)
         cells = [
-            ChartCell(m.concept, outcome, count) for m in evaluation.concepts for outcome, count in zip(OUTCOMES, (m.tp, m.fp, m.fn, m.tn))
+            ChartCell(m.concept, outcome, count, ok)
+            for m in evaluation.concepts
+            for outcome, count, ok in zip(OUTCOMES, (m.tp, m.fp, m.fn, m.tn), right)
         ]
         return ConfusionChart(evaluation.space, "concept", "outcome", rows, list(OUTCOMES), cells)
     labels, matrix = evaluation.labels, evaluation.confusion
@@ -174,6 +178,6 @@ def build_confusion_chart(evaluation: Evaluation) -> ConfusionChart | None:
     ]
     if not keep_rows:
         return None
-    cells = [ChartCell(labels[i], labels[j], int(matrix[i][j])) for i in keep_rows for j in keep_columns]
+    cells = [ChartCell(labels[i], labels[j], int(matrix[i][j]), i == j) for i in keep_rows for j in keep_columns]
     rows, columns = [labels[i] for i in keep_rows], [labels[j] for j in keep_columns]
     return ConfusionChart(evaluation.space, "labelled", "predicted", rows, columns, cells)

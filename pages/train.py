@@ -201,15 +201,16 @@ if quality:
     table = {
         "Concept": [r.concept + where(r.space) for r in quality],
         "Head": [head_name(r.head) for r in quality],
-        "Why this head": [r.chosen for r in quality],
         "Precision": [r.precision for r in quality],
         "Recall": [r.recall for r in quality],
         "F1": [r.f1 for r in quality],
         "ROC AUC": [r.roc_auc for r in quality],
         "Examples": [r.examples for r in quality],
         "Negatives": [r.negatives for r in quality],
-        "Note": [r.note for r in quality],
+        "Why this head": [r.chosen for r in quality],
     }
+    if not all(r.measured for r in quality):
+        table["Note"] = [r.note for r in quality]
     score = {"format": "%.2f", "help": "From 0 to 1; empty where it cannot be measured"}
     config = {k: st.column_config.NumberColumn(k, **score) for k in ("Precision", "Recall", "F1", "ROC AUC")}
     st.dataframe(table, hide_index=True, width="stretch", column_config=config, key="quality_table")
@@ -228,18 +229,22 @@ for chart in charts:
         x=alt.X("column:N", sort=chart.columns, title=chart.column_title, axis=alt.Axis(labelAngle=0, labelLimit=160)),
         y=alt.Y("row:N", sort=chart.rows, title=chart.row_title, axis=alt.Axis(labelLimit=200)),
     )
-    heat = base.mark_rect().encode(
-        color=alt.Color("count:Q", scale=alt.Scale(scheme="blues", domain=[0, top]), legend=None),
-        tooltip=[alt.Tooltip("row:N", title=chart.row_title), alt.Tooltip("column:N", title=chart.column_title), "count:Q"],
+    tooltip = [alt.Tooltip("row:N", title=chart.row_title), alt.Tooltip("column:N", title=chart.column_title), "count:Q"]
+    # Right answers in greens, mistakes in oranges: the darker, the more inputs.
+    right, wrong = (
+        base.transform_filter(alt.datum.correct == ok)
+        .mark_rect()
+        .encode(color=alt.Color("count:Q", scale=alt.Scale(scheme=scheme, domain=[0, top]), legend=None), tooltip=tooltip)
+        for ok, scheme in ((True, "greens"), (False, "oranges"))
     )
     counts = base.mark_text(fontSize=15).encode(
         text="count:Q", color=alt.condition(alt.datum.count > top / 2, alt.value("white"), alt.value("black"))
     )
-    st.altair_chart((heat + counts).properties(height=alt.Step(44)), width="stretch")
+    st.altair_chart((right + wrong + counts).resolve_scale(color="independent").properties(height=alt.Step(44)), width="stretch")
     st.caption(
-        "Rows: what you labelled; columns: what the model predicted. The diagonal is right; every other cell is a mistake."
+        "Rows: what you labelled; columns: what the model predicted. Green cells are right; orange ones are mistakes."
         if chart.row_title == "labelled"
-        else "Per concept, how many labelled inputs landed in each outcome at its threshold."
+        else "Per concept, how many labelled inputs landed in each outcome at its threshold. Green is right; orange is a mistake."
     )
 
 # -- thresholds and mistakes, one concept at a time -----------------------------------------------

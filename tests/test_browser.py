@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.exchange import read_model_file
+
 from .photos import photo_variants
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -160,7 +162,17 @@ def test_create_upload_label_train_try(server, browser, tmp_path):
         expect(main.get_by_text("What training will do")).to_be_visible()
         main.get_by_role("button", name="Train", exact=True).click()
         expect(main.get_by_text("Version 1 trained")).to_be_visible()
+        expect(main.get_by_text("How well each concept does")).to_be_visible()
+        expect(main.get_by_text("What the model mistook for what")).to_be_visible()
+        expect(main.get_by_test_id("stVegaLiteChart").first).to_be_visible()  # the confusion chart
+        expect(main.get_by_role("slider").first).to_be_visible()  # a threshold slider
         shoot("4-train")
+        # The model file is built when the button is clicked, on the server's own thread.
+        main.get_by_text("Share this model").click()
+        with page.expect_download() as download:
+            main.get_by_role("button", name="Download the model file").click()
+        model_file = read_model_file(download.value.path())
+        assert sorted(model_file.concepts) == ["cat", "coffee"] and model_file.source["version"] == 1
 
         # Try a cat photo the model has never seen.
         nav("Try")

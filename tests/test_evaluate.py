@@ -472,11 +472,11 @@ def test_build_quality_rows(report, expected, expectation):
         ),
         (
             {"head": "nearest-neighbour", "metric": "ROC AUC", "scores": {"nearest-neighbour": 0.8, "linear": 0.803}, "margin": -0.003},
-            "linear was only 0.003 ROC AUC better; the default was kept",
+            "the default; linear only 0.003 ROC AUC better",
         ),
         (
             {"head": "linear", "metric": "log-likelihood", "scores": {"linear": -0.5, "tip-adapter": -0.5}, "margin": 0.0},
-            "tied with tip adapter on log-likelihood; the default was kept",
+            "the default; tied with tip adapter on log-likelihood",
         ),
         (
             {
@@ -520,6 +520,8 @@ def test_build_confusion_chart(evaluation, rows, columns, counts, expectation):
         assert (chart.rows, chart.columns) == (rows, columns)
         assert [(c.row, c.column) for c in chart.cells] == [(r, c) for r in rows for c in columns]
         assert [c.count for c in chart.cells] == counts
+        right = {"found", "rightly left out"}
+        assert all(c.correct == (c.row == c.column or c.column in right) for c in chart.cells)
 
 
 def test_read_evaluations_round_trips_what_training_stored(colours):
