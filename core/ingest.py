@@ -19,13 +19,15 @@ from PIL import Image
 
 from .embedders import Embedder
 from .errors import ConceptError, InputError
-from .media import RawInput, VideoConfig, decode_image, sample_frames
+from .media import RawInput, VideoConfig, decode_image, open_video
 from .projects import Project
 from .store import NewInput, validate_concept_name
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
+# A video's frames are embedded this many at a time while ffmpeg decodes the next ones.
+VIDEO_BATCH_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -118,12 +120,13 @@ def embed_inputs(embedder: Embedder, raws: list[RawInput], video: VideoConfig = 
 
 
 def _embed_video(embedder: Embedder, raw: RawInput, video: VideoConfig, min_side: int | None) -> EmbeddedInput:
-    frames = sample_frames(raw.data, raw.name, video, suffix=raw.suffix, min_side=min_side)
-    vectors = embedder.embed_images(frames.images)
+    """Embed a video's sampled frames batch by batch as ffmpeg delivers them; its vector is their normalised mean."""
+    with open_video(raw.data, raw.name, video, suffix=raw.suffix, min_side=min_side) as stream:
+        vectors = np.concatenate([embedder.embed_images(images) for images in stream.batches(VIDEO_BATCH_SIZE)])
     mean = vectors.mean(axis=0)
     mean /= np.linalg.norm(mean) or 1.0
-    info = {"duration": frames.duration, "width": frames.width, "height": frames.height, "frames": len(frames.times)}
-    return EmbeddedInput(raw, embedder.image_space, mean.astype(np.float32), info, list(frames.times), vectors)
+    info = {"duration": stream.duration, "width": stream.width, "height": stream.height, "frames": len(stream.times)}
+    return EmbeddedInput(raw, embedder.image_space, mean.astype(np.float32), info, list(stream.times), vectors)
 
 
 @dataclass

@@ -82,6 +82,39 @@ def write_colour_video(path: Path, codec: str, seconds: int = 5, fps: int = 10) 
     return path
 
 
+def write_timecode_video(path: Path, seconds: int, fps: int = 20, gop: int = 250, size: tuple[int, int] = (64, 48)) -> Path:
+    """An H.264 video (with B-frames) whose frame ``n`` is one flat colour that spells ``n`` (see ``timecode_of``).
+
+    ``gop`` frames between keyframes (x264's default is 250), so seeking has to decode its way to a sample.
+    """
+    geq = "r='mod(N,16)*16+8':g='mod(trunc(N/16),16)*16+8':b='trunc(N/256)*16+8'"
+    source = f"color=s={size[0]}x{size[1]}:r={fps}:d={seconds},format=rgb24,geq={geq}"
+    run_ffmpeg("-f", "lavfi", "-i", source, "-c:v", "libx264", "-g", str(gop), "-bf", "3", "-pix_fmt", "yuv420p", str(path))
+    return path
+
+
+def timecode_of(image: Image.Image) -> int:
+    """The frame number a ``write_timecode_video`` frame spells in its colour (each channel in steps of 16)."""
+    r, g, b = (round((int(c) - 8) / 16) for c in image.getpixel((image.width // 2, image.height // 2)))
+    return r + 16 * g + 256 * b
+
+
+def decode_every_frame(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Every frame of a video, fully decoded by ffmpeg itself: the reference sampled frames are checked against."""
+    raw = run_ffmpeg(
+        "-i", str(path), "-vf", f"scale={size[0]}:{size[1]}", "-fps_mode", "passthrough", "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"
+    )
+    return np.frombuffer(raw, np.uint8).reshape(-1, size[1], size[0], 3)
+
+
+def make_truncated_streamable_mp4(path: Path, seconds: int = 10) -> bytes:
+    """The first half of an mp4 whose index comes first (``+faststart``): it opens, then breaks off mid-stream."""
+    source = f"testsrc=d={seconds}:s=160x120:r=10"
+    run_ffmpeg("-f", "lavfi", "-i", source, "-c:v", "libx264", "-g", "10", "-movflags", "+faststart", str(path))
+    data = path.read_bytes()
+    return data[: len(data) // 2]
+
+
 def run_ffmpeg(*args: str, stdout: int | None = None) -> bytes:
     """Run the bundled ffmpeg quietly; return what it wrote to stdout."""
     done = subprocess.run([FFMPEG_BINARY, "-hide_banner", "-loglevel", "error", "-y", *args], stdout=subprocess.PIPE, check=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import re
 import resource
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core import media
+from core import media, video
 from core.errors import InputError
 from core.media import RawInput, ReadConfig, VideoConfig, decode_image, make_thumbnail, read_inputs, read_texts, sample_frames
 from tests.media_fixtures import (
@@ -26,7 +26,7 @@ from tests.media_fixtures import (
     GREEN,
     RED,
     VIDEO_COLOURS,
-    YELLOW,
+    decode_every_frame,
     make_animated,
     make_array_image,
     make_audio_only_mp4,
@@ -35,10 +35,13 @@ from tests.media_fixtures import (
     make_oriented_jpeg,
     make_png_header,
     make_transparent_png,
+    make_truncated_streamable_mp4,
     make_webm_without_duration,
     mark_encrypted,
     symlink_entry,
+    timecode_of,
     write_colour_video,
+    write_timecode_video,
     write_zip,
 )
 
@@ -164,30 +167,78 @@ def _colours(frames) -> list[tuple[int, ...]]:
     return [image.getpixel((image.width // 2, image.height // 2)) for image in frames.images]
 
 
-TWICE_EACH = [colour for colour in VIDEO_COLOURS for _ in (0, 1)]
 VIDEO_CASES = [
-    # config, min_side, expectation, times, colours, frame size
-    pytest.param(VideoConfig(), None, OK, [0, 1, 2, 3, 4], VIDEO_COLOURS, (64, 48), id="one-per-second"),
-    pytest.param(VideoConfig(fps=2), None, OK, [i / 2 for i in range(10)], TWICE_EACH, (64, 48), id="two-per-second"),
-    pytest.param(VideoConfig(max_frames=3), None, OK, [0, 4.9 / 3, 9.8 / 3], [RED, GREEN, YELLOW], (64, 48), id="max-frames-spread"),
-    pytest.param(VideoConfig(), 24, OK, [0, 1, 2, 3, 4], VIDEO_COLOURS, (32, 24), id="downscaled"),
-    pytest.param(VideoConfig(), 100, OK, [0, 1, 2, 3, 4], VIDEO_COLOURS, (64, 48), id="never-upscaled"),
-    pytest.param(VideoConfig(max_duration_s=2), None, raises(r"video too long"), None, None, None, id="too-long"),
+    # config, min_side, expectation, planned times, frame size
+    pytest.param(VideoConfig(), None, OK, [0, 1, 2, 3, 4], (64, 48), id="one-per-second"),
+    pytest.param(VideoConfig(fps=2), None, OK, [i / 2 for i in range(10)], (64, 48), id="two-per-second"),
+    pytest.param(VideoConfig(max_frames=3), None, OK, [0, 4.9 / 3, 9.8 / 3], (64, 48), id="max-frames-spread"),
+    pytest.param(VideoConfig(), 24, OK, [0, 1, 2, 3, 4], (32, 24), id="downscaled"),
+    pytest.param(VideoConfig(), 25, OK, [0, 1, 2, 3, 4], (33, 25), id="downscaled-keeps-aspect"),
+    pytest.param(VideoConfig(), 100, OK, [0, 1, 2, 3, 4], (64, 48), id="never-upscaled"),
+    pytest.param(VideoConfig(max_duration_s=2), None, raises(r"video too long"), None, None, id="too-long"),
 ]
 
 
-@pytest.mark.parametrize("config, min_side, expectation, times, colours, size", VIDEO_CASES)
-def test_sample_frames(colour_mp4, config, min_side, expectation, times, colours, size):
+@pytest.mark.parametrize("config, min_side, expectation, planned, size", VIDEO_CASES)
+def test_sample_frames(colour_mp4, config, min_side, expectation, planned, size):
     with expectation:
         frames = sample_frames(colour_mp4, "holiday.mp4", config, min_side=min_side)
-    if times is None:
+    if planned is None:
         return
-    assert frames.times == pytest.approx(times, abs=1e-6)
-    assert all(_close(got, want) for got, want in zip(_colours(frames), colours, strict=True)), _colours(frames)
+    # Each frame is the first shown at or after its planned time, and not half a period later.
+    period = planned[1] - planned[0]
+    assert len(frames.times) == len(planned)
+    assert all(want - 1e-6 <= got < want + period / 2 for got, want in zip(frames.times, planned, strict=True)), frames.times
+    # The colour changes every second: the frame shows the colour of the time reported for it.
+    assert all(_close(got, VIDEO_COLOURS[int(t + 1e-6)]) for got, t in zip(_colours(frames), frames.times, strict=True)), _colours(frames)
     assert {image.size for image in frames.images} == {size}
     assert {image.mode for image in frames.images} == {"RGB"}
     assert (frames.width, frames.height) == (64, 48)
     assert frames.duration == pytest.approx(4.9, abs=0.15)
+
+
+@pytest.fixture(scope="module")
+def timecode_mp4(tmp_path_factory) -> tuple[bytes, np.ndarray]:
+    """40 s at 20 frames/s, a keyframe every 20 s, each frame spelling its number; and every frame as ffmpeg decodes it."""
+    path = write_timecode_video(tmp_path_factory.mktemp("timecode") / "timecode.mp4", seconds=40, fps=20, gop=400)
+    return path.read_bytes(), decode_every_frame(path, (64, 48))
+
+
+TIMECODE_CASES = [
+    # config, whether every sample is the very frame shown at its time (B-frames decoded, or a seek that reports its frame's time)
+    pytest.param(VideoConfig(fps=1), False, id="one-pass-skipping-b-frames"),
+    pytest.param(VideoConfig(fps=2.5), True, id="one-pass-every-frame"),
+    pytest.param(VideoConfig(fps=1, max_frames=7), False, id="capped-spread"),
+    pytest.param(VideoConfig(fps=1 / 16), True, id="seek-per-sample"),
+    pytest.param(VideoConfig(fps=1, max_frames=2), True, id="capped-seeks"),
+]
+
+
+@pytest.mark.parametrize("config, exact", TIMECODE_CASES)
+def test_sampled_frames_are_the_frames_shown_at_their_times(timecode_mp4, config, exact):
+    data, every_frame = timecode_mp4
+    frames = sample_frames(data, "timecode.mp4", config)
+    count = min(math.ceil(40 * config.fps), config.max_frames)
+    period = 1 / config.fps if count < config.max_frames else 40 / count
+    assert len(frames.times) == len(frames.images) == count
+    shown = []
+    for i, (t, image) in enumerate(zip(frames.times, frames.images, strict=True)):
+        assert abs(t - i * period) < period / 4
+        # The frame is one shown at its reported time or at most 3 frames (skipped B-frames) before it,
+        # exactly as ffmpeg's full decode gives it.
+        number = timecode_of(image)
+        assert 0 <= t * 20 - number < 3 + 1e-6, (t, number)
+        assert np.abs(every_frame[number].astype(np.int16) - np.asarray(image, np.int16)).mean() < 2
+        shown.append(number == round(t * 20))
+    assert all(shown) == exact
+
+
+@pytest.mark.parametrize("size, min_side, expected", [((48, 64), 24, (24, 32)), ((64, 48), 24, (32, 24)), ((90, 30), 20, (60, 20))])
+def test_frames_arrive_scaled_to_the_short_side(tmp_path, size, min_side, expected):
+    data = write_timecode_video(tmp_path / "clip.mp4", seconds=2, size=size).read_bytes()
+    frames = sample_frames(data, "clip.mp4", min_side=min_side)
+    assert {image.size for image in frames.images} == {expected}
+    assert (frames.width, frames.height) == size
 
 
 @pytest.mark.parametrize("suffix, codec", [(".webm", "libvpx"), (".avi", "png"), (".mov", "libx264")])
@@ -242,25 +293,42 @@ def test_noisy_corrupt_video_does_not_hang(tmp_path):
     assert not worker.is_alive()
 
 
-def test_stuck_decoder_is_killed_after_the_timeout():
-    class StuckReader:
-        def __init__(self) -> None:
-            sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-            self.proc = subprocess.Popen(sleeper, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+# Writes one 64x48 RGB frame (9216 bytes), then hangs: the frame must not come back as a result.
+ONE_FRAME_THEN_SLEEP = [
+    sys.executable,
+    "-c",
+    "import sys, time; sys.stdout.buffer.write(bytes(64 * 48 * 3)); sys.stdout.flush(); time.sleep(60)",
+]
 
-    class StuckClip:
-        reader = StuckReader()
 
-        def get_frame(self, t: float) -> np.ndarray:
-            self.reader.proc.stdout.read(1)  # blocks until the process dies
-            return np.zeros((4, 4, 3), np.uint8)
-
-    clip = StuckClip()
+@pytest.mark.parametrize("command", [SLEEPER, ONE_FRAME_THEN_SLEEP], ids=["silent", "one-frame"])
+def test_stuck_decoder_is_killed_after_the_timeout(colour_mp4, monkeypatch, command):
+    streams = []
+    monkeypatch.setattr(video, "_decode_command", lambda plan, start=None: command)
+    monkeypatch.setattr(video.VideoStream, "close", lambda self, close=video.VideoStream.close: (streams.append(self), close(self)))
     start = time.monotonic()
     with raises("took too long"):
-        media._read_frames(clip, [0.0], "stuck.mp4", timeout_s=0.5)
-    assert time.monotonic() - start < 10
-    clip.reader.proc.wait(timeout=10)
+        sample_frames(colour_mp4, "stuck.mp4", VideoConfig(timeout_s=2))
+    assert time.monotonic() - start < 12
+    assert len(streams) == 1 and streams[0]._proc.wait(timeout=10) != 0
+
+
+def test_leaving_the_stream_early_kills_ffmpeg_and_removes_the_copy(tmp_path, timecode_mp4, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with media.open_video(timecode_mp4[0], "timecode.mp4", VideoConfig(fps=5)) as video:
+        first = next(video.batches(2))
+        proc = video._proc
+    assert len(first) == 2
+    assert proc is not None and proc.wait(timeout=10) is not None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_broken_off_mid_stream_is_one_input_error(tmp_path):
+    data = make_truncated_streamable_mp4(tmp_path / "cut.mp4")
+    with raises(r"video is damaged \(its frames stop at \d+ s of 10 s\)") as raised:
+        sample_frames(data, "cut.mp4")
+    assert raised.value.name == "cut.mp4" and "\n" not in str(raised.value)
 
 
 # ---------------------------------------------------------------- read_inputs
