@@ -9,6 +9,7 @@ cross-validation got wrong at that threshold (for relabelling them).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -128,20 +129,21 @@ def _evaluate_space(project: Project, model: Model, space: str, vectors: list[np
 
 
 def _report(project: Project, version: int | None) -> tuple[int, dict]:
-    """(version number, its report): the active version by default, resolved without loading its heads.
+    """(version number, its report): the active version by default, read alone.
 
-    A threshold slider reads the report on every move; loading the model (its examples can
-    be a hundred megabytes) just to find the version would make each move slow.
+    A threshold slider reads the report on every move: loading the model (its examples can
+    weigh a hundred megabytes) or every version's report (each with its out-of-fold scores)
+    just to find this one would make each move slow.
     """
-    versions = {v[0]: v for v in project.store.list_versions()}
     if version is None:
         active = project.store.get_meta("active_version")
-        version = int(active) if active else (max(versions) if versions else None)
+        version = int(active) if active else project.store.query("SELECT max(id) FROM versions")[0][0]
     if version is None:
         raise ModelVersionError(f"project '{project.name}' has no trained model yet: train one first")
-    if version not in versions:
+    rows = project.store.query("SELECT report FROM versions WHERE id = ?", (int(version),))
+    if not rows:
         raise ModelVersionError(f"project '{project.name}' has no model version {version}")
-    return version, versions[version][4]
+    return int(version), json.loads(rows[0][0])
 
 
 def get_evaluations(project: Project, version: int | None = None) -> list[Evaluation]:

@@ -260,18 +260,15 @@ def test_one_example_each_is_too_few_to_measure_but_still_predicts():
     assert np.isfinite(fit.heads.unknown_cutoff)
 
 
-def test_training_a_few_thousand_inputs_takes_seconds():
-    import time
-
+def test_training_a_few_thousand_inputs_cross_validates_a_sample():
+    # How long this takes is measured in bench/, not here.
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(10, 384))
     y = np.arange(3000) % 10
     x = centres[y] + 2.0 * rng.normal(size=(3000, 384))
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     labels = np.where(np.eye(10, dtype=bool)[y], 1, -1).astype(np.int8)
-    started = time.perf_counter()
     fit = fit_space(_space_data(x, labels, exclusive=False))
-    assert time.perf_counter() - started < 30  # cross-validation runs on a 2000-row sample
     assert "sample of 2000 of 3000" in fit.evaluation.note and fit.evaluation.macro_f1 > 0.8
 
 
