@@ -21,12 +21,52 @@ from .store import Store, write_file_atomically
 
 log = logging.getLogger(__name__)
 
-# Exact search is fast enough (and exact) up to this many vectors; above it an inverted file
-# (IVF): k-means cells, searching the few nearest cells. IVF rather than HNSW because it
-# builds in seconds on two cores where an HNSW graph of a million vectors takes many minutes.
-EXACT_SEARCH_LIMIT = 200_000
-IVF_MAX_CELLS = 1024
-IVF_TRAINING_POINTS_PER_CELL = 64
+# One query against an exact (flat) index reads every stored vector: 2 KiB each at 512 dimensions,
+# about 0.25 ms per 1,000 vectors on one core (FAISS answers a single query on one thread), so
+# 5 ms at 20,000 vectors and 25 ms at 100,000. Above the limit: an inverted file (IVF) whose
+# k-means cells hold 8-bit scalar-quantised codes (a quarter of the bytes to read), the shortlist
+# re-ranked against the exact vectors. Not HNSW: its graph took 117 s to build for 100,000
+# vectors on two loaded cores, a million would take tens of minutes (bench/speed/search.py).
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How an index is built: where exact search ends and how the inverted file is laid out.
+
+    Attributes:
+        exact_limit: largest number of vectors searched exactly (flat inner product).
+        cells_per_sqrt: IVF cells per square root of the vector count (4 * sqrt(n) is FAISS's advice).
+        max_cells: cap on the cells; k-means and assigning each vector cost grow with the cells.
+        training_points_per_cell: k-means sample size per cell (FAISS asks for at least 39).
+        kmeans_iterations: k-means iterations; 10 lose no recall against 25 on clustered vectors.
+        nprobe: cells searched per query.
+        rerank_factor: the shortlist of ``rerank_factor * k`` quantised hits re-scored exactly.
+        regrow_ratio: rebuild once the cell count planned for the grown index is this many times
+            the cells it has (more rows per cell is slower, not less accurate).
+    """
+
+    exact_limit: int = 20_000
+    cells_per_sqrt: float = 4.0
+    max_cells: int = 1024
+    training_points_per_cell: int = 40
+    kmeans_iterations: int = 10
+    nprobe: int = 16
+    rerank_factor: int = 4
+    regrow_ratio: float = 1.5
+
+    def __post_init__(self) -> None:
+        for name in ("exact_limit", "max_cells", "training_points_per_cell", "kmeans_iterations", "nprobe", "rerank_factor"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"IndexConfig.{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.cells_per_sqrt <= 0 or self.regrow_ratio <= 1:
+            raise ValueError(f"IndexConfig needs cells_per_sqrt > 0 and regrow_ratio > 1, got {self}")
+
+    def cells_for(self, n: int) -> int:
+        """The IVF cell count for ``n`` vectors."""
+        return int(min(self.max_cells, max(16, self.cells_per_sqrt * np.sqrt(n))))
+
+
+DEFAULT_CONFIG = IndexConfig()
 
 
 @dataclass(frozen=True)
@@ -45,11 +85,13 @@ class VectorIndex:
         self.dim = dim
 
     @classmethod
-    def build(cls, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
-        """Index ``vectors`` (n, d) float32 under the int64 ``ids`` (n,)."""
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, config: IndexConfig = DEFAULT_CONFIG) -> VectorIndex:
+        """Index ``vectors`` (n, d) float32 under the int64 ``ids`` (n,): exact up to ``config.exact_limit``, IVF above."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
-        inner = _build_ivf(vectors) if len(vectors) > EXACT_SEARCH_LIMIT else faiss.IndexFlatIP(dim)
+        if len(vectors) and len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        inner = _build_ivf(vectors, config) if len(vectors) > config.exact_limit else faiss.IndexFlatIP(dim)
         index = faiss.IndexIDMap2(inner)
         if len(vectors):
             index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
@@ -60,17 +102,43 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """Which search structure serves this index: ``exact``, ``HNSW`` or ``IVF``."""
+        """Which search structure serves this index: ``exact``, ``IVF-SQ8`` (re-ranked), ``IVF`` or ``HNSW``."""
         inner = type(faiss.downcast_index(self._index.index)).__name__
-        return {"IndexFlatIP": "exact", "IndexHNSWFlat": "HNSW", "IndexIVFFlat": "IVF"}.get(inner, inner)
+        names = {"IndexFlatIP": "exact", "IndexRefineFlat": "IVF-SQ8", "IndexIVFFlat": "IVF", "IndexHNSWFlat": "HNSW"}
+        return names.get(inner, inner)
+
+    @property
+    def cells(self) -> int:
+        """The inverted file's cell count (0 for an exact index)."""
+        ivf = _ivf_of(self._index)
+        return int(ivf.nlist) if ivf is not None else 0
+
+    @property
+    def nbytes(self) -> int:
+        """The size of the index as saved (a close measure of the memory it holds)."""
+        return int(faiss.serialize_index(self._index).size)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return (scores (m, k), ids (m, k)); rows are padded with id -1 when fewer than k exist."""
+        """Return (scores (m, k), ids (m, k)); rows are padded with id -1 (score -inf) when fewer than k exist.
+
+        Raises:
+            ValueError: the queries do not have the index's dimension.
+        """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, int(k))
+        if len(self) and (queries.ndim != 2 or queries.shape[1] != self.dim):
+            raise ValueError(f"queries of shape {queries.shape} against an index of {self.dim} dimensions")
         if len(self) == 0:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        scores, ids = self._index.search(queries, min(k, len(self)))
+        ivf = _ivf_of(self._index)
+        if ivf is not None and k > len(self) * ivf.nprobe / ivf.nlist / 2:
+            # The probed cells hold too few vectors for so many hits: read them all (exactly).
+            refined = faiss.downcast_index(self._index.index)
+            scores, rows = faiss.downcast_index(refined.refine_index).search(queries, min(k, len(self)))
+            ids = np.where(rows >= 0, faiss.vector_to_array(self._index.id_map)[np.maximum(rows, 0)], -1)
+        else:
+            scores, ids = self._index.search(queries, min(k, len(self)))
+        scores[ids < 0] = -np.inf  # an IVF index pads with -FLT_MAX
         if ids.shape[1] < k:
             pad = k - ids.shape[1]
             scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
@@ -93,16 +161,28 @@ class VectorIndex:
         return cls(index, index.d)
 
 
-def _build_ivf(vectors: np.ndarray) -> faiss.Index:
-    """An IVF index: k-means cells trained on a sample of the vectors, probing 1/32 of the cells (at least 32) per search."""
+def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The inverted file inside an id map (and a re-ranking wrapper), or None for a flat index."""
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexRefine):
+        inner = faiss.downcast_index(inner.base_index)
+    return inner if isinstance(inner, faiss.IndexIVF) else None
+
+
+def _build_ivf(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
+    """An empty, trained IVF-SQ8 index re-ranking its shortlist exactly; k-means on a seeded sample of ``vectors``."""
     n, dim = vectors.shape
-    cells = int(min(IVF_MAX_CELLS, max(16, 4 * np.sqrt(n))))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
-    sample = min(n, cells * IVF_TRAINING_POINTS_PER_CELL)
+    cells = config.cells_for(n)
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, cells, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.niter = config.kmeans_iterations
+    ivf.cp.min_points_per_centroid = 1  # just above the switch point the whole set is a small sample: no warning
+    sample = min(n, cells * config.training_points_per_cell)
     picks = np.sort(np.random.default_rng(0).choice(n, sample, replace=False))
-    index.train(vectors[picks])
-    index.nprobe = max(32, cells // 32)
-    return index
+    ivf.train(vectors[picks])
+    ivf.nprobe = min(cells, config.nprobe)
+    refined = faiss.IndexRefineFlat(ivf)
+    refined.k_factor = float(config.rerank_factor)
+    return refined
 
 
 @dataclass(frozen=True)
@@ -134,7 +214,9 @@ def _created_at(store: Store, input_id: int) -> float:
     return float(rows[0][0]) if rows else -1.0
 
 
-def _extend(store: Store, space: str, stamp: _Stamp, index: VectorIndex, generation: int) -> tuple[_Stamp, VectorIndex] | None:
+def _extend(
+    store: Store, space: str, stamp: _Stamp, index: VectorIndex, generation: int, config: IndexConfig
+) -> tuple[_Stamp, VectorIndex] | None:
     """Add the rows stored since ``stamp`` to ``index``, if nothing else changed; None means rebuild."""
     (count,) = store.query("SELECT COUNT(*) FROM embeddings WHERE space = ? AND input_id <= ?", (space, stamp.max_id))[0]
     if count != stamp.count or (stamp.max_id >= 0 and _created_at(store, stamp.max_id) != stamp.max_created):
@@ -143,8 +225,10 @@ def _extend(store: Store, space: str, stamp: _Stamp, index: VectorIndex, generat
     if len(ids) and (stamp.count == 0 or vectors.shape[1] != index.dim):
         return None  # an empty index has no real dimension yet (it was built with 1)
     total = stamp.count + len(ids)
-    if len(ids) and (index.kind == "exact") != (total <= EXACT_SEARCH_LIMIT):
+    if len(ids) and (index.kind == "exact") != (total <= config.exact_limit):
         return None  # grown past the exact-search limit: rebuild as IVF
+    if len(ids) and index.cells and config.cells_for(total) >= config.regrow_ratio * index.cells:
+        return None  # the cells were laid out for far fewer vectors: lay them out again
     if len(ids):
         # A copy: other threads may be searching the old index right now (FAISS reads are
         # thread-safe, a read during a write is not).
@@ -155,8 +239,8 @@ def _extend(store: Store, space: str, stamp: _Stamp, index: VectorIndex, generat
     return _Stamp(generation, stamp.count, stamp.max_id, stamp.max_created), index
 
 
-def load_index(store: Store, space: str) -> VectorIndex:
-    """Return an up-to-date index of every stored embedding in ``space``.
+def load_index(store: Store, space: str, config: IndexConfig = DEFAULT_CONFIG) -> VectorIndex:
+    """Return an up-to-date index of every stored embedding in ``space``, built as ``config`` says.
 
     Uses the in-process copy or the cache file when their generation matches the store's;
     when inputs were only added since, adds just those; otherwise rebuilds from the database.
@@ -170,10 +254,10 @@ def load_index(store: Store, space: str) -> VectorIndex:
             return cached[1]
         index_path, stamp_path = _cache_paths(store, space)
         cached = cached or _load_cache_file(index_path, stamp_path)
-        updated = _extend(store, space, *cached, generation) if cached else None
+        updated = _extend(store, space, *cached, generation, config) if cached else None
         if updated is None:
             ids, vectors = store.load_embeddings(space)
-            index = VectorIndex.build(ids, vectors)
+            index = VectorIndex.build(ids, vectors, config)
             max_id = int(ids[-1]) if len(ids) else -1
             updated = (_Stamp(generation, len(ids), max_id, _created_at(store, max_id)), index)
             log.info("rebuilt %s index of %d vectors", space, len(index))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core import index as index_module
-from core.index import VectorIndex, load_index
+from core.index import IndexConfig, VectorIndex, load_index
 from core.store import NewInput, Store
 
 
@@ -29,20 +29,80 @@ def test_search_matches_brute_force(n, d, k):
         assert (found[q, len(order) :] == -1).all()
 
 
-def test_ivf_above_the_exact_limit_keeps_recall(monkeypatch):
-    monkeypatch.setattr(index_module, "EXACT_SEARCH_LIMIT", 500)
-    rng = np.random.default_rng(0)
-    centres = _unit(rng, 20, 32)
-    vectors = centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 32)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    queries = vectors[:50] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
-    ids = np.arange(3000, dtype=np.int64)
-    index = VectorIndex.build(ids, vectors)
-    assert index.kind == "IVF"
-    _, found = index.search(queries, 10)
-    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
-    recall = np.mean([len(set(found[i]) & set(exact[i])) / 10 for i in range(50)])
-    assert recall >= 0.9
+def _clustered(rng: np.random.Generator, n: int, d: int, clusters: int = 20) -> np.ndarray:
+    """Unit vectors in groups, like real embeddings and bench.speed's ``clustered`` (uniform noise is no index's case)."""
+    centres = rng.normal(size=(clusters, d)).astype(np.float32)
+    x = centres[rng.integers(0, clusters, n)] + rng.normal(size=(n, d)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _recall(found: np.ndarray, queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray, k: int = 10) -> float:
+    exact = ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :k]]
+    return float(np.mean([len(set(f[:k]) & set(e)) / k for f, e in zip(found, exact)]))
+
+
+SMALL = IndexConfig(exact_limit=500)
+
+
+@pytest.mark.parametrize("n, d", [(3000, 32), (1200, 64), (3000, 8)])
+def test_approximate_index_above_the_switch_keeps_recall_and_exact_scores(n, d):
+    rng = np.random.default_rng(n)
+    vectors = _clustered(rng, n, d)
+    queries = vectors[:50] + 0.05 * rng.normal(size=(50, d)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    ids = np.arange(1000, 1000 + n, dtype=np.int64)
+    index = VectorIndex.build(ids, vectors, SMALL)
+    assert index.kind == "IVF-SQ8" and index.cells == SMALL.cells_for(n) and len(index) == n
+    scores, found = index.search(queries, 10)
+    assert _recall(found, queries, vectors, ids) >= 0.95
+    # The shortlist is re-ranked against the exact vectors: the scores are true cosines, in order.
+    rows = {int(i): r for r, i in enumerate(ids)}
+    exact = np.array([[queries[q] @ vectors[rows[int(i)]] for i in found[q]] for q in range(len(queries))])
+    np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_exact_up_to_the_switch_point():
+    rng = np.random.default_rng(9)
+    vectors = _clustered(rng, 500, 16)
+    assert VectorIndex.build(np.arange(500), vectors, SMALL).kind == "exact"
+    assert VectorIndex.build(np.arange(501), _clustered(rng, 501, 16), SMALL).kind == "IVF-SQ8"
+
+
+def test_k_larger_than_an_approximate_index_pads_with_minus_one():
+    rng = np.random.default_rng(10)
+    vectors = _clustered(rng, 600, 16)
+    index = VectorIndex.build(np.arange(600), vectors, SMALL)
+    for k in (30, 599, 700):  # 30: from the probed cells; more than they hold: every vector, exactly
+        scores, found = index.search(vectors[:2], k)
+        assert found.shape == (2, k) and list(found[:, 0]) == [0, 1]
+        assert _recall(found, vectors[:2], vectors, np.arange(600), min(k, 600)) >= 0.95
+        for row, score in zip(found, scores):
+            real = row[row >= 0]
+            assert len(real) == len(set(real)) == min(k, 600) and np.isneginf(score[row < 0]).all()
+    assert index.search_one(vectors[0], 5, exclude={0})[0].input_id != 0
+
+
+@pytest.mark.parametrize(
+    "make, error",
+    [
+        (
+            lambda: VectorIndex.build(np.arange(10), _unit(np.random.default_rng(0), 10, 8)).search(np.ones((1, 9), np.float32), 3),
+            "dimensions",
+        ),
+        (
+            lambda: VectorIndex.build(np.arange(10), _unit(np.random.default_rng(0), 10, 8)).search(np.ones((1, 2, 8), np.float32), 3),
+            "dimensions",
+        ),
+        (lambda: VectorIndex.build(np.arange(9), _unit(np.random.default_rng(0), 10, 8)), "9 ids for 10 vectors"),
+        (lambda: IndexConfig(exact_limit=0), "exact_limit"),
+        (lambda: IndexConfig(nprobe=0), "nprobe"),
+        (lambda: IndexConfig(regrow_ratio=1.0), "regrow_ratio"),
+    ],
+)
+def test_bad_inputs_raise_with_context(make, error):
+    with pytest.raises(ValueError, match=error):
+        make()
 
 
 def test_empty_index_returns_padding():
@@ -57,10 +117,11 @@ def test_search_one_excludes_ids():
     assert [h.input_id for h in hits] != [] and 3 not in [h.input_id for h in hits] and len(hits) == 3
 
 
-def _add(store: Store, rng: np.random.Generator, start: int, n: int, space: str = "s") -> None:
+def _add(store: Store, rng: np.random.Generator, start: int, n: int, space: str = "s", vectors: np.ndarray | None = None) -> None:
+    vectors = _unit(rng, n, 8) if vectors is None else vectors
     store.add_inputs(
         [
-            NewInput(f"{i:064x}", "text", f"t{i}", ".txt", b"x%d" % i, space, _unit(rng, 1, 8)[0], text=f"t{i}")
+            NewInput(f"{i:064x}", "text", f"t{i}", ".txt", b"x%d" % i, space, vectors[i - start], text=f"t{i}")
             for i in range(start, start + n)
         ]
     )
@@ -123,3 +184,50 @@ def test_deleting_the_last_input_and_reusing_its_id_forces_a_rebuild(tmp_path):
     assert int(new_ids[-1]) == int(ids[-1])
     scores, found = load_index(store, "s").search(vectors[-1:], 1)
     assert found[0, 0] == new_ids[-1] and scores[0, 0] > 0.999
+
+
+def _count_builds(monkeypatch) -> list[int]:
+    builds: list[int] = []
+    original = VectorIndex.build.__func__
+    monkeypatch.setattr(
+        VectorIndex,
+        "build",
+        classmethod(lambda cls, ids, vectors, config=SMALL: builds.append(len(ids)) or original(cls, ids, vectors, config)),
+    )
+    return builds
+
+
+def test_extending_an_approximate_index_matches_a_rebuild(tmp_path, monkeypatch):
+    store = Store.initialize(tmp_path / "p", {"name": "p"})
+    rng = np.random.default_rng(11)
+    data = _clustered(rng, 800, 8, clusters=12)
+    _add(store, rng, 0, 600, vectors=data[:600])
+    assert load_index(store, "s", SMALL).kind == "IVF-SQ8"
+    builds = _count_builds(monkeypatch)
+    _add(store, rng, 600, 200, vectors=data[600:])
+    grown = load_index(store, "s", SMALL)
+    assert builds == [] and len(grown) == 800 and grown.kind == "IVF-SQ8"
+    ids, vectors = store.load_embeddings("s")
+    rebuilt = VectorIndex.build(ids, vectors, SMALL)
+    _, by_growth = grown.search(vectors, 10)
+    _, by_rebuild = rebuilt.search(vectors, 10)
+    assert list(by_growth[:, 0]) == list(ids) == list(by_rebuild[:, 0])  # every input finds itself first
+    assert _recall(by_growth, vectors, vectors, ids) >= 0.95 and _recall(by_rebuild, vectors, vectors, ids) >= 0.95
+    # The cache file of the grown index serves a new process with the same answers.
+    index_module._cache.clear()
+    _, reloaded = load_index(store, "s", SMALL).search(vectors, 10)
+    np.testing.assert_array_equal(reloaded, by_growth)
+    assert builds == [800]  # only the comparison rebuild above
+
+
+def test_growing_far_past_its_cells_lays_the_index_out_again(tmp_path, monkeypatch):
+    store = Store.initialize(tmp_path / "p", {"name": "p"})
+    rng = np.random.default_rng(12)
+    _add(store, rng, 0, 520, vectors=_clustered(rng, 520, 8))
+    first = load_index(store, "s", SMALL)
+    builds = _count_builds(monkeypatch)
+    _add(store, rng, 520, 80, vectors=_clustered(rng, 80, 8))
+    assert load_index(store, "s", SMALL).cells == first.cells and builds == []
+    _add(store, rng, 600, 700, vectors=_clustered(rng, 700, 8))  # 4 * sqrt(1300) >= 1.5 * 4 * sqrt(520)
+    regrown = load_index(store, "s", SMALL)
+    assert builds == [1300] and regrown.cells == SMALL.cells_for(1300) > first.cells
