@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import faiss
 import numpy as np
 import pytest
 
@@ -41,7 +44,8 @@ def _recall(found: np.ndarray, queries: np.ndarray, vectors: np.ndarray, ids: np
     return float(np.mean([len(set(f[:k]) & set(e)) / k for f, e in zip(found, exact)]))
 
 
-SMALL = IndexConfig(exact_limit=500)
+# A switch point low enough for a test; a small scan so that the approximate path is really approximate.
+SMALL = IndexConfig(exact_limit=500, min_scanned=256)
 
 
 @pytest.mark.parametrize("n, d", [(3000, 32), (1200, 64), (3000, 8)])
@@ -60,6 +64,26 @@ def test_approximate_index_above_the_switch_keeps_recall_and_exact_scores(n, d):
     exact = np.array([[queries[q] @ vectors[rows[int(i)]] for i in found[q]] for q in range(len(queries))])
     np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-5)
     assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    "n, cells, probes",
+    [(20_001, 565, 116), (100_000, 1024, 42), (1_000_000, 1024, 16), (100, 40, 40)],
+)
+def test_cells_grow_with_the_vectors_and_small_cells_are_probed_more(n, cells, probes):
+    config = IndexConfig()
+    assert config.cells_for(n) == cells and config.probes_for(n, cells) == probes
+
+
+def test_concurrent_single_searches_agree_and_keep_each_threads_setting():
+    rng = np.random.default_rng(13)
+    vectors = _clustered(rng, 2000, 16)
+    index = VectorIndex.build(np.arange(2000), vectors, SMALL)
+    expected = [index.search(v, 10)[1][0].tolist() for v in vectors[:40]]
+    threads = faiss.omp_get_max_threads()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda v: index.search(v, 10)[1][0].tolist(), vectors[:40]))
+    assert got == expected and faiss.omp_get_max_threads() == threads
 
 
 def test_exact_up_to_the_switch_point():
@@ -96,7 +120,7 @@ def test_k_larger_than_an_approximate_index_pads_with_minus_one():
         ),
         (lambda: VectorIndex.build(np.arange(9), _unit(np.random.default_rng(0), 10, 8)), "9 ids for 10 vectors"),
         (lambda: IndexConfig(exact_limit=0), "exact_limit"),
-        (lambda: IndexConfig(nprobe=0), "nprobe"),
+        (lambda: IndexConfig(min_probes=0), "min_probes"),
         (lambda: IndexConfig(regrow_ratio=1.0), "regrow_ratio"),
     ],
 )
