@@ -16,6 +16,7 @@ from .embedders import DEFAULT_EMBEDDER, describe_embedders
 from .errors import ConceptlabError, ProjectError
 from .evaluate import evaluate_inputs
 from .exchange import export_model_to, import_model, read_model_file
+from .heads import HeadConfig
 from .ingest import IngestReport, ingest
 from .media import ReadConfig, VideoConfig, read_inputs, read_texts
 from .metrics import Evaluation
@@ -87,6 +88,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     train_p = commands.add_parser("train", help="train a new model version")
     train_p.add_argument("name")
+    train_p.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="skip cross-validation: default heads, thresholds at 0.5, no quality figures (faster on large projects)",
+    )
 
     predict_p = commands.add_parser("predict", help="predict concepts (one JSON object per input)")
     predict_p.add_argument("name")
@@ -294,7 +300,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "train":
-        result = train(project)
+        result = train(project, HeadConfig(evaluate=not args.no_evaluate))
         data = {"version": result.version, "seconds": round(result.seconds, 3), "concepts": [asdict(p) for p in result.concepts]}
         lines = [f"version {result.version} trained in {result.seconds:.2f}s"]
         lines += [f"  {p.concept} [{p.space}]: {p.head} (+{p.positives} -{p.negatives})" for p in result.concepts]

@@ -13,16 +13,15 @@ from .heads import PROTOTYPE_SCALE, HeadConfig, ProgressCallback, _mean_top_k, _
 
 log = logging.getLogger(__name__)
 
+# Above this many rows a linear layer is first fitted on half as many (see ``fit_linear``).
+WARM_START_ROWS = 8000
+
 
 def fit_prototypes(z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positive (C, d), negative (C, d)) normalised means; a concept without rows gets a zero row."""
-    c, d = labels.shape[1], z.shape[1]
-    pos, neg = np.zeros((c, d), np.float32), np.zeros((c, d), np.float32)
-    for j in range(c):
-        if (labels[:, j] > 0).any():
-            pos[j] = z[labels[:, j] > 0].mean(axis=0)
-        if (labels[:, j] < 0).any():
-            neg[j] = z[labels[:, j] < 0].mean(axis=0)
+    # Sums per concept as one product with the 0/1 label matrix; the norm makes them means.
+    pos = (labels > 0).T.astype(np.float32) @ z
+    neg = (labels < 0).T.astype(np.float32) @ z
     return _normalize(pos), _normalize(neg)
 
 
@@ -73,14 +72,18 @@ def fit_linear(
     progress: ProgressCallback | None = None,
     n_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train a linear layer on embeddings; deterministic for a given seed.
+    """Train a linear layer on embeddings by L-BFGS; deterministic for a given seed.
+
+    Every concept's layer is fitted at once as one matrix problem, in float32. Above
+    ``WARM_START_ROWS`` rows the layer is first fitted on a sample of half as many and then
+    polished on all: the loss is convex, so the sample's optimum starts a few steps from the end.
 
     Args:
         x: (n, d) L2-normalised embeddings.
         targets: exclusive: (n,) class index per row; otherwise (n, C) with +1 / -1 and
             0 where a row says nothing about a concept (masked out of the loss).
         exclusive: softmax cross-entropy over classes instead of per-concept sigmoids.
-        config: weight decay, iterations and seed.
+        config: weight decay, iterations, tolerance and seed (the seed picks the warm-start sample).
         progress: called with (fraction done, message).
         n_classes: exclusive: number of classes (default: the largest index in ``targets`` + 1).
 
@@ -112,11 +115,24 @@ def fit_linear(
             raw = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
             return (raw * mask).sum() / mask.sum().clamp(min=1)
 
-    layer = torch.nn.Linear(xt.shape[1], n_classes)
+    layer = torch.nn.Linear(xt.shape[1], int(n_classes))
     torch.nn.init.zeros_(layer.weight)
     torch.nn.init.zeros_(layer.bias)
+    if len(x) > WARM_START_ROWS:
+        sample = np.sort(np.random.default_rng(config.seed).choice(len(x), WARM_START_ROWS // 2, replace=False))
+        sample_targets = np.asarray(targets)[sample]
+        w, b = fit_linear(x[sample], sample_targets, exclusive, config, None, n_classes)
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(w))
+            layer.bias.copy_(torch.from_numpy(b))
     optimizer = torch.optim.LBFGS(
-        layer.parameters(), lr=1.0, max_iter=config.max_iterations, history_size=20, line_search_fn="strong_wolfe"
+        layer.parameters(),
+        lr=1.0,
+        max_iter=config.max_iterations,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=config.tolerance,
+        tolerance_change=config.tolerance * 1e-4,
     )
     calls = 0
 

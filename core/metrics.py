@@ -97,11 +97,12 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks, tied values sharing their mean rank (Mann-Whitney U needs this)."""
     order = np.argsort(values, kind="mergesort")
     sorted_values = values[order]
+    # Runs of equal values: each gets the mean of the first and last rank it spans.
+    starts = np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]])
+    run = np.cumsum(starts) - 1
+    bounds = np.append(np.flatnonzero(starts), len(values))
     ranks = np.empty(len(values))
-    start = 0
-    for end in np.append(np.flatnonzero(np.diff(sorted_values)) + 1, len(values)):
-        ranks[order[start:end]] = (start + 1 + end) / 2
-        start = end
+    ranks[order] = (bounds[run] + 1 + bounds[run + 1]) / 2
     return ranks
 
 

@@ -22,6 +22,7 @@ from .candidates import REFINED, CandidateFitter, SpaceData, default_heads, kind
 from .folds import fold_strata, group_rows, make_folds
 from .heads import (
     DEFAULT_THRESHOLD,
+    HEAD_KINDS,
     LINEAR,
     NO_HEAD,
     PROTOTYPE,
@@ -40,6 +41,7 @@ __all__ = ["REFINED", "HeadChoice", "SelectionConfig", "SpaceData", "SpaceFit", 
 log = logging.getLogger(__name__)
 
 TOO_FEW = "too few examples to measure"
+NOT_EVALUATED = "not cross-validated"
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,13 @@ class SelectionConfig:
     tip_betas: tuple[float, ...] = (1.0, 5.5)
     unknown_quantile: float = 0.01
     unknown_slack: float = 0.02
+    kinds: tuple[str, ...] = ()  # the head kinds that may compete (empty: all), e.g. (LINEAR,) to force linear heads
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(HEAD_KINDS)
+        if unknown or NO_HEAD in self.kinds:
+            raise ValueError(f"kinds must be among {HEAD_KINDS[:-1]}, not {sorted(unknown | ({NO_HEAD} & set(self.kinds)))}")
 
 
 @dataclass(frozen=True)
@@ -105,16 +113,24 @@ def fit_space(
     config: SelectionConfig = SelectionConfig(),
     progress: ProgressCallback | None = None,
 ) -> SpaceFit:
-    """Cross-validate the candidate heads of one space, pick, calibrate and refit them on all rows."""
+    """Cross-validate the candidate heads of one space, pick, calibrate and refit them on all rows.
+
+    With ``head_config.evaluate`` off, nothing is cross-validated: every concept gets its
+    default head (or the first of ``config.kinds`` where that excludes the default), identity
+    calibration and threshold 0.5, and the evaluation says it was not measured.
+    """
     report = progress or (lambda fraction, message: None)
     everything = np.concatenate([data.vectors, data.unlabelled]) if len(data.unlabelled) else data.vectors
     center, power = fit_feature_transform(everything)
     rows = _cv_rows(data, config)
+    if not head_config.evaluate:
+        report(0.0, "fitting the default heads on every labelled input (no cross-validation)")
+        return _fit_unmeasured(data, head_config, center, power, config, rows, evaluated=False)
     plan = _plan_folds(data, rows, config)
     decays = config.linear_decays if len(rows) <= config.decay_search_max_rows else ()
-    candidates = list_candidates(data, decays, config.tip_alphas, config.tip_betas)
+    candidates = _allowed(list_candidates(data, decays, config.tip_alphas, config.tip_betas), config)
     if plan is None:
-        return _fit_unmeasured(data, head_config, center, power)
+        return _fit_unmeasured(data, head_config, center, power, config, rows)
     method, k = plan
     labels = data.labels[rows]
     folds = make_folds(group_rows(data.ids[rows], data.vectors[rows]), fold_strata(labels), k, config.seed)
@@ -137,10 +153,11 @@ def fit_space(
             if kind_of(name) != TIP_ADAPTER:
                 heads = fitter.assemble(fitter.kinds_for(name), refined=name == REFINED, decay=weight_decay_of(name, head_config))
                 oof[name][test] = heads.logits(queries)
-        base, caches, unit = fitter.tip_parts(queries, config.tip_betas)
-        for beta in config.tip_betas:
-            for alpha in config.tip_alphas:
-                oof[f"{TIP_ADAPTER}(alpha={alpha:g},beta={beta:g})"][test] = base + alpha * unit * caches[beta]
+        if any(kind_of(name) == TIP_ADAPTER for name in candidates):
+            base, caches, unit = fitter.tip_parts(queries, config.tip_betas)
+            for beta in config.tip_betas:
+                for alpha in config.tip_alphas:
+                    oof[f"{TIP_ADAPTER}(alpha={alpha:g},beta={beta:g})"][test] = base + alpha * unit * caches[beta]
         nearest[test] = (held_out @ data.vectors[train_rows].T).max(axis=1)
     choices, chosen = _choose(data, labels, oof, candidates, config)
     calibration, probabilities = _calibrate(data, labels, chosen)
@@ -271,20 +288,50 @@ def _default_candidate(default: str, data: SpaceData) -> str:
     return default
 
 
-def _fit_unmeasured(data: SpaceData, head_config: HeadConfig, center, power) -> SpaceFit:
-    """Default heads, identity calibration, threshold 0.5: nothing can be measured yet."""
+def _allowed(candidates: list[str], config: SelectionConfig) -> list[str]:
+    if not config.kinds:
+        return candidates
+    allowed = [name for name in candidates if kind_of(name) in config.kinds]
+    if not allowed:
+        raise ValueError(f"none of the head kinds {config.kinds} applies to this space: {sorted({kind_of(c) for c in candidates})}")
+    return allowed
+
+
+def _forced_default(default: str, config: SelectionConfig) -> str:
+    """The default head, unless ``config.kinds`` leaves it out (concepts without examples keep theirs)."""
+    if not config.kinds or default in config.kinds or default in (ZERO_SHOT, NO_HEAD):
+        return default
+    return config.kinds[0]
+
+
+def _fit_unmeasured(
+    data: SpaceData,
+    head_config: HeadConfig,
+    center,
+    power,
+    config: SelectionConfig = SelectionConfig(),
+    rows: np.ndarray | None = None,
+    evaluated: bool = True,
+) -> SpaceFit:
+    """Default heads, identity calibration, threshold 0.5: nothing can (or should) be measured."""
     c = len(data.names)
-    choices = [HeadChoice(name, d, _default_candidate(d, data), "", {}, None) for name, d in zip(data.names, data.defaults)]
+    defaults = [_forced_default(d, config) for d in data.defaults]
+    choices = [HeadChoice(name, d, _default_candidate(d, data), "", {}, None) for name, d in zip(data.names, defaults)]
     cutoff = float("-inf")
-    if len(data.ids) >= 2:
-        sims = data.vectors @ data.vectors.T
+    # The cut-off for "unknown" from a sample, as cross-validation would: all pairs of 50,000 inputs do not fit in memory.
+    sample = data.vectors[rows if rows is not None else _cv_rows(data, config)]
+    if len(sample) >= 2:
+        sims = sample @ sample.T
         np.fill_diagonal(sims, -np.inf)
-        cutoff = _unknown_cutoff(sims.max(axis=1), SelectionConfig())
+        cutoff = _unknown_cutoff(sims.max(axis=1), config)
     calibration = np.tile(np.array([1.0, 0.0], np.float32), (c, 1))
     heads = _refit(data, head_config, center, power, choices, calibration, np.full(c, DEFAULT_THRESHOLD, np.float32), cutoff)
     choices = [HeadChoice(ch.concept, kind, ch.candidate, "", {}, None) for ch, kind in zip(choices, heads.kinds)]
-    note = "label at least 2 examples of a concept (and some negatives or another concept) to measure it"
-    return SpaceFit(heads, Evaluation(data.space, TOO_FEW, inputs=len(data.ids), exclusive=data.exclusive, note=note), choices)
+    if evaluated:
+        method, note = TOO_FEW, "label at least 2 examples of a concept (and some negatives or another concept) to measure it"
+    else:
+        method, note = NOT_EVALUATED, "trained without cross-validation: default heads, thresholds at 0.5, no quality figures"
+    return SpaceFit(heads, Evaluation(data.space, method, inputs=len(data.ids), exclusive=data.exclusive, note=note), choices)
 
 
 def _refit(data, head_config, center, power, choices, calibration, thresholds, cutoff) -> SpaceHeads:

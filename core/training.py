@@ -86,18 +86,28 @@ class Model:
     spaces: dict[str, SpaceHeads]
 
 
-def _labelled_matrix(project: Project, space: str, concept_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(input ids (m,) sorted, labels (m, C) of +1/-1/0) for the inputs labelled in ``space``."""
-    column = {cid: j for j, cid in enumerate(concept_ids)}
-    annotations = project.store.load_annotations()
-    spaces = project.store.embedding_spaces(sorted({a[0] for a in annotations}))
-    rows = sorted({i for i, _, _ in annotations if spaces.get(i) == space})
-    position = {i: r for r, i in enumerate(rows)}
+def _labelled_matrix(
+    project: Project, space: str, concept_ids: list[int], space_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(input ids (m,) sorted, labels (m, C) of +1/-1/0) for the inputs labelled in ``space``.
+
+    ``space_ids``: the ids of every input in ``space`` when the caller has them (saves a query).
+    """
+    annotations = np.array(project.store.load_annotations(), dtype=np.int64).reshape(-1, 3)
+    annotated = np.unique(annotations[:, 0])
+    if space_ids is None:
+        spaces = project.store.embedding_spaces(annotated.tolist())
+        space_ids = np.array([i for i, s in spaces.items() if s == space], dtype=np.int64)
+    rows = annotated[np.isin(annotated, space_ids)]
+    order = np.argsort(concept_ids)
+    sorted_concepts = np.asarray(concept_ids, dtype=np.int64)[order]
     labels = np.zeros((len(rows), len(concept_ids)), dtype=np.int8)
-    for input_id, cid, value in annotations:
-        if input_id in position and cid in column:
-            labels[position[input_id], column[cid]] = value
-    return np.array(rows, dtype=np.int64), labels
+    if len(rows) and len(sorted_concepts):
+        r = np.searchsorted(rows, annotations[:, 0]).clip(max=len(rows) - 1)
+        c = np.searchsorted(sorted_concepts, annotations[:, 1]).clip(max=len(sorted_concepts) - 1)
+        keep = (rows[r] == annotations[:, 0]) & (sorted_concepts[c] == annotations[:, 1])
+        labels[r[keep], order[c[keep]]] = annotations[keep, 2]
+    return rows, labels
 
 
 def _with_implicit_negatives(labels: np.ndarray) -> np.ndarray:
@@ -171,7 +181,9 @@ def train(
     plans: list[ConceptPlan] = []
     fits: dict[str, SpaceFit] = {}
     for s, space in enumerate(spaces):
-        ids, labels = _labelled_matrix(project, space, [c for c, _ in concepts])
+        # Every input of the space at once: the labelled ones train, a sample of the rest is the background.
+        space_ids, space_vectors = project.store.load_embeddings(space)
+        ids, labels = _labelled_matrix(project, space, [c for c, _ in concepts], space_ids)
         space_plans = _plan_space(project, space, zero_shot, concepts, labels, config)
         if all(p.head == NO_HEAD for p in space_plans):
             plans += space_plans
@@ -180,7 +192,8 @@ def train(
         def space_progress(fraction: float, message: str, s: int = s, space: str = space) -> None:
             report((s + fraction) / len(spaces), f"{space}: {message}")
 
-        data = _space_data(project, space, concepts, ids, labels, space_plans, config, embedder if zero_shot else None)
+        stored = (space_ids, space_vectors)
+        data = _space_data(project, space, concepts, ids, labels, space_plans, config, embedder if zero_shot else None, stored)
         fit = fit_space(data, config, selection, space_progress)
         fits[space] = fit
         plans += [replace(p, head=kind) for p, kind in zip(space_plans, fit.heads.kinds)]
@@ -213,7 +226,7 @@ def _report(plans: list[ConceptPlan], config: HeadConfig, selection: SelectionCo
         scores[space] = {
             "ids": fit.oof_ids[keep].tolist(),
             "labels": fit.oof_labels[keep].tolist(),
-            "probabilities": [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in fit.oof_probabilities[keep]],
+            "probabilities": _rounded(fit.oof_probabilities[keep]),
             "names": fit.evaluation.labels[:-1] if fit.evaluation.labels else [],
         }
     return {
@@ -227,18 +240,27 @@ def _report(plans: list[ConceptPlan], config: HeadConfig, selection: SelectionCo
     }
 
 
+def _rounded(values: np.ndarray) -> list[list[float | None]]:
+    """Rows of values to 5 decimals for JSON, NaN as None."""
+    rounded = np.round(np.asarray(values, dtype=np.float64), 5).astype(object)
+    rounded[np.isnan(np.asarray(values, dtype=np.float64))] = None
+    return rounded.tolist()
+
+
 def _thresholds_by_name(fit: SpaceFit) -> dict[str, float]:
     names = [c.concept for c in fit.choices]
     return {n: round(float(t), 6) for n, t, kind in zip(names, fit.heads.thresholds, fit.heads.kinds) if kind != NO_HEAD}
 
 
-def _space_data(project, space, concepts, ids, labels, plans, config, embedder) -> SpaceData:
-    _, vectors = project.store.load_embeddings(space, ids)
+def _space_data(project, space, concepts, ids, labels, plans, config, embedder, stored) -> SpaceData:
+    space_ids, space_vectors = stored
+    labelled = np.isin(space_ids, ids)
+    vectors = space_vectors[labelled]
     if len(ids) > MAX_MEMORY:
         keep = np.sort(np.random.default_rng(config.seed).choice(len(ids), MAX_MEMORY, replace=False))
         ids, labels, vectors = ids[keep], labels[keep], vectors[keep]
     dim = vectors.shape[1] if len(vectors) else project.embedder().dims[space]
-    unlabelled = _background(project, space, ids)
+    unlabelled = _background(space_vectors[~labelled] if len(space_ids) else space_vectors)
     if unlabelled.size == 0:
         unlabelled = np.zeros((0, dim), np.float32)
     zero_shot, background = np.zeros((0, 0), np.float32), np.zeros(0, np.float32)
@@ -252,23 +274,20 @@ def _space_data(project, space, concepts, ids, labels, plans, config, embedder) 
         concept_ids=np.array([c for c, _ in concepts], np.int64),
         exclusive=project.exclusive,
         ids=ids,
-        vectors=vectors.astype(np.float32).reshape(len(ids), dim),
+        vectors=vectors.astype(np.float32, copy=False).reshape(len(ids), dim),
         labels=_with_implicit_negatives(labels),
-        unlabelled=unlabelled.astype(np.float32),
+        unlabelled=unlabelled.astype(np.float32, copy=False),
         defaults=[p.head for p in plans],
         zero_shot=zero_shot,
         zero_shot_background=background,
     )
 
 
-def _background(project: Project, space: str, labelled_ids: np.ndarray) -> np.ndarray:
-    """A sample of unlabelled inputs in ``space``: what "not this concept" usually looks like."""
-    ids, vectors = project.store.load_embeddings(space)
-    unlabelled = ~np.isin(ids, labelled_ids)
-    vectors = vectors[unlabelled] if len(ids) else vectors
-    if len(vectors) > BACKGROUND_SAMPLE:
-        vectors = vectors[np.random.default_rng(0).choice(len(vectors), BACKGROUND_SAMPLE, replace=False)]
-    return vectors
+def _background(unlabelled: np.ndarray) -> np.ndarray:
+    """A sample of the space's unlabelled inputs: what "not this concept" usually looks like."""
+    if len(unlabelled) > BACKGROUND_SAMPLE:
+        unlabelled = unlabelled[np.sort(np.random.default_rng(0).choice(len(unlabelled), BACKGROUND_SAMPLE, replace=False))]
+    return unlabelled
 
 
 _ARRAY_FIELDS = (

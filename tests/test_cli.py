@@ -114,3 +114,17 @@ def test_module_entry_point_and_clip_weights_message(tmp_path):
         [sys.executable, "-m", "core", "--json", "project", "list"], env=env, capture_output=True, text=True, timeout=300
     )
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
+
+
+@pytest.mark.parametrize(
+    "flags, method",
+    [([], "5-fold cross-validation"), (["--no-evaluate"], "not cross-validated")],
+)
+def test_train_cross_validates_unless_told_not_to(photos, capsys, flags, method):
+    assert _json(capsys, ["project", "create", "quick", "--embedder", "tiny"])[0] == 0
+    assert _json(capsys, ["ingest", "quick", str(photos / "train"), "--labels-from-folders"])[0] == 0
+    code, trained = _json(capsys, ["train", "quick", *flags])
+    image = next(e for e in trained["evaluations"] if e["space"] == "tiny-image")
+    assert code == 0 and image["method"] == method
+    assert {p["head"] for p in trained["concepts"] if p["space"] == "tiny-image"} == {"linear"}
+    assert all(c["scores"] == {} for c in trained["choices"]) == bool(flags)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext as does_not_raise
 
 import numpy as np
 import pytest
 
 from core.errors import ModelVersionError, TrainingError
-from core.heads import LINEAR, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT
+from core.heads import DEFAULT_THRESHOLD, LINEAR, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT, HeadConfig
 from core.ingest import ingest
 from core.media import RawInput, read_inputs
 from core.predict import predict
 from core.projects import create_project
+from core.selection import NOT_EVALUATED, SelectionConfig
 from core.training import load_model, plan_training, set_active_version, train
 
 from .photos import solid_image
@@ -205,3 +207,57 @@ def test_a_full_disk_while_saving_a_version_is_one_storage_error(tmp_path, monke
     with pytest.raises(StorageError, match="disk is full"):
         train(project)
     assert project.store.list_versions() == [] and not list((project.root / "versions").glob("*"))
+
+
+@pytest.mark.parametrize(
+    "counts, exclusive, expected",
+    [
+        ({"red": 6, "green": 6, "blue": 6}, False, {"red": LINEAR, "green": LINEAR, "blue": LINEAR}),
+        ({"red": 2, "green": 6, "blue": 6}, False, {"red": PROTOTYPE, "green": LINEAR, "blue": LINEAR}),
+        ({"red": 6, "green": 6}, True, {"red": LINEAR, "green": LINEAR}),
+        ({"red": 1}, False, {"red": PROTOTYPE}),
+    ],
+)
+def test_training_without_cross_validation_still_gives_a_usable_model(tmp_path, counts, exclusive, expected):
+    project = _colour_project(tmp_path, counts, exclusive=exclusive)
+    result = train(project, HeadConfig(evaluate=False))
+    assert {p.concept: p.head for p in result.concepts if p.space == "tiny-image"} == expected
+    evaluation = result.evaluation("tiny-image")
+    assert evaluation.method == NOT_EVALUATED and not evaluation.measured and evaluation.accuracy is None
+    assert all(c.metric == "" and c.scores == {} for c in result.choices)
+    heads = load_model(project).spaces["tiny-image"]
+    np.testing.assert_array_equal(heads.thresholds, np.full(len(heads.kinds), DEFAULT_THRESHOLD, np.float32))
+    np.testing.assert_array_equal(heads.calibration[:, 0], 1.0)
+    report = project.store.list_versions()[-1][4]
+    assert [m["method"] for m in report["metrics"]] == [NOT_EVALUATED] * len(report["metrics"])
+    assert report["scores"] == {"tiny-image": {"ids": [], "labels": [], "probabilities": [], "names": []}} or all(
+        not v["ids"] for v in report["scores"].values()
+    )
+    for colour in counts:
+        prediction = _predict_colour(project, colour, tmp_path=tmp_path)
+        assert prediction.concepts[0].concept == colour and prediction.concepts[0].head == expected[colour]
+
+
+@pytest.mark.parametrize(
+    "kinds, evaluate, expected",
+    [
+        ((LINEAR,), True, {LINEAR}),
+        ((LINEAR,), False, {LINEAR}),
+        ((PROTOTYPE,), True, {PROTOTYPE}),
+        ((PROTOTYPE,), False, {PROTOTYPE}),
+        ((), False, {LINEAR, PROTOTYPE}),
+    ],
+)
+def test_selection_kinds_force_the_head(tmp_path, kinds, evaluate, expected):
+    project = _colour_project(tmp_path, {"red": 3, "green": 6, "blue": 6})
+    result = train(project, HeadConfig(evaluate=evaluate), selection=SelectionConfig(kinds=kinds))
+    assert {p.head for p in result.concepts if p.space == "tiny-image"} == expected
+
+
+@pytest.mark.parametrize(
+    "kinds, raises",
+    [((LINEAR, PROTOTYPE), does_not_raise()), (("bogus",), pytest.raises(ValueError)), ((NO_HEAD,), pytest.raises(ValueError))],
+)
+def test_selection_kinds_must_be_head_kinds(kinds, raises):
+    with raises:
+        SelectionConfig(kinds=kinds)
