@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
 # A video's frames are embedded this many at a time while ffmpeg decodes the next ones.
-VIDEO_BATCH_SIZE = 16
+VIDEO_BATCH_SIZE = 32
 
 
 @dataclass(frozen=True)

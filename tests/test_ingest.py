@@ -13,12 +13,14 @@ import time
 import numpy as np
 import pytest
 
+from core import ingest as ingest_module
 from core.errors import InputError
 from core.index import load_index
 from core.ingest import ingest
-from core.media import ReadConfig, read_inputs, read_texts
+from core.media import ReadConfig, read_inputs, read_texts, sample_frames
 from core.projects import create_project, open_project
 
+from .media_fixtures import make_truncated_streamable_mp4, write_colour_video
 from .photos import solid_image
 
 
@@ -113,6 +115,29 @@ def test_video_is_stored_with_frames_and_a_mean_vector(project, tmp_path):
     mean = vectors.mean(axis=0)
     np.testing.assert_allclose(video_vector, mean / np.linalg.norm(mean), atol=1e-5)
     assert project.store.get_input(input_id).info["duration"] == pytest.approx(3.0, abs=0.2)
+
+
+@pytest.mark.parametrize("batch_size, calls", [(2, [2, 2, 1]), (32, [5])])
+def test_video_frames_are_embedded_batch_by_batch_as_they_are_decoded(project, tmp_path, monkeypatch, batch_size, calls):
+    path = write_colour_video(tmp_path / "colours.mp4", "libx264")
+    embedder = project.embedder()
+    whole = embedder.embed_images(sample_frames(path.read_bytes(), "colours.mp4", min_side=embedder.image_size).images)
+    seen, embed = [], embedder.embed_images
+    monkeypatch.setattr(embedder, "embed_images", lambda images: (seen.append(len(images)), embed(images))[1])
+    monkeypatch.setattr(ingest_module, "VIDEO_BATCH_SIZE", batch_size)
+    (input_id,) = ingest(project, read_inputs([path])).added
+    times, vectors = project.store.load_frames(input_id)
+    assert seen == calls and list(times) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    np.testing.assert_allclose(vectors, whole, atol=1e-5)
+
+
+def test_video_broken_off_mid_stream_fails_alone(project, tmp_path):
+    folder = _images(tmp_path / "batch", 2)
+    (folder / "cut.mp4").write_bytes(make_truncated_streamable_mp4(tmp_path / "whole.mp4"))
+    report = ingest(project, read_inputs([folder]))
+    assert len(report.added) == 2 and [os.path.basename(f.name) for f in report.failed] == ["cut.mp4"]
+    assert "video is damaged" in str(report.failed[0]) and "\n" not in str(report.failed[0])
+    assert {r.kind for r in project.store.list_inputs()} == {"image"}
 
 
 def test_progress_is_reported_per_batch(project):
