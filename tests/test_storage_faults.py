@@ -106,7 +106,7 @@ def test_no_space_for_an_original_file(tmp_path, monkeypatch):
 
 
 def test_no_space_for_a_video_temp_copy(monkeypatch):
-    monkeypatch.setattr("core.media.tempfile.mkstemp", _enospc)
+    monkeypatch.setattr("core.video.tempfile.mkstemp", _enospc)
     with pytest.raises(StorageError, match="the disk is full"):
         sample_frames(b"\x00\x00\x00\x18ftypmp42" + b"\0" * 100, "clip.mp4")
 
