@@ -18,7 +18,7 @@ project = require_project()
 st.title("Try")
 st.caption("Give the model something it has never seen, and see which concepts it finds.")
 
-versions = project.store.list_versions()
+versions = project.store.list_versions(report_keys=())
 if not versions:
     st.info("No trained model yet: train one on the Train page.", icon=":material/lightbulb:")
     st.page_link(TRAIN, label="Go to Train", icon=":material/model_training:")
@@ -104,14 +104,25 @@ with scores:
         )
     else:
         best = prediction.concepts[0]
-        clear = project.exclusive or best.score > 0.5
-        st.caption("The model sees" if clear else "The model is not sure")
-        st.markdown(f"### {md(best.concept)}" if clear else "### None of the concepts stands out")
+        # Each concept's own threshold decides (the best-F1 one from training, or the one saved on the Train page).
+        if prediction.unknown:
+            st.caption("The model does not recognise this")
+            st.markdown("### Not like anything you labelled")
+            reason = prediction.unknown_reason
+            st.caption(md(f"{reason[:1].upper()}{reason[1:]}."))
+        elif prediction.matches:
+            st.caption("The model sees")
+            st.markdown(f"### {md(', '.join(prediction.matches))}")
+        else:
+            st.caption("The model is not sure")
+            st.markdown("### None of the concepts passes its threshold")
         st.caption(f"Top score {best.score:.0%} · {head_name(best.head)} head · version {prediction.version}")
         table = pd.DataFrame(
             {
                 "concept": [f"{c.concept}  {c.score:.0%}" for c in prediction.concepts],
                 "score": [c.score for c in prediction.concepts],
+                "threshold": [c.threshold for c in prediction.concepts],
+                "passes": [c.passes for c in prediction.concepts],
                 "head": [head_name(c.head) for c in prediction.concepts],
             }
         )
@@ -121,8 +132,8 @@ with scores:
             .encode(
                 x=alt.X("score:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
                 y=alt.Y("concept:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240)),
-                color=alt.condition(alt.datum.score >= 0.5, alt.value("#4f46e5"), alt.value("#c7c9d9")),
-                tooltip=[alt.Tooltip("score:Q", format=".1%"), "head"],
+                color=alt.condition(alt.datum.passes, alt.value("#4f46e5"), alt.value("#c7c9d9")),
+                tooltip=[alt.Tooltip("score:Q", format=".1%"), alt.Tooltip("threshold:Q", format=".1%"), "head"],
             )
             .properties(height=alt.Step(34))  # a fixed height squashes the bars; a step per concept does not
         )

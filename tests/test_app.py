@@ -406,6 +406,21 @@ def test_try_a_photo_and_a_broken_file(colours):
     assert "### blue" in [m.value for m in at.markdown]
 
 
+def test_try_follows_each_concepts_threshold(colours):
+    from core.training import set_threshold
+
+    add_images(colours, RED, 3, concept="red", prefix="known-red", seed=60)
+    add_images(colours, BLUE, 3, concept="blue", prefix="known-blue", seed=70)
+    version = train(colours).version
+    for threshold, headline in [(0.0, "### red"), (1.0, "### None of the concepts passes its threshold")]:
+        set_threshold(colours, version, "red", threshold)
+        set_threshold(colours, version, "blue", 1.0)
+        at = run_app("try", "colours")
+        at.file_uploader(key="try_file").set_value(("new.png", png(RED, 99), "image/png")).run()
+        assert not at.exception
+        assert headline in [m.value for m in at.markdown]
+
+
 def test_names_from_people_are_escaped():
     project = create_project("demo", "tiny")
     files = [("**bold** [link](javascript:x) <i>x.png", png(RED))]
