@@ -59,7 +59,7 @@ class Project:
             created_at=float(self.store.get_meta("created_at", "0")),
             inputs=sum(counts.values()),
             concepts=len(self.store.list_concepts()),
-            versions=len(self.store.list_versions()),
+            versions=len(self.store.list_versions(report_keys=())),
         )
 
     def __repr__(self) -> str:

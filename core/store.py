@@ -710,9 +710,27 @@ class Store:
                 check(version)
         return version
 
-    def list_versions(self) -> list[tuple[int, float, str, float, dict]]:
-        rows = self.query("SELECT id, created_at, file, seconds, report FROM versions ORDER BY id")
-        return [(int(i), c, f, s, json.loads(r)) for i, c, f, s, r in rows]
+    def list_versions(self, report_keys: tuple[str, ...] | None = None) -> list[tuple[int, float, str, float, dict]]:
+        """Every version, oldest first: (number, created_at, file, seconds, report).
+
+        ``report_keys`` keeps only those top-level keys of each report, picked out by SQLite:
+        a report can hold thousands of cross-validated scores, and a page listing ten versions
+        should not parse them all on every rerun.
+        """
+        if report_keys is None:
+            rows = self.query("SELECT id, created_at, file, seconds, report FROM versions ORDER BY id")
+            return [(int(i), c, f, s, json.loads(r)) for i, c, f, s, r in rows]
+        picks = ", ".join(["?, json_extract(report, ?)"] * len(report_keys))
+        report = f"json_object({picks})" if picks else "'{}'"
+        sql = f"SELECT id, created_at, file, seconds, {report} FROM versions ORDER BY id"
+        params = tuple(x for key in report_keys for x in (key, f'$."{key}"'))
+        rows = self.query(sql, params)
+        return [(int(i), c, f, s, {k: v for k, v in json.loads(r).items() if v is not None}) for i, c, f, s, r in rows]
+
+    def get_version(self, number: int) -> tuple[int, float, str, float, dict] | None:
+        """One version with its whole report, or None."""
+        rows = self.query("SELECT id, created_at, file, seconds, report FROM versions WHERE id = ?", (int(number),))
+        return next(((int(i), c, f, s, json.loads(r)) for i, c, f, s, r in rows), None)
 
 
 def _list_files(folder: Path) -> list[Path]:

@@ -141,12 +141,11 @@ if st.button("Train", type="primary", icon=":material/model_training:", disabled
         st.session_state.pop("report_pick", None)  # show the new version's report
         st.rerun()
 
-versions = project.store.list_versions()
+versions = project.store.list_versions(report_keys=("concepts",))  # the whole report only for the version shown
 if not versions:
     share_model(None)
     st.stop()
 active = int(project.store.get_meta("active_version") or versions[-1][0])
-by_number = {v[0]: v for v in versions}
 
 # -- one version's report: quality, confusion, thresholds, mistakes ------------------------------
 
@@ -162,7 +161,7 @@ if len(versions) > 1:
     )
 else:
     shown = versions[-1][0]
-version, created, _, seconds, report = by_number[shown]
+version, created, _, seconds, report = project.store.get_version(shown) or versions[-1]
 st.subheader(f"Version {version}")
 a, b, c = st.columns(3)
 a.metric("Trained in", f"{seconds:.2f} s")

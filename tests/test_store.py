@@ -124,6 +124,26 @@ def test_resolve_input_id_by_hash_prefix(store):
     assert store.resolve_input_id(_item(7).sha256[:10]) == ids[_item(7).sha256]
 
 
+_REPORT = {"concepts": [{"concept": "a"}], "scores": [[0.1, 0.9]], "odd.key": 3, "none": None}
+
+
+@pytest.mark.parametrize(
+    "keys, expected",
+    [
+        (None, _REPORT),
+        ((), {}),
+        (("concepts",), {"concepts": [{"concept": "a"}]}),
+        (("concepts", "odd.key"), {"concepts": [{"concept": "a"}], "odd.key": 3}),
+        (("missing", "none"), {}),  # absent and null keys are left out alike
+    ],
+)
+def test_list_versions_picks_report_keys(store, keys, expected):
+    number = store.add_version("a.npz", 0.5, _REPORT)
+    assert store.list_versions(report_keys=keys) == [(number, pytest.approx(store.list_versions()[0][1]), "a.npz", 0.5, expected)]
+    assert store.get_version(number)[4] == _REPORT
+    assert store.get_version(number + 1) is None
+
+
 def test_versions_and_active(store):
     v1 = store.add_version("a.npz", 0.5, {"x": 1})
     v2 = store.add_version("b.npz", 0.7, {"x": 2})
