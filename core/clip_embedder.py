@@ -18,7 +18,7 @@ import open_clip
 import torch
 from PIL import Image
 
-from core.embedders import ClipSpec, Embedder, describe_spec
+from core.embedders import ClipSpec, Embedder, describe_spec, make_probe_images
 from core.errors import EmbedderError
 from core.preprocess import build_batch_preprocess
 from core.weights import resolve_clip_weights
@@ -173,26 +173,9 @@ def _quantize(model: torch.nn.Module) -> torch.nn.Module:
     return fast
 
 
-def _probe_images() -> list[Image.Image]:
-    """A few deterministic pictures with structure (shapes on textured ground): enough to compare two models."""
-    from PIL import ImageDraw
-
-    rng = np.random.default_rng(0)
-    images = []
-    for i in range(6):
-        pixels = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
-        image = Image.fromarray(pixels).resize((224, 224), Image.Resampling.BICUBIC)
-        draw = ImageDraw.Draw(image)
-        x, y = (int(v) for v in rng.integers(10, 120, 2))
-        shape = draw.ellipse if i % 2 else draw.rectangle
-        shape((x, y, x + 90, y + 90), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-        images.append(image)
-    return images
-
-
 def _agreement(reference: torch.nn.Module, candidate: torch.nn.Module, preprocess: Any, tokenizer: Any) -> float:
     """Lowest cosine between the two models' embeddings of the probe images and texts."""
-    pixels = torch.stack([preprocess(image) for image in _probe_images()])
+    pixels = torch.stack([preprocess(image) for image in make_probe_images()])
     tokens = tokenizer(list(_PROBE_TEXTS))
     with torch.inference_mode():
         pairs = [

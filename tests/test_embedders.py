@@ -25,6 +25,8 @@ from core.errors import EmbedderError
 from core.paths import get_models_dir
 from core.weights import clip_weights_available, resolve_clip_weights
 
+from .photos import photo_variants
+
 RANDOM_CLIP = "clip:ViT-B-32:random"
 DEFAULT_CANONICAL = "clip:ViT-B-32:laion2b_s34b_b79k"
 # spec, image space, image dim, text space, text dim
@@ -344,3 +346,96 @@ def test_unknown_precision_is_refused(monkeypatch):
     with pytest.raises(EmbedderError, match="CONCEPTLAB_PRECISION"):
         load_embedder("clip:ViT-B-32:random")
     clear_embedder_cache()
+
+
+# -- the squeezed lite image model ---------------------------------------------------------------
+
+
+def _lite_plain_features(images: list[Image.Image]) -> np.ndarray:
+    """Embeddings of the library's own, unmodified EfficientNet-Lite0 (the reference)."""
+    import torch
+
+    from core.lite_embedder import _load_image_model, _pooled_features
+
+    lite = load_embedder("lite")
+    with torch.inference_mode():
+        raw = _pooled_features(_load_image_model(), lite._batch_transform(images)).numpy()
+    return raw / np.linalg.norm(raw, axis=1, keepdims=True)
+
+
+@slow
+@pytest.mark.parametrize(
+    "images",
+    [
+        pytest.param(lambda: [_photo("chelsea")], id="one-photo"),
+        pytest.param(lambda: [im for name in ("coffee", "astronaut", "rocket") for im in photo_variants(name, 11)], id="33-crops"),
+        pytest.param(_odd_images, id="odd-sizes-and-modes"),
+    ],
+)
+def test_squeezed_lite_agrees_with_the_plain_model(images):
+    import torch
+
+    lite = load_embedder("lite")
+    batch = images()
+    ours = lite.embed_images(batch)
+    _assert_unit_rows(ours, len(batch), 1280)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite._image_model.modules())  # really squeezed
+    assert lite.agreement >= 0.999
+    assert np.sum(ours * _lite_plain_features(batch), axis=1).min() >= 0.999
+
+
+def _with_se_block(model):
+    model._blocks[3].has_se = True
+    return model
+
+
+def _without_a_batch_norm(model):
+    import torch
+
+    model._blocks[2]._bn1 = torch.nn.Identity()
+    return model
+
+
+@slow
+@pytest.mark.parametrize(
+    "damage, exception",
+    [
+        (lambda model: model, does_not_raise()),
+        (_with_se_block, pytest.raises(EmbedderError, match="squeeze-excitation")),
+        (_without_a_batch_norm, pytest.raises(EmbedderError, match="Identity")),
+    ],
+)
+def test_squeeze_refuses_a_layout_it_does_not_know(damage, exception):
+    from core.lite_embedder import _load_image_model, squeeze_image_model
+
+    plain = damage(_load_image_model())
+    with exception:
+        squeezed = squeeze_image_model(plain)
+        assert squeezed is not plain and squeezed.channels_last
+
+
+@slow
+@pytest.mark.parametrize(
+    "squeeze, agreement, expect_squeezed",
+    [
+        (None, None, True),
+        (None, 0.99, False),  # an int8-like agreement is not good enough for an exact rewrite
+        ("fail", None, False),
+    ],
+)
+def test_lite_falls_back_to_the_plain_model(squeeze, agreement, expect_squeezed, monkeypatch):
+    import core.lite_embedder as lite_module
+
+    if squeeze == "fail":
+
+        def refuse(model):
+            raise EmbedderError("not the Lite layout")
+
+        monkeypatch.setattr(lite_module, "squeeze_image_model", refuse)
+    if agreement is not None:
+        monkeypatch.setattr(lite_module, "measure_agreement", lambda *args: agreement)
+    plain = lite_module._load_image_model()
+    lite = load_embedder("lite")
+    chosen, measured = lite_module._choose_image_model(plain, lite._batch_transform)
+    assert (chosen is not plain) == expect_squeezed
+    assert measured == pytest.approx(agreement if agreement is not None else 1.0, abs=1e-3)
