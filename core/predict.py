@@ -97,23 +97,45 @@ def get_model(project: Project, version: int | None = None) -> Model:
         return _models[key]
 
 
-def _score_vectors(project: Project, model: Model, space: str, vectors: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
+def _score_vectors(model: Model, current: dict[int, str], space: str, vectors: np.ndarray) -> tuple[list[str], np.ndarray, list[str]]:
     """(concept names, scores (n, C), head kinds) for vectors of one space; deleted concepts left out."""
     heads = model.spaces.get(space)
     if heads is None:
         return [], np.zeros((len(vectors), 0)), []
-    current = dict(project.store.list_concepts())
     scores = heads.score(vectors)
     keep = [j for j, cid in enumerate(heads.concept_ids) if int(cid) in current and not np.isnan(scores[0, j])]
     names = [current[int(heads.concept_ids[j])] for j in keep]
     return names, scores[:, keep], [heads.kinds[j] for j in keep]
 
 
+@dataclass
+class _Context:
+    """What every prediction of one batch shares: read once, not once per input (each is a SQLite query)."""
+
+    project: Project
+    model: Model
+    current: dict[int, str]  # concept id -> name, deleted concepts absent
+    thresholds: dict[str, np.ndarray] = field(default_factory=dict)  # space -> thresholds in force
+
+    @classmethod
+    def read(cls, project: Project, version: int | None) -> _Context:
+        return cls(project, get_model(project, version), dict(project.store.list_concepts()))
+
+    def thresholds_of(self, space: str) -> np.ndarray:
+        if space not in self.thresholds:
+            self.thresholds[space] = thresholds_for(self.project, self.model, space)
+        return self.thresholds[space]
+
+
 def predict_embedded(project: Project, item: EmbeddedInput, version: int | None = None, explain: int = 3) -> Prediction:
     """Score one embedded input with a model version."""
-    model = get_model(project, version)
-    names, scores, kinds = _score_vectors(project, model, item.space, item.vector[None, :])
-    thresholds, unknown, reason = _decide(project, model, item.space, item.vector, names)
+    return _predict_one(_Context.read(project, version), item, explain)
+
+
+def _predict_one(context: _Context, item: EmbeddedInput, explain: int) -> Prediction:
+    model = context.model
+    names, scores, kinds = _score_vectors(model, context.current, item.space, item.vector[None, :])
+    thresholds, unknown, reason = _decide(context, item.space, item.vector, names)
     concepts = sorted(
         (
             ConceptScore(n, round(float(s), 6), k, round(float(t), 6), bool(s >= t) and not unknown)
@@ -123,19 +145,19 @@ def predict_embedded(project: Project, item: EmbeddedInput, version: int | None 
     )
     frames = None
     if item.frame_vectors is not None and len(item.frame_vectors):
-        names_f, frame_scores, _ = _score_vectors(project, model, item.space, item.frame_vectors)
+        names_f, frame_scores, _ = _score_vectors(model, context.current, item.space, item.frame_vectors)
         frames = FrameScores(list(item.frame_times), {n: [round(float(v), 6) for v in frame_scores[:, j]] for j, n in enumerate(names_f)})
-    neighbours = _explain(project, model, item.space, item.vector, explain) if explain else []
+    neighbours = _explain(context.project, model, item.space, item.vector, explain) if explain else []
     return Prediction(item.raw.name, item.raw.kind, concepts, model.version, neighbours, frames, unknown, reason)
 
 
-def _decide(project: Project, model: Model, space: str, vector: np.ndarray, names: list[str]) -> tuple[list[float], bool, str]:
+def _decide(context: _Context, space: str, vector: np.ndarray, names: list[str]) -> tuple[list[float], bool, str]:
     """(threshold per named concept, is the input unknown, why) for one input."""
-    heads = model.spaces.get(space)
+    heads = context.model.spaces.get(space)
     if heads is None:
         return [], False, ""
-    in_force = thresholds_for(project, model, space)
-    current = dict(project.store.list_concepts())
+    in_force = context.thresholds_of(space)
+    current = context.current
     by_name = {current[int(cid)]: float(t) for cid, t in zip(heads.concept_ids, in_force) if int(cid) in current}
     unknown, nearest = heads.unknown(vector[None, :])
     reason = ""
@@ -184,14 +206,17 @@ def predict(
 
 
 def _predict_batch(project, embedder, batch, version, video, explain) -> Iterator[Prediction | InputError]:
+    if not batch:
+        return
     raws = [item for item in batch if not isinstance(item, InputError)]
     embedded = iter(embed_inputs(embedder, raws, video))
+    context = _Context.read(project, version)  # after embedding: a model trained meanwhile is the one used
     for item in batch:
         if isinstance(item, InputError):
             yield item
             continue
         result = next(embedded)
-        yield result if isinstance(result, InputError) else predict_embedded(project, result, version, explain)
+        yield result if isinstance(result, InputError) else _predict_one(context, result, explain)
 
 
 @dataclass(frozen=True)
