@@ -10,7 +10,7 @@ from core.ingest import ingest
 from core.media import ReadConfig, read_inputs, read_texts
 from core.predict import Prediction, predict, search_similar
 from core.projects import create_project
-from core.training import train
+from core.training import set_threshold, train
 
 from .photos import solid_image
 
@@ -86,3 +86,36 @@ def test_search_by_new_input_and_unknown_id(trained, tmp_path):
     assert len(hits) == 6 and trained.store.labels_of(hits[0].record.id) == {"blue": 1}
     with pytest.raises(InputError, match="no such input"):
         search_similar(trained, 12345)
+
+
+def _override_red_threshold(project):
+    from core.predict import get_model
+
+    set_threshold(project, get_model(project).version, "red", 0.999)
+
+
+@pytest.mark.parametrize(
+    "change, explain, red_passes",
+    [
+        (lambda project: None, 3, True),
+        (lambda project: None, 0, True),
+        (_override_red_threshold, 2, False),  # a threshold set by hand is the one in force
+        (lambda project: project.store.delete_concept("blue"), 1, True),  # a deleted concept is left out
+    ],
+)
+def test_a_batch_predicts_what_each_input_alone_predicts(trained, tmp_path, change, explain, red_passes):
+    from core.ingest import embed_inputs
+    from core.predict import predict_embedded
+
+    change(trained)
+    paths = []
+    for i, colour in enumerate((RED, BLUE, RED)):
+        paths.append(tmp_path / f"q{i}.png")
+        solid_image(colour, seed=50 + i).save(paths[-1])
+    batch = list(predict(trained, read_inputs(paths), explain=explain))
+    alone = [predict_embedded(trained, item, explain=explain) for item in embed_inputs(trained.embedder(), list(read_inputs(paths)))]
+    assert [p.to_dict() for p in batch] == [p.to_dict() for p in alone]
+    assert all(len(p.neighbours) == explain for p in batch)
+    names = {c.concept for c in batch[0].concepts}
+    assert "red" in names and ("blue" in names) == ("blue" in dict((n, i) for i, n in trained.store.list_concepts()))
+    assert ("red" in batch[0].matches) == red_passes
