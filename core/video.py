@@ -43,7 +43,7 @@ _SHOWINFO = re.compile(rb"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[\d.]+)")
 # (break-even measured on a 720p clip with 10 s between keyframes, x264's default; shorter GOPs favour seeking sooner).
 _SEEK_PERIOD_S = 15.0
 # Samples this many frames apart come from a decoder that skips B-frames, which no other frame needs:
-# about half the decoding, and a sample is then at most 3 frames (x264's B-frames in a row) after its planned time.
+# about half the decoding, and a sample is then at most 3 frames (x264's B-frames in a row) before its planned time.
 _SKIP_B_FRAMES_GAP = 16
 _MAX_VIDEO_PIXELS = 64_000_000  # 8K is 33 megapixels; a header that claims more is hostile or broken
 _GRACE_S = 10.0  # how long to wait for a killed ffmpeg and its pipes to close
