@@ -58,7 +58,8 @@ class IndexConfig:
         max_cells: cap on the cells; k-means and assigning each vector cost grow with the cells.
         training_points_per_cell: k-means sample size per cell (FAISS asks for at least 39).
         kmeans_iterations: k-means iterations; 10 lose no recall against 25 on clustered vectors.
-        min_probes: fewest cells searched per query.
+        min_probes: fewest cells searched per query (at 1M vectors 8 cells read 7,800: recall@10 1.000,
+            1.3 ms of CPU; 16 cells 2.4 ms, and 6 ms instead of 1.5 ms wall on a loaded machine).
         min_scanned: fewest vectors a query reads, on average: more cells are probed while cells are
             small (recall@10 on clustered vectors: 0.93 reading 700 vectors, 0.998 reading 1,400).
         rerank_factor: the shortlist of ``rerank_factor * k`` quantised hits re-scored exactly.
@@ -71,7 +72,7 @@ class IndexConfig:
     max_cells: int = 1024
     training_points_per_cell: int = 40
     kmeans_iterations: int = 10
-    min_probes: int = 16
+    min_probes: int = 8
     min_scanned: int = 4096
     rerank_factor: int = 4
     regrow_ratio: float = 1.5

@@ -68,7 +68,7 @@ def test_approximate_index_above_the_switch_keeps_recall_and_exact_scores(n, d):
 
 @pytest.mark.parametrize(
     "n, cells, probes",
-    [(20_001, 565, 116), (100_000, 1024, 42), (1_000_000, 1024, 16), (100, 40, 40)],
+    [(20_001, 565, 116), (100_000, 1024, 42), (1_000_000, 1024, 8), (100, 40, 40)],
 )
 def test_cells_grow_with_the_vectors_and_small_cells_are_probed_more(n, cells, probes):
     config = IndexConfig()
