@@ -61,7 +61,7 @@ def bench_training(rows: list[Row], sizes: tuple[int, ...]) -> None:
                 start = time.perf_counter()
                 result = train(project, HeadConfig(evaluate=evaluate), selection=selection)
                 took = time.perf_counter() - start
-                kinds = sorted({p.head for p in result.concepts})
+                kinds = sorted({p.head for p in result.concepts if p.head != "none"})  # "none": the empty text space
                 label = f"train {CONCEPTS} {heads} heads ({', '.join(kinds)}), {n:,} x {DIM}, " + (
                     "with cross-validation" if evaluate else "no cross-validation"
                 )
