@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from .heads import NO_HEAD
 from .metrics import NONE_LABEL, Evaluation
-from .selection import TOO_FEW
+from .selection import NOT_EVALUATED, TOO_FEW
 
 # What each outcome of an independent concept is called on the page, in chart order.
 OUTCOMES = ("found", "wrongly matched", "missed", "rightly left out")
 _NOT_MEASURED = "not measured: train again to measure it"
+_NOT_CROSS_VALIDATED = "not measured: trained without cross-validation"
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,9 @@ def build_quality_rows(report: dict) -> list[QualityRow]:
         metrics = evaluation.concept(name) if evaluation else None
         choice = next((c for c in choices.get(space, []) if isinstance(c, dict) and c.get("concept") == name), None)
         # No evaluation for the space: a version trained before evaluation existed.
-        note = "" if metrics else (_NOT_MEASURED if evaluation is None else TOO_FEW)
+        note = "" if metrics else _NOT_MEASURED if evaluation is None else TOO_FEW
+        if not metrics and evaluation is not None and evaluation.method == NOT_EVALUATED:
+            note = _NOT_CROSS_VALIDATED
         rows.append(
             QualityRow(
                 concept=name,

@@ -530,6 +530,15 @@ def test_read_evaluations_round_trips_what_training_stored(colours):
     assert row.f1 == 1.0 and row.threshold == result.evaluations[0].concept("red").threshold
 
 
+def test_quality_rows_of_a_version_trained_without_cross_validation(colours):
+    from core.heads import HeadConfig
+
+    project, _ = colours
+    train(project, HeadConfig(evaluate=False))
+    rows = build_quality_rows(project.store.list_versions()[-1][4])
+    assert rows and all(r.note == "not measured: trained without cross-validation" and r.f1 is None for r in rows)
+
+
 # -- evaluate on held-out data ----------------------------------------------------------------
 
 PHOTOS = {"cat": "chelsea", "coffee": "coffee", "astronaut": "astronaut"}
