@@ -26,8 +26,10 @@ from .store import NewInput, validate_concept_name
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
-# A video's frames are embedded this many at a time while ffmpeg decodes the next ones.
+# A video's frames are embedded this many at a time while ffmpeg decodes the next ones; the
+# first batch is small so the model starts while ffmpeg is still decoding.
 VIDEO_BATCH_SIZE = 32
+VIDEO_FIRST_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def embed_inputs(embedder: Embedder, raws: list[RawInput], video: VideoConfig = 
 def _embed_video(embedder: Embedder, raw: RawInput, video: VideoConfig, min_side: int | None) -> EmbeddedInput:
     """Embed a video's sampled frames batch by batch as ffmpeg delivers them; its vector is their normalised mean."""
     with open_video(raw.data, raw.name, video, suffix=raw.suffix, min_side=min_side) as stream:
-        vectors = np.concatenate([embedder.embed_images(images) for images in stream.batches(VIDEO_BATCH_SIZE)])
+        vectors = np.concatenate([embedder.embed_images(images) for images in stream.batches(VIDEO_BATCH_SIZE, first=VIDEO_FIRST_BATCH)])
     mean = vectors.mean(axis=0)
     mean /= np.linalg.norm(mean) or 1.0
     info = {"duration": stream.duration, "width": stream.width, "height": stream.height, "frames": len(stream.times)}

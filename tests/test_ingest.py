@@ -117,14 +117,15 @@ def test_video_is_stored_with_frames_and_a_mean_vector(project, tmp_path):
     assert project.store.get_input(input_id).info["duration"] == pytest.approx(3.0, abs=0.2)
 
 
-@pytest.mark.parametrize("batch_size, calls", [(2, [2, 2, 1]), (32, [5])])
-def test_video_frames_are_embedded_batch_by_batch_as_they_are_decoded(project, tmp_path, monkeypatch, batch_size, calls):
+@pytest.mark.parametrize("first, batch_size, calls", [(2, 2, [2, 2, 1]), (1, 2, [1, 2, 2]), (3, 32, [3, 2]), (8, 32, [5]), (8, 2, [5])])
+def test_video_frames_are_embedded_batch_by_batch_as_they_are_decoded(project, tmp_path, monkeypatch, first, batch_size, calls):
     path = write_colour_video(tmp_path / "colours.mp4", "libx264")
     embedder = project.embedder()
     whole = embedder.embed_images(sample_frames(path.read_bytes(), "colours.mp4", min_side=embedder.image_size).images)
     seen, embed = [], embedder.embed_images
     monkeypatch.setattr(embedder, "embed_images", lambda images: (seen.append(len(images)), embed(images))[1])
     monkeypatch.setattr(ingest_module, "VIDEO_BATCH_SIZE", batch_size)
+    monkeypatch.setattr(ingest_module, "VIDEO_FIRST_BATCH", first)
     (input_id,) = ingest(project, read_inputs([path])).added
     times, vectors = project.store.load_frames(input_id)
     assert seen == calls and list(times) == [0.0, 1.0, 2.0, 3.0, 4.0]
