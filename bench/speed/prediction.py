@@ -32,14 +32,23 @@ def bench_prediction(photos: Path, rows: list[Row], calls: int) -> None:
     query = paths[0]
     image_tensor = embedder._preprocess(Image.open(query).convert("RGB"))[None]
     tokens = embedder._tokenizer(["a photo of a red square on a table"])
+
+    def bare_from_file():
+        # What a plain open_clip script does with a photo file: PIL decode, its own preprocess, one forward.
+        return embedder._model.encode_image(embedder._preprocess(Image.open(query).convert("RGB"))[None])
+
+    predict_image = lambda: list(predict(project, read_inputs([query])))  # noqa: E731
     cases = {
-        "image": (lambda: list(predict(project, read_inputs([query]))), lambda: embedder._model.encode_image(image_tensor)),
+        "image": (predict_image, lambda: embedder._model.encode_image(image_tensor), "bare forward", True),
         "text": (
             lambda: list(predict(project, read_texts(["a photo of a red square on a table"]))),
             lambda: embedder._model.encode_text(tokens),
+            "bare forward",
+            True,
         ),
+        "image, against open_clip from the file": (predict_image, bare_from_file, "bare decode + preprocess + forward", False),
     }
-    for kind, (ours, bare) in cases.items():
+    for kind, (ours, bare, reference, has_goal) in cases.items():
         ours_times, bare_times = [], []
         ours()
         with torch.inference_mode():
@@ -59,9 +68,9 @@ def bench_prediction(photos: Path, rows: list[Row], calls: int) -> None:
             Row(
                 f"warm prediction, one {kind} (median / p95)",
                 f"{med:.1f} / {p95:.1f} ms",
-                f"{ref_med:.1f} / {ref_p95:.1f} ms bare",
+                f"{ref_med:.1f} / {ref_p95:.1f} ms {reference}",
                 f"{ratio:.2f}",
-                "<= 1.2",
-                met(ratio <= 1.2),
+                "<= 1.2" if has_goal else "",
+                met(ratio <= 1.2) if has_goal else "",
             )
         )
