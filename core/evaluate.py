@@ -9,7 +9,6 @@ cross-validation got wrong at that threshold (for relabelling them).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from .media import RawInput, VideoConfig
 from .metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
 from .projects import Project
 from .store import InputRecord
-from .training import Model, load_model, thresholds_for
+from .training import Model, load_model, resolve_version, thresholds_for
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +134,8 @@ def _report(project: Project, version: int | None) -> tuple[int, dict]:
     weigh a hundred megabytes) or every version's report (each with its out-of-fold scores)
     just to find this one would make each move slow.
     """
-    if version is None:
-        active = project.store.get_meta("active_version")
-        version = int(active) if active else project.store.query("SELECT max(id) FROM versions")[0][0]
-    if version is None:
-        raise ModelVersionError(f"project '{project.name}' has no trained model yet: train one first")
-    rows = project.store.query("SELECT report FROM versions WHERE id = ?", (int(version),))
-    if not rows:
-        raise ModelVersionError(f"project '{project.name}' has no model version {version}")
-    return int(version), json.loads(rows[0][0])
+    number = resolve_version(project, version)
+    return number, project.store.get_version(number)[4]
 
 
 def get_evaluations(project: Project, version: int | None = None) -> list[Evaluation]:

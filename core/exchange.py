@@ -121,7 +121,7 @@ def export_model(project: Project, version: int | None = None) -> bytes:
         ModelVersionError: no such version, or its file cannot be read.
     """
     number = load_model(project, version).version  # resolves "active" and proves the version loads
-    _, created_at, file, seconds, report = next(v for v in project.store.list_versions() if v[0] == number)
+    _, created_at, file, seconds, report = project.store.get_version(number)
     try:
         with np.load(project.root / "versions" / file, allow_pickle=False) as data:
             model = json.loads(bytes(data["manifest"]).decode())

@@ -718,19 +718,26 @@ class Store:
         should not parse them all on every rerun.
         """
         if report_keys is None:
-            rows = self.query("SELECT id, created_at, file, seconds, report FROM versions ORDER BY id")
-            return [(int(i), c, f, s, json.loads(r)) for i, c, f, s, r in rows]
+            return [_to_version(row) for row in self.query(f"SELECT {_VERSION_COLUMNS}, report FROM versions ORDER BY id")]
         picks = ", ".join(["?, json_extract(report, ?)"] * len(report_keys))
         report = f"json_object({picks})" if picks else "'{}'"
-        sql = f"SELECT id, created_at, file, seconds, {report} FROM versions ORDER BY id"
         params = tuple(x for key in report_keys for x in (key, f'$."{key}"'))
-        rows = self.query(sql, params)
-        return [(int(i), c, f, s, {k: v for k, v in json.loads(r).items() if v is not None}) for i, c, f, s, r in rows]
+        rows = self.query(f"SELECT {_VERSION_COLUMNS}, {report} FROM versions ORDER BY id", params)
+        # json_object keeps absent keys as nulls: leave them out, as a full report would.
+        return [(*version[:4], {k: v for k, v in version[4].items() if v is not None}) for version in map(_to_version, rows)]
 
     def get_version(self, number: int) -> tuple[int, float, str, float, dict] | None:
         """One version with its whole report, or None."""
-        rows = self.query("SELECT id, created_at, file, seconds, report FROM versions WHERE id = ?", (int(number),))
-        return next(((int(i), c, f, s, json.loads(r)) for i, c, f, s, r in rows), None)
+        rows = self.query(f"SELECT {_VERSION_COLUMNS}, report FROM versions WHERE id = ?", (int(number),))
+        return _to_version(rows[0]) if rows else None
+
+
+_VERSION_COLUMNS = "id, created_at, file, seconds"
+
+
+def _to_version(row: tuple) -> tuple[int, float, str, float, dict]:
+    number, created_at, file, seconds, report = row
+    return int(number), created_at, file, seconds, json.loads(report)
 
 
 def _list_files(folder: Path) -> list[Path]:

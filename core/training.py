@@ -341,21 +341,31 @@ def _save_version_file(root: Path, manifest: dict, arrays: dict[str, np.ndarray]
     return name
 
 
+def resolve_version(project: Project, version: int | None = None) -> int:
+    """The number of a stored model version: ``version`` itself, or the active one (else the newest).
+
+    Raises:
+        ModelVersionError: no trained model yet, or no such version.
+    """
+    numbers = [v[0] for v in project.store.list_versions(report_keys=())]
+    if version is None:
+        active = project.store.get_meta("active_version")
+        version = int(active) if active else (max(numbers) if numbers else None)
+    if version is None:
+        raise ModelVersionError(f"project '{project.name}' has no trained model yet: train one first")
+    if version not in numbers:
+        raise ModelVersionError(f"project '{project.name}' has no model version {version}")
+    return version
+
+
 def load_model(project: Project, version: int | None = None) -> Model:
     """Load a model version (the active one by default) without pickle.
 
     Raises:
         ModelVersionError: no such version, or its file is missing or from another embedder.
     """
-    versions = {v[0]: v for v in project.store.list_versions()}
-    if version is None:
-        active = project.store.get_meta("active_version")
-        version = int(active) if active else (max(versions) if versions else None)
-    if version is None:
-        raise ModelVersionError(f"project '{project.name}' has no trained model yet: train one first")
-    if version not in versions:
-        raise ModelVersionError(f"project '{project.name}' has no model version {version}")
-    path = project.root / "versions" / versions[version][2]
+    version = resolve_version(project, version)
+    path = project.root / "versions" / project.store.get_version(version)[2]
     try:
         with np.load(path, allow_pickle=False) as data:
             manifest = json.loads(bytes(data["manifest"]).decode())
@@ -384,9 +394,7 @@ def load_model(project: Project, version: int | None = None) -> Model:
 
 def set_active_version(project: Project, version: int) -> None:
     """Make ``version`` the one predictions use."""
-    if version not in {v[0] for v in project.store.list_versions()}:
-        raise ModelVersionError(f"project '{project.name}' has no model version {version}")
-    project.store.set_meta("active_version", str(version))
+    project.store.set_meta("active_version", str(resolve_version(project, version)))
 
 
 def set_threshold(project: Project, version: int, concept: str, value: float) -> None:
