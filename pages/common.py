@@ -52,8 +52,8 @@ def md(text: object) -> str:
     return _MARKDOWN_LEADING.sub(lambda m: f"{m.group(1)}{m.group(2)[:-1]}\\{m.group(2)[-1]}", escaped)
 
 
-def sentence(error: BaseException) -> str:
-    """An engine error as one sentence: capital first letter, full stop."""
+def sentence(error: BaseException | str) -> str:
+    """An engine error (or a reason it gave) as one sentence: capital first letter, full stop."""
     if isinstance(error, InputError):
         text = f"Could not use {error.name}: {error.reason}"
     else:
@@ -273,7 +273,7 @@ def render_mistakes(project: Project, concept: str, mistakes: Mistakes, more_key
     """
     st.markdown(f"**What the model got wrong for {md(concept)} at this threshold**")
     if mistakes.note:
-        st.caption(md(mistakes.note[:1].upper() + mistakes.note[1:]) + ".")
+        st.caption(md(sentence(mistakes.note)))
         return
     if not mistakes.total_false_positives and not mistakes.total_false_negatives:
         st.caption("Nothing: every labelled input lands on the right side of this threshold.")

@@ -215,7 +215,7 @@ if quality:
     st.dataframe(table, hide_index=True, width="stretch", column_config=config, key="quality_table")
     for evaluation in overall:
         if evaluation.note:
-            st.caption(md(evaluation.note[:1].upper() + evaluation.note[1:]) + ".")
+            st.caption(md(sentence(evaluation.note)))
 
 # The confusion chart: which concept each labelled input was taken for (or, for independent
 # concepts, how often each concept was found, wrongly matched, missed or rightly left out).

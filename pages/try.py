@@ -108,8 +108,7 @@ with scores:
         if prediction.unknown:
             st.caption("The model does not recognise this")
             st.markdown("### Not like anything you labelled")
-            reason = prediction.unknown_reason
-            st.caption(md(f"{reason[:1].upper()}{reason[1:]}."))
+            st.caption(md(sentence(prediction.unknown_reason)))
         elif prediction.matches:
             st.caption("The model sees")
             st.markdown(f"### {md(', '.join(prediction.matches))}")
