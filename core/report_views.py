@@ -129,10 +129,12 @@ def build_quality_rows(report: dict) -> list[QualityRow]:
         evaluation = evaluations.get(space)
         metrics = evaluation.concept(name) if evaluation else None
         choice = next((c for c in choices.get(space, []) if isinstance(c, dict) and c.get("concept") == name), None)
-        # No evaluation for the space: a version trained before evaluation existed.
-        note = "" if metrics else _NOT_MEASURED if evaluation is None else TOO_FEW
-        if not metrics and evaluation is not None and evaluation.method == NOT_EVALUATED:
-            note = _NOT_CROSS_VALIDATED
+        if metrics:
+            note = ""
+        elif evaluation is None:  # a version trained before evaluation existed
+            note = _NOT_MEASURED
+        else:
+            note = _NOT_CROSS_VALIDATED if evaluation.method == NOT_EVALUATED else TOO_FEW
         rows.append(
             QualityRow(
                 concept=name,
