@@ -236,7 +236,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             project = open_project(args.name)
         except ProjectError:
             project = create_project(args.name, model_file.embedder, model_file.exclusive)
-        result = import_model(project, model_file)
+        result = import_model(project, model_file, name=args.file)
         made = f"; created {', '.join(result.created)}" if result.created else ""
         data = {"project": project.name, "version": result.version, "concepts": result.concepts, "created": result.created}
         _out(args, data, f"imported {args.file} as version {result.version} of '{project.name}' ({len(result.concepts)} concepts{made})")

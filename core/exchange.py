@@ -13,6 +13,7 @@ is not registered at all.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -24,7 +25,7 @@ import time
 import uuid
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -189,12 +190,35 @@ def export_model_to(project: Project, path: str | os.PathLike[str], version: int
 # -- reading and checking -------------------------------------------------------------------
 
 
-def read_model_file(source: bytes | str | os.PathLike[str] | BinaryIO, limits: ExchangeLimits = ExchangeLimits()) -> ModelFile:
+def read_model_file(
+    source: bytes | str | os.PathLike[str] | BinaryIO, limits: ExchangeLimits = ExchangeLimits(), name: str | None = None
+) -> ModelFile:
     """Read a model file (bytes, a path or a binary stream) and check everything that does not depend on a project.
 
+    ``name`` is what the person knows the file as (an upload's name); a path names itself.
+
     Raises:
-        ModelFileError: the file is not a model file, is damaged, too large, unsafe, or from a newer conceptlab.
+        ModelFileError: the file is not a model file, is damaged, too large, unsafe, or from a newer conceptlab;
+            the message names the file when its name is known.
     """
+    if name is None and isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+    with _naming(name):
+        return _read_model_file(source, limits)
+
+
+@contextlib.contextmanager
+def _naming(name: str | None) -> Iterator[None]:
+    """Put the file's name in front of a ModelFileError's reason, as an InputError would."""
+    try:
+        yield
+    except ModelFileError as e:
+        if name is None:
+            raise
+        raise ModelFileError(f"could not use {name}: {e}") from e
+
+
+def _read_model_file(source: bytes | str | os.PathLike[str] | BinaryIO, limits: ExchangeLimits) -> ModelFile:
     data = _read_source(source, limits)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -233,7 +257,7 @@ def _read_source(source: bytes | str | os.PathLike[str] | BinaryIO, limits: Exch
                 raise ModelFileError(f"model file too large ({size:,} bytes, limit {limits.max_file_bytes:,})")
             data = Path(source).read_bytes()
         except OSError as e:
-            raise ModelFileError(f"cannot read model file {os.fspath(source)} ({e.strerror or e})") from e
+            raise ModelFileError(f"cannot read model file ({e.strerror or e})") from e  # read_model_file names the path
     if len(data) > limits.max_file_bytes:
         raise ModelFileError(f"model file too large ({len(data):,} bytes, limit {limits.max_file_bytes:,})")
     if not data:
@@ -419,8 +443,22 @@ def _digest(array: np.ndarray) -> str:
 # -- import ---------------------------------------------------------------------------------
 
 
+def _check_fits(project: Project, model_file: ModelFile) -> None:
+    if model_file.embedder != project.embedder_spec:
+        raise ModelFileError(
+            f"this model was trained with embedder {model_file.embedder}, but project '{project.name}' uses "
+            f"{project.embedder_spec}: embeddings of different models do not mix, so it cannot be used here"
+        )
+    if model_file.exclusive != project.exclusive:
+        modes = {True: "mutually exclusive concepts", False: "independent concepts"}
+        raise ModelFileError(f"this model has {modes[model_file.exclusive]}, but project '{project.name}' has {modes[project.exclusive]}")
+
+
 def import_model(
-    project: Project, source: bytes | str | os.PathLike[str] | BinaryIO | ModelFile, limits: ExchangeLimits = ExchangeLimits()
+    project: Project,
+    source: bytes | str | os.PathLike[str] | BinaryIO | ModelFile,
+    limits: ExchangeLimits = ExchangeLimits(),
+    name: str | None = None,
 ) -> ImportResult:
     """Add a model file to a project as its newest (and active) model version.
 
@@ -432,6 +470,7 @@ def import_model(
         project: a project with the same embedder and label mode as the model.
         source: the model file's bytes, its path, a binary stream, or a ``ModelFile`` already read.
         limits: size limits for reading the file.
+        name: what the person knows the file as, named in errors (a path names itself).
 
     Returns:
         The new version number and the concepts it scores, with those that were created.
@@ -440,15 +479,11 @@ def import_model(
         ModelFileError: the file is damaged or unsafe, or made for another embedder or label mode.
         StorageError: the project cannot be written.
     """
-    model_file = source if isinstance(source, ModelFile) else read_model_file(source, limits)
-    if model_file.embedder != project.embedder_spec:
-        raise ModelFileError(
-            f"this model was trained with embedder {model_file.embedder}, but project '{project.name}' uses "
-            f"{project.embedder_spec}: embeddings of different models do not mix, so it cannot be used here"
-        )
-    if model_file.exclusive != project.exclusive:
-        modes = {True: "mutually exclusive concepts", False: "independent concepts"}
-        raise ModelFileError(f"this model has {modes[model_file.exclusive]}, but project '{project.name}' has {modes[project.exclusive]}")
+    if name is None and isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+    model_file = source if isinstance(source, ModelFile) else read_model_file(source, limits, name)
+    with _naming(name):
+        _check_fits(project, model_file)
     store = project.store
     existing = {name.casefold() for _, name in store.list_concepts()}
     created = [n for n in model_file.concepts if n.casefold() not in existing]

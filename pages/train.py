@@ -68,7 +68,7 @@ def share_model(version: int | None) -> None:
             submitted = st.form_submit_button("Import", icon=":material/upload:")
         if submitted and upload is not None:
             try:
-                imported = import_model(project, upload.getvalue())
+                imported = import_model(project, upload.getvalue(), name=upload.name)
             except ConceptlabError as e:
                 show_error(e)
             else:

@@ -613,8 +613,8 @@ def test_export_from_the_page_then_import_into_another_project(monkeypatch, trai
 @pytest.mark.parametrize(
     "data, message",
     [
-        (b"not a zip at all", "Not a conceptlab model file (not a zip archive)."),
-        (b"", "The model file is empty."),
+        (b"not a zip at all", "Could not use model.zip: not a conceptlab model file (not a zip archive)."),
+        (b"", "Could not use model.zip: the model file is empty."),
     ],
 )
 def test_a_bad_model_file_is_one_error_sentence(trained, data, message):

@@ -328,6 +328,29 @@ def test_limits_are_checked_before_reading(tmp_path, source):
         read_model_file(tmp_path / "missing.zip")
 
 
+@pytest.mark.parametrize(
+    "source, name, begins",
+    [
+        ("path", None, "could not use {path}: not a conceptlab model file"),  # a path names itself
+        ("bytes", "upload.zip", "could not use upload.zip: not a conceptlab model file"),
+        ("bytes", None, "not a conceptlab model file"),  # nameless bytes: the reason alone
+    ],
+)
+def test_a_refused_model_file_is_named(tmp_path, source, name, begins):
+    path = tmp_path / "bad.zip"
+    path.write_bytes(b"not a zip at all")
+    with pytest.raises(ModelFileError) as refused:
+        read_model_file(path if source == "path" else path.read_bytes(), name=name)
+    assert str(refused.value).startswith(begins.format(path=path))
+
+
+def test_an_import_into_the_wrong_project_names_the_file(source):
+    target = create_project("dst", "lite")
+    with pytest.raises(ModelFileError, match=r"^could not use shared\.zip: this model was trained with embedder tiny"):
+        import_model(target, source[1], name="shared.zip")
+    _nothing_imported(target, [])
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -344,7 +367,7 @@ def test_command_line_export_and_import(source, tmp_path, capsys, monkeypatch):
     create_project("lite-one", "lite")
     assert run(["import", "lite-one", str(out)]) == 1
     error = capsys.readouterr().err
-    assert error.startswith("error: this model was trained with embedder tiny") and error.count("\n") == 1
+    assert error.startswith(f"error: could not use {out}: this model was trained with embedder tiny") and error.count("\n") == 1
     assert run(["export", "copy", str(tmp_path / "v9.zip"), "--version", "9"]) == 1
     assert "no model version 9" in capsys.readouterr().err
 
