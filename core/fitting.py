@@ -9,12 +9,18 @@ import logging
 
 import numpy as np
 
-from .heads import PROTOTYPE_SCALE, HeadConfig, ProgressCallback, _mean_top_k, _normalize, _softmax
+from .heads import HeadConfig, ProgressCallback, _mean_top_k, _normalize
 
 log = logging.getLogger(__name__)
 
 # Above this many rows a linear layer is first fitted on half as many (see ``fit_linear``).
 WARM_START_ROWS = 8000
+# Label propagation: neighbours per input, the share of mass passed on per step, the steps
+# (20 steps come within 0.8 ** 20 ~ 1 % of the fixed point), and the labelled inputs in the graph.
+PROPAGATION_NEIGHBOURS = 10
+PROPAGATION_ALPHA = 0.8
+PROPAGATION_ITERATIONS = 20
+PROPAGATION_MAX_LABELLED = 2000
 
 
 def fit_prototypes(z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -25,25 +31,81 @@ def fit_prototypes(z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return _normalize(pos), _normalize(neg)
 
 
-def refine_prototypes(prototypes: np.ndarray, z: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray, iterations: int = 5) -> np.ndarray:
-    """Exclusive concepts: move prototypes towards the unlabelled inputs they attract (soft k-means).
+def refine_prototypes(
+    prototypes: np.ndarray,
+    z: np.ndarray,
+    labels: np.ndarray,
+    unlabelled: np.ndarray,
+    neighbours: int = PROPAGATION_NEIGHBOURS,
+    alpha: float = PROPAGATION_ALPHA,
+) -> np.ndarray:
+    """Exclusive concepts: prototypes that also average the unlabelled inputs label propagation gives them.
 
-    Semi-supervised, as in Ren et al. (2018): the labelled examples stay assigned to their own
-    concept, each unlabelled input is shared among concepts by a softmax over similarities.
-    It helps when the project's unlabelled inputs cluster by concept, and hurts when they do
-    not: cross-validation decides whether it is used.
+    Semi-supervised, as in Zhou et al. (2004) and its few-shot use by Liu et al. (2019): the
+    labels spread from the labelled inputs along a graph joining every input to its nearest
+    neighbours, so an unlabelled input takes the concept of the region it lies in, not merely
+    of the nearest prototype. Each concept's mass is normalised before the vote, so a concept
+    with more examples does not swallow the rest. A prototype becomes the mean of its labelled
+    positives and the unlabelled inputs it won. This helps when the project's unlabelled
+    inputs lie in regions by concept, and hurts when they do not: cross-validation decides.
     """
     trained = np.abs(prototypes).sum(axis=1) > 0
-    if len(unlabelled) == 0 or trained.sum() < 2:
+    if len(unlabelled) < neighbours or trained.sum() < 2:
         return prototypes
-    labelled_sum = np.stack([z[labels[:, j] > 0].sum(axis=0) if trained[j] else np.zeros(z.shape[1]) for j in range(len(prototypes))])
-    current = prototypes.copy()
-    for _ in range(iterations):
-        logits = PROTOTYPE_SCALE * (unlabelled @ current[trained].T)
-        weights = _softmax(logits)
-        updated = labelled_sum[trained] + weights.T @ unlabelled
-        current[trained] = _normalize(updated)
-    return current
+    positives = (labels > 0) & trained
+    # A bounded graph: the labelled inputs past the cap still count in the means below.
+    graph_rows = np.flatnonzero(positives.any(axis=1))
+    if len(graph_rows) > PROPAGATION_MAX_LABELLED:
+        graph_rows = np.sort(np.random.default_rng(0).choice(graph_rows, PROPAGATION_MAX_LABELLED, replace=False))
+    nodes = np.concatenate([z[graph_rows], unlabelled]).astype(np.float32)
+    seeds = np.zeros((len(nodes), len(prototypes)), np.float32)
+    seeds[: len(graph_rows)] = positives[graph_rows]
+    mass = propagate_labels(nodes, seeds, neighbours, alpha)[len(graph_rows) :]
+    mass = mass[:, trained] / np.maximum(mass[:, trained].sum(axis=0), 1e-12)
+    won = np.zeros((len(unlabelled), len(prototypes)), np.float32)
+    reached = mass.max(axis=1) > 0
+    won[np.flatnonzero(reached), np.flatnonzero(trained)[mass[reached].argmax(axis=1)]] = 1
+    sums = positives.T.astype(np.float32) @ z + won.T @ unlabelled
+    refined = prototypes.copy()
+    refined[trained] = _normalize(sums[trained])
+    return refined
+
+
+def propagate_labels(nodes: np.ndarray, seeds: np.ndarray, neighbours: int, alpha: float) -> np.ndarray:
+    """Label mass (n, C) after spreading ``seeds`` along the k-nearest-neighbour graph of ``nodes``.
+
+    The fixed point of ``F = alpha * S @ F + (1 - alpha) * seeds`` (Zhou et al., 2004), with S
+    the symmetrically normalised graph: edges weigh the cube of a positive cosine, so close
+    neighbours count far more than loose ones. Iterated on the sparse graph: memory stays
+    O(n * neighbours) where the closed form would invert a dense n x n matrix.
+    """
+    n = len(nodes)
+    k = min(neighbours, n - 1)
+    columns = np.empty((n, k), np.int64)
+    weights = np.empty((n, k), np.float32)
+    for start in range(0, n, 1024):  # blocks of similarities keep memory to 1024 x n
+        sims = nodes[start : start + 1024] @ nodes.T
+        sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        columns[start : start + len(sims)] = top
+        weights[start : start + len(sims)] = np.maximum(np.take_along_axis(sims, top, axis=1), 0) ** 3
+    # W + W^T as one edge list sorted by row, so each product is one gather and one segment sum.
+    rows = np.concatenate([np.repeat(np.arange(n), k), columns.ravel()])
+    cols = np.concatenate([columns.ravel(), np.repeat(np.arange(n), k)])
+    values = np.concatenate([weights.ravel(), weights.ravel()])
+    order = np.argsort(rows, kind="stable")
+    rows, cols, values = rows[order], cols[order], values[order]
+    degree = np.bincount(rows, weights=values, minlength=n)
+    scale = 1 / np.sqrt(np.maximum(degree, 1e-12))
+    values = (values * scale[rows] * scale[cols]).astype(np.float32)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    present = rows[starts]
+    mass = seeds.astype(np.float32)
+    for _ in range(PROPAGATION_ITERATIONS):
+        spread = np.zeros_like(mass)
+        spread[present] = np.add.reduceat(values[:, None] * mass[cols], starts, axis=0)
+        mass = alpha * spread + (1 - alpha) * seeds
+    return mass
 
 
 def estimate_reference(positives: np.ndarray, background: np.ndarray, k: int) -> float:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.fitting import estimate_reference, fit_linear, fit_prototypes, refine_prototypes
+from core import fitting
+from core.fitting import estimate_reference, fit_linear, fit_prototypes, propagate_labels, refine_prototypes
 from core.heads import (
     LINEAR,
     NEAREST,
@@ -197,6 +198,74 @@ def test_refined_prototypes_move_towards_their_unlabelled_clusters():
     before = (pos * centres).sum(axis=1) / np.linalg.norm(centres, axis=1)
     after = (refined * centres).sum(axis=1) / np.linalg.norm(centres, axis=1)
     assert (after > before).all()
+
+
+def _two_arcs(n_per: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Two parallel arcs a radian long: each point's neighbours lie on its own arc, yet an arc's
+    far end is closer to the other arc's start than to its own."""
+    angle = np.tile(np.linspace(0, 1, n_per), 2)
+    arc = np.repeat([0, 1], n_per)
+    x = np.zeros((2 * n_per, DIM))
+    x[:, 0], x[:, 1], x[:, 2] = np.cos(angle), np.sin(angle), 0.3 * arc
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), arc
+
+
+def test_labels_propagate_along_each_arc_where_the_nearest_seed_is_wrong():
+    x, arc = _two_arcs()
+    first, last = 0, len(x) - 1  # the start of arc 0, the far end of arc 1
+    seeds = np.zeros((len(x), 2), np.float32)
+    seeds[first, 0] = seeds[last, 1] = 1
+    mass = propagate_labels(x, seeds, neighbours=10, alpha=0.8)
+    assert mass.shape == (len(x), 2) and (mass >= 0).all()
+    assert (mass.argmax(axis=1) == arc).all()
+    nearest_seed = np.argmax(x @ x[[first, last]].T, axis=1)
+    assert (nearest_seed != arc).sum() >= 10  # the data is built so that propagation must matter
+
+
+def test_refined_prototypes_follow_the_arcs_of_their_labelled_ends():
+    x, arc = _two_arcs()
+    ends = np.array([0, len(x) - 1])
+    labels = _one_vs_rest(arc[ends], 2)
+    pos, _ = fit_prototypes(x[ends], labels)
+    refined = refine_prototypes(pos, x[ends], labels, np.delete(x, ends, axis=0))
+    np.testing.assert_allclose(np.linalg.norm(refined, axis=1), 1, atol=1e-5)
+    assert (np.argmax(x @ pos.T, axis=1) == arc).mean() < 0.8
+    assert (np.argmax(x @ refined.T, axis=1) == arc).all()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no unlabelled", "fewer unlabelled than neighbours", "one trained concept", "an untrained concept", "duplicates", "labelled past the cap"],
+)
+def test_refine_prototypes_edge_cases(case, monkeypatch):
+    x, arc = _two_arcs()
+    ends = np.array([0, len(x) - 1])
+    labels = _one_vs_rest(arc[ends], 2)
+    unlabelled = np.delete(x, ends, axis=0)
+    if case == "an untrained concept":  # a third concept without examples keeps its zero prototype
+        labels = np.concatenate([labels, -np.ones((2, 1), np.int8)], axis=1)
+    if case == "duplicates":
+        unlabelled = np.concatenate([unlabelled, unlabelled])
+    if case == "one trained concept":
+        labels[:, 1] = -1
+    if case == "labelled past the cap":  # every labelled input still counts in its concept's mean
+        monkeypatch.setattr(fitting, "PROPAGATION_MAX_LABELLED", 1)
+    pos, _ = fit_prototypes(x[ends], labels)
+    if case == "no unlabelled":
+        unlabelled = unlabelled[:0]
+    if case == "fewer unlabelled than neighbours":
+        unlabelled = unlabelled[:5]
+    refined = refine_prototypes(pos, x[ends], labels, unlabelled)
+    assert refined.shape == pos.shape
+    if case in ("no unlabelled", "fewer unlabelled than neighbours", "one trained concept"):
+        np.testing.assert_array_equal(refined, pos)
+        return
+    if case == "labelled past the cap":
+        assert (refined[:2] @ x[ends].T).diagonal().min() > 0.3
+        return
+    assert (np.argmax(x @ refined[:2].T, axis=1) == arc).all()
+    if case == "an untrained concept":
+        assert not refined[2].any()
 
 
 def test_tip_adapter_adds_the_cache_to_its_base():
