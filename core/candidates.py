@@ -203,11 +203,11 @@ def _prototype_reference(positives: np.ndarray, prototype: np.ndarray, backgroun
 
 
 def list_candidates(
-    data: SpaceData, linear_decays: tuple[float, ...], tip_alphas: tuple[float, ...], tip_betas: tuple[float, ...]
+    data: SpaceData, linear_decays: tuple[float, ...], tip_alphas: tuple[float, ...], tip_betas: tuple[float, ...], refine: bool = True
 ) -> list[str]:
     """Every candidate that can apply to this space, in order of preference on ties."""
     names = [NEAREST, PROTOTYPE, LINEAR, *(f"{LINEAR}(wd={wd:g})" for wd in linear_decays)]
-    if data.exclusive and len(data.unlabelled):
+    if refine and data.exclusive and len(data.unlabelled):
         names.insert(2, REFINED)
     if data.has_zero_shot:
         names.insert(0, ZERO_SHOT)

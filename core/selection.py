@@ -53,8 +53,13 @@ class SelectionConfig:
     max_rows: int = 2000  # cross-validate on a stratified sample of at most this many inputs
     unlabelled_sample: int = 2000
     margin: float = 0.005  # a head must beat the default by more than this to replace it
+    challenger_standard_errors: float = 0.5  # exclusive spaces: and by this many standard errors of its lead
     linear_decays: tuple[float, ...] = (1e-3, 1e-2)  # besides HeadConfig.weight_decay
     decay_search_max_rows: int = 1000  # above this, weight decay matters little: only the default is tried
+    # Above this many labelled inputs, unlabelled ones add little to the prototypes (at 64 per
+    # concept the refined head lost to linear or nearest-neighbour on all three benchmark
+    # datasets) and propagating labels would be the costliest part of a fold.
+    refine_max_rows: int = 1000
     tip_alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     tip_betas: tuple[float, ...] = (1.0, 5.5)
     unknown_quantile: float = 0.01
@@ -128,7 +133,8 @@ def fit_space(
         return _fit_unmeasured(data, head_config, center, power, config, rows, evaluated=False)
     plan = _plan_folds(data, rows, config)
     decays = config.linear_decays if len(rows) <= config.decay_search_max_rows else ()
-    candidates = _allowed(list_candidates(data, decays, config.tip_alphas, config.tip_betas), config)
+    refine = len(rows) <= config.refine_max_rows
+    candidates = _allowed(list_candidates(data, decays, config.tip_alphas, config.tip_betas, refine), config)
     if plan is None:
         return _fit_unmeasured(data, head_config, center, power, config, rows)
     method, k = plan
@@ -192,20 +198,33 @@ def _cv_rows(data: SpaceData, config: SelectionConfig) -> np.ndarray:
 
 def _score_candidate(logits: np.ndarray, labels: np.ndarray, column: int | None, exclusive: bool) -> float | None:
     if exclusive:
-        single = (labels > 0).sum(axis=1) == 1
-        if not single.any():
-            return None
-        # Mean log-likelihood after temperature scaling: a proper score, far less noisy than
-        # accuracy on a handful of held-out inputs (and it is what calibration will optimise).
-        truth = np.argmax(labels[single] > 0, axis=1)
-        z = np.nan_to_num(logits[single], nan=-1e3)
-        t = fit_temperature(z, truth)
-        scaled = z / t - (z / t).max(axis=1, keepdims=True)
-        return float((scaled[np.arange(len(z)), truth] - np.log(np.exp(scaled).sum(axis=1))).mean())
+        per_input = _log_likelihoods(logits, labels)
+        return float(per_input.mean()) if len(per_input) else None
     rows = labels[:, column] != 0
     if np.isnan(logits[rows, column]).all():
         return None
     return roc_auc(labels[rows, column] > 0, np.nan_to_num(logits[rows, column], nan=-1e9))
+
+
+def _log_likelihoods(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per input with one concept: the log-probability of its concept after temperature scaling.
+
+    Their mean is a proper score, far less noisy than accuracy on a handful of held-out inputs
+    (and it is what calibration will optimise).
+    """
+    single = (labels > 0).sum(axis=1) == 1
+    truth = np.argmax(labels[single] > 0, axis=1)
+    z = np.nan_to_num(logits[single], nan=-1e3)
+    if not len(z):
+        return np.zeros(0)
+    t = fit_temperature(z, truth)
+    scaled = z / t - (z / t).max(axis=1, keepdims=True)
+    return scaled[np.arange(len(z)), truth] - np.log(np.exp(scaled).sum(axis=1))
+
+
+def _standard_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Standard error of the mean paired difference of two heads' per-input scores."""
+    return float(np.std(a - b, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
 
 
 def _choose(data: SpaceData, labels, oof, candidates, config) -> tuple[list[HeadChoice], dict[int, str]]:
@@ -221,10 +240,18 @@ def _choose(data: SpaceData, labels, oof, candidates, config) -> tuple[list[Head
         if not valid:
             winner = _default_candidate(default, data)
         else:
-            order = sorted(valid, key=lambda name: (kind_of(name) != default, candidates.index(name)))
+            # The default candidate first (refined prototypes where the project has unlabelled
+            # inputs), then its kind, then the rest in order.
+            first = _default_candidate(default, data)
+            order = sorted(valid, key=lambda name: (name != first, kind_of(name) != default, candidates.index(name)))
             winner = order[0]
+            per_input = {name: _log_likelihoods(oof[name], labels) for name in order} if data.exclusive else {}
             for name in order[1:]:
-                if valid[name] > valid[winner] + config.margin:
+                # A challenger must win by the margin and, where per-input scores exist, by part of
+                # the standard error of its lead: among a dozen candidates on a few held-out
+                # inputs, one beats the default by luck alone.
+                noise = _standard_error(per_input[name], per_input[winner]) if per_input else 0.0
+                if valid[name] > valid[winner] + config.margin + config.challenger_standard_errors * noise:
                     winner = name
         by_kind: dict[str, float | None] = {}
         for name, value in scores.items():

@@ -250,6 +250,35 @@ def test_selection_keeps_the_default_head_on_a_tie_and_needs_a_margin_to_switch(
     assert [c.head for c in choices] == [LINEAR, LINEAR] and choices[0].margin > 0
 
 
+def _right_or_wrong(wrong_rows: list[int], n: int = 20) -> np.ndarray:
+    """Exclusive logits for rows alternating between two concepts: margin 1 for the true one, -1 on ``wrong_rows``."""
+    truth = np.arange(n) % 2
+    sign = np.ones(n)
+    sign[wrong_rows] = -1
+    logits = np.zeros((n, 2))
+    logits[np.arange(n), truth] = sign / 2
+    logits[np.arange(n), 1 - truth] = -sign / 2
+    return logits
+
+
+@pytest.mark.parametrize(
+    "challenger_wrong, standard_errors, winner",
+    [
+        ([0, 1, 2, 3], 0.5, LINEAR),  # a tie: the default stays
+        ([0, 1], 0.5, NEAREST),  # right on two more inputs, wrong on none that the default gets
+        ([3, 4, 5], 0.5, LINEAR),  # three won, two lost: a lead of one input is noise
+        ([3, 4, 5], 0.0, NEAREST),  # ...that the margin alone would follow
+        ([0, 1, 2, 3, 4, 5], 0.5, LINEAR),  # worse
+    ],
+)
+def test_an_exclusive_challenger_must_lead_by_more_than_its_noise(challenger_wrong, standard_errors, winner):
+    labels = np.where(np.eye(2, dtype=bool)[np.arange(20) % 2], 1, -1).astype(np.int8)
+    data = _space_data(np.eye(20, dtype=np.float32), labels, exclusive=True)
+    oof = {LINEAR: _right_or_wrong([0, 1, 2, 3]), NEAREST: _right_or_wrong(challenger_wrong)}
+    choices, _ = _choose(data, labels, oof, [NEAREST, LINEAR], SelectionConfig(challenger_standard_errors=standard_errors))
+    assert data.defaults[0] == LINEAR and [c.head for c in choices] == [winner, winner]
+
+
 def test_one_example_each_is_too_few_to_measure_but_still_predicts():
     x, y = _two_mode_classes(4)
     labels = np.where(np.eye(2, dtype=bool)[y[[0, 2]]], 1, -1).astype(np.int8)
