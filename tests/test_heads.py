@@ -235,7 +235,14 @@ def test_refined_prototypes_follow_the_arcs_of_their_labelled_ends():
 
 @pytest.mark.parametrize(
     "case",
-    ["no unlabelled", "fewer unlabelled than neighbours", "one trained concept", "an untrained concept", "duplicates", "labelled past the cap"],
+    [
+        "no unlabelled",
+        "fewer unlabelled than neighbours",
+        "one trained concept",
+        "an untrained concept",
+        "duplicates",
+        "labelled past the cap",
+    ],
 )
 def test_refine_prototypes_edge_cases(case, monkeypatch):
     x, arc = _two_arcs()
