@@ -4,7 +4,8 @@ A candidate is a name: a head kind (``heads.py``), sometimes with its settings, 
 ``linear(wd=0.001)`` or ``tip-adapter(alpha=2,beta=5.5)``; ``prototype+unlabelled`` is the
 prototype head refined with the project's unlabelled inputs. ``CandidateFitter`` fits the
 costly parts once per set of training rows (features, linear layers, prototypes, references)
-and assembles ``SpaceHeads`` for any candidate from them.
+and assembles ``SpaceHeads`` for any candidate from them. ``ensemble(linear=a,nearest=b)``
+needs no fitting of its own: ``selection.py`` weighs the two heads' out-of-fold logits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from .fitting import estimate_reference, fit_linear, fit_prototypes, refine_prototypes
 from .heads import (
+    ENSEMBLE,
     LINEAR,
     NEAREST,
     NEAREST_K,
@@ -96,6 +98,13 @@ def kind_of(candidate: str) -> str:
     return PROTOTYPE if candidate == REFINED else candidate.split("(")[0]
 
 
+def parameters_of(candidate: str) -> tuple[float, ...]:
+    """The numbers in a candidate's name, in order: ``tip-adapter(alpha=2,beta=5.5)`` gives (2.0, 5.5)."""
+    if "(" not in candidate:
+        return ()
+    return tuple(float(part.split("=")[1]) for part in candidate[candidate.index("(") + 1 : -1].split(","))
+
+
 class CandidateFitter:
     """Fits every candidate head on one set of training rows, sharing the costly parts."""
 
@@ -108,7 +117,7 @@ class CandidateFitter:
         c, d = self.labels.shape[1], data.vectors.shape[1]
         self.trained = (self.labels > 0).any(axis=0)
         self.linear: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-        decays = {weight_decay_of(x, head_config) for x in candidates if kind_of(x) == LINEAR}
+        decays = {weight_decay_of(x, head_config) for x in candidates if kind_of(x) in (LINEAR, ENSEMBLE)}
         if any(kind_of(x) == TIP_ADAPTER for x in candidates) and not data.has_zero_shot:
             decays.add(head_config.weight_decay)
         for decay in sorted(decays):

@@ -10,6 +10,9 @@ the head that won cross-validation (``selection.py``) among:
 - ``tip-adapter``: a training-free cache of the labelled examples, affinity
   ``exp(-beta * (1 - cos))``, added to zero-shot logits (Zhang et al., 2022), or to the linear
   head's logits in a space without zero-shot.
+- ``ensemble``: exclusive concepts: the linear and nearest-neighbour logits, each divided by
+  its cross-validated temperature, summed: the product of the two heads' calibrated
+  probabilities, so where one head is unsure the other decides.
 
 Every head gives a raw logit per concept; a per-concept affine calibration turns logits into
 probabilities (sigmoid for independent concepts, softmax over concepts for exclusive ones),
@@ -37,8 +40,9 @@ NEAREST = "nearest-neighbour"
 PROTOTYPE = "prototype"
 LINEAR = "linear"
 TIP_ADAPTER = "tip-adapter"
+ENSEMBLE = "ensemble"
 NO_HEAD = "none"
-HEAD_KINDS = (ZERO_SHOT, NEAREST, PROTOTYPE, LINEAR, TIP_ADAPTER, NO_HEAD)
+HEAD_KINDS = (ZERO_SHOT, NEAREST, PROTOTYPE, LINEAR, TIP_ADAPTER, ENSEMBLE, NO_HEAD)  # NO_HEAD last
 
 # CLIP's learned logit scale is about 100; cosine gaps between prompts are a few hundredths.
 ZERO_SHOT_SCALE = 100.0
@@ -90,7 +94,8 @@ class SpaceHeads:
         feature_power: exponent applied to non-negative features before centring (1 = none).
         prototypes, negative_prototypes: (C, d) transformed means of positives and negatives
             (a zero row: no negatives, ``reference`` is used instead); empty when unused.
-        tip: (C, 2) the cache head's (alpha, beta) per concept; empty when unused.
+        tip: (C, 2) per concept, the two parameters of a two-part head: the cache head's
+            (alpha, beta), the ensemble's (linear weight, nearest-neighbour weight); empty when unused.
         calibration: (C, 2) ``(a, b)``: probability = link(a * logit + b); empty = identity.
         thresholds: (C,) probability at or above which a concept matches; empty = 0.5.
         unknown_cutoff: an input whose nearest labelled example is less similar than this
@@ -200,7 +205,7 @@ class SpaceHeads:
         kinds = np.array(self.kinds)
         out = np.full((n, c), np.nan, dtype=np.float64)
         zs = self._zero_shot_logits(queries) if self.has_zero_shot else None
-        needs_features = np.isin(kinds, (PROTOTYPE, LINEAR, TIP_ADAPTER)).any()
+        needs_features = np.isin(kinds, (PROTOTYPE, LINEAR, TIP_ADAPTER, ENSEMBLE)).any()
         z = self.features(queries) if needs_features else None
 
         linear = kinds == LINEAR
@@ -224,6 +229,12 @@ class SpaceHeads:
             columns = np.flatnonzero(tip)
             base = zs[:, tip] if zs is not None else z @ self.weights[tip].T + self.bias[tip]
             out[:, tip] = base + self.tip[tip, 0] * self._cache_affinity(z, columns, self.tip[tip, 1])
+
+        ensemble = kinds == ENSEMBLE
+        if ensemble.any():
+            linear_part = z @ self.weights[ensemble].T + self.bias[ensemble]
+            nearest_part = self._nearest_logits(queries, np.flatnonzero(ensemble))
+            out[:, ensemble] = self.tip[ensemble, 0] * linear_part + self.tip[ensemble, 1] * nearest_part
 
         zero = kinds == ZERO_SHOT
         if zero.any() and zs is not None:

@@ -18,12 +18,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .calibration import fit_platt, fit_temperature
-from .candidates import REFINED, CandidateFitter, SpaceData, default_heads, kind_of, list_candidates, weight_decay_of
+from .candidates import REFINED, CandidateFitter, SpaceData, default_heads, kind_of, list_candidates, parameters_of, weight_decay_of
 from .folds import fold_strata, group_rows, make_folds
 from .heads import (
     DEFAULT_THRESHOLD,
+    ENSEMBLE,
     HEAD_KINDS,
     LINEAR,
+    NEAREST,
     NO_HEAD,
     PROTOTYPE,
     TIP_ADAPTER,
@@ -165,6 +167,11 @@ def fit_space(
                 for alpha in config.tip_alphas:
                     oof[f"{TIP_ADAPTER}(alpha={alpha:g},beta={beta:g})"][test] = base + alpha * unit * caches[beta]
         nearest[test] = (held_out @ data.vectors[train_rows].T).max(axis=1)
+    if data.exclusive and LINEAR in oof and NEAREST in oof and (not config.kinds or ENSEMBLE in config.kinds):
+        ensemble = _ensemble(oof[LINEAR], oof[NEAREST], labels)
+        if ensemble is not None:
+            oof[ensemble[0]] = ensemble[1]
+            candidates.append(ensemble[0])
     choices, chosen = _choose(data, labels, oof, candidates, config)
     calibration, probabilities = _calibrate(data, labels, chosen)
     thresholds = np.full(c, DEFAULT_THRESHOLD, np.float32)
@@ -204,6 +211,21 @@ def _score_candidate(logits: np.ndarray, labels: np.ndarray, column: int | None,
     if np.isnan(logits[rows, column]).all():
         return None
     return roc_auc(labels[rows, column] > 0, np.nan_to_num(logits[rows, column], nan=-1e9))
+
+
+def _ensemble(linear: np.ndarray, nearest: np.ndarray, labels: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """(name, out-of-fold logits) of the ensemble: each head's logits over its fitted temperature.
+
+    Summed, they are the log of the product of the two calibrated distributions (up to a
+    constant per input), so neither head's logit scale decides how much it counts.
+    """
+    single = (labels > 0).sum(axis=1) == 1
+    if not single.any():
+        return None
+    truth = np.argmax(labels[single] > 0, axis=1)
+    # Rounded as the name shows them: the scores measured are those of the head that is saved.
+    a, b = (float(f"{1.0 / fit_temperature(np.nan_to_num(z[single], nan=-1e3), truth):.4g}") for z in (linear, nearest))
+    return f"{ENSEMBLE}(linear={a:.4g},nearest={b:.4g})", a * linear + b * nearest
 
 
 def _log_likelihoods(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -375,9 +397,11 @@ def _refit(data, head_config, center, power, choices, calibration, thresholds, c
         if kinds[j] == TIP_ADAPTER and "(" in winner:
             if base_unit is None:
                 base_unit = fitter.tip_parts(data.vectors[:1], (1.0,))[2]
-            alpha, beta = (float(part.split("=")[1]) for part in winner[winner.index("(") + 1 : -1].split(","))
+            alpha, beta = parameters_of(winner)
             tip[j] = (alpha * base_unit[j], beta)
-    decay = next((weight_decay_of(w, head_config) for w in winners if kind_of(w) == LINEAR), None)
+        elif kinds[j] == ENSEMBLE:
+            tip[j] = parameters_of(winner)
+    decay = next((weight_decay_of(w, head_config) for w in winners if kind_of(w) in (LINEAR, ENSEMBLE)), None)
     heads = fitter.assemble(kinds, refined=REFINED in winners, tip=tip, decay=decay)
     heads.calibration = calibration.astype(np.float32)
     heads.thresholds = thresholds.astype(np.float32)

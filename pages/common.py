@@ -18,7 +18,7 @@ from core.errors import ConceptlabError, InputError
 from core.evaluate import Mistakes
 from core.exchange import export_model
 from core.gallery import label_inputs, load_thumbnail, preview_text
-from core.heads import LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
+from core.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.ingest import IngestReport
 from core.projects import Project, open_project
 from core.store import InputRecord
@@ -26,7 +26,13 @@ from core.uploads import describe_progress, format_duration
 
 UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"
 
-HEAD_NAMES = {LINEAR: "linear", NEAREST: "nearest neighbour", ZERO_SHOT: "zero-shot", NO_HEAD: "not trained yet"}
+HEAD_NAMES = {
+    LINEAR: "linear",
+    NEAREST: "nearest neighbour",
+    ENSEMBLE: "linear and nearest neighbour",
+    ZERO_SHOT: "zero-shot",
+    NO_HEAD: "not trained yet",
+}
 _MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]()<>#|~:$&])")  # emphasis, links, code, HTML, icons, LaTeX
 _MARKDOWN_LEADING = re.compile(r"^(\s*)([-+=]|\d+[.)])")  # lists and headings only count at the start
 

@@ -21,7 +21,7 @@ from core.evaluate import (
     misclassified,
 )
 from core.exchange import export_model, import_model
-from core.heads import LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER, HeadConfig
+from core.heads import ENSEMBLE, LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER, HeadConfig
 from core.ingest import ingest
 from core.media import ReadConfig, read_inputs
 from core.metrics import (
@@ -39,7 +39,8 @@ from core.metrics import (
 from core.predict import predict
 from core.projects import create_project
 from core.report_views import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
-from core.selection import REFINED, SelectionConfig, SpaceData, _choose, default_heads, fit_space, group_rows, make_folds
+from core.candidates import parameters_of
+from core.selection import REFINED, SelectionConfig, SpaceData, _choose, _ensemble, default_heads, fit_space, group_rows, make_folds
 from core.training import set_threshold, train
 
 from .photos import save_photo_folders, solid_image
@@ -227,10 +228,10 @@ def test_selection_picks_a_local_head_when_class_means_say_nothing():
     labels = np.where(np.eye(2, dtype=bool)[y], 1, -1).astype(np.int8)
     fit = fit_space(_space_data(x, labels, exclusive=True))
     choice = fit.choices[0]
-    assert choice.head in (NEAREST, TIP_ADAPTER), choice
+    assert choice.head in (NEAREST, TIP_ADAPTER, ENSEMBLE), choice  # the ensemble holds the nearest-neighbour head
     # mean log-likelihood of the true class: log(1/2) = -0.69 is a coin toss, 0 is certainty
     assert choice.metric == "log-likelihood" and choice.scores[PROTOTYPE] < -0.6 and choice.scores[LINEAR] < -0.6
-    assert max(choice.scores.values()) > -0.2 and choice.margin > 0.4 and fit.evaluation.accuracy > 0.95
+    assert choice.scores[choice.head] > -0.2 and fit.evaluation.accuracy > 0.95
     test_x, test_y = _two_mode_classes(40, seed=1)
     assert (np.argmax(fit.heads.score(test_x), axis=1) == test_y).mean() > 0.95
 
@@ -277,6 +278,30 @@ def test_an_exclusive_challenger_must_lead_by_more_than_its_noise(challenger_wro
     oof = {LINEAR: _right_or_wrong([0, 1, 2, 3]), NEAREST: _right_or_wrong(challenger_wrong)}
     choices, _ = _choose(data, labels, oof, [NEAREST, LINEAR], SelectionConfig(challenger_standard_errors=standard_errors))
     assert data.defaults[0] == LINEAR and [c.head for c in choices] == [winner, winner]
+
+
+def test_the_ensemble_wins_where_linear_and_nearest_neighbour_each_know_half_the_inputs():
+    labels = np.where(np.eye(2, dtype=bool)[np.arange(20) % 2], 1, -1).astype(np.int8)
+    data = _space_data(np.eye(20, dtype=np.float32), labels, exclusive=True)
+    half = (np.arange(20) < 10)[:, None]
+    unsure = _right_or_wrong([]) * 0.05
+    # Each head is sure (and right on all but one input) on its half, and barely leans right on the other.
+    oof = {LINEAR: np.where(half, _right_or_wrong([0]) * 4, unsure), NEAREST: np.where(half, unsure, _right_or_wrong([10]) * 4)}
+    name, logits = _ensemble(oof[LINEAR], oof[NEAREST], labels)
+    a, b = parameters_of(name)
+    assert name.startswith(ENSEMBLE) and a > 0 and b > 0
+    np.testing.assert_allclose(logits, a * oof[LINEAR] + b * oof[NEAREST])
+    oof[name] = logits
+    choices, _ = _choose(data, labels, oof, [NEAREST, LINEAR, name], SelectionConfig())
+    assert [c.head for c in choices] == [ENSEMBLE, ENSEMBLE] and choices[0].candidate == name and choices[0].margin > 0
+
+
+@pytest.mark.parametrize("kinds, ensemble", [((), True), ((LINEAR,), False), ((LINEAR, NEAREST, ENSEMBLE), True)])
+def test_fit_space_scores_the_ensemble_in_exclusive_spaces_unless_kinds_leave_it_out(kinds, ensemble):
+    x, y = _two_mode_classes(40)
+    labels = np.where(np.eye(2, dtype=bool)[y], 1, -1).astype(np.int8)
+    fit = fit_space(_space_data(x, labels, exclusive=True), config=SelectionConfig(kinds=kinds))
+    assert (ENSEMBLE in fit.choices[0].scores) == ensemble
 
 
 def test_one_example_each_is_too_few_to_measure_but_still_predicts():

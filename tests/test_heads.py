@@ -8,6 +8,7 @@ import pytest
 from core import fitting
 from core.fitting import estimate_reference, fit_linear, fit_prototypes, propagate_labels, refine_prototypes
 from core.heads import (
+    ENSEMBLE,
     LINEAR,
     NEAREST,
     NO_HEAD,
@@ -285,6 +286,20 @@ def test_tip_adapter_adds_the_cache_to_its_base():
     gain = tip.logits(x) - base.logits(x)
     own = gain[np.arange(len(y)), y]
     assert (own > 0).all() and (own[:, None] >= gain - 1e-9).all()  # the cache favours the input's own concept
+
+
+@pytest.mark.parametrize("linear_weight, nearest_weight", [(1.0, 0.0), (0.0, 1.0), (0.7, 1.3)])
+def test_ensemble_weighs_the_linear_and_nearest_neighbour_logits(linear_weight, nearest_weight):
+    x, y, _ = _clusters(20)
+    labels = _one_vs_rest(y, 3)
+    w, b = fit_linear(x, y, exclusive=True, n_classes=3)
+    linear = _heads([LINEAR] * 3, True, x, labels, weights=w, bias=b)
+    nearest = _heads([NEAREST] * 3, True, x, labels)
+    ensemble = _heads([ENSEMBLE] * 3, True, x, labels, weights=w, bias=b)
+    ensemble.tip = np.tile(np.array([linear_weight, nearest_weight], np.float32), (3, 1))
+    queries = _clusters(5, seed=3)[0]
+    expected = linear_weight * linear.logits(queries) + nearest_weight * nearest.logits(queries)
+    np.testing.assert_allclose(ensemble.logits(queries), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_calibration_and_thresholds_shape_the_scores():
