@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core.calibration import fit_platt, fit_temperature
+from core.candidates import parameters_of
 from core.cli import run
 from core.errors import ConceptError, ConceptlabError, ModelVersionError
 from core.evaluate import (
@@ -39,7 +40,6 @@ from core.metrics import (
 from core.predict import predict
 from core.projects import create_project
 from core.report_views import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
-from core.candidates import parameters_of
 from core.selection import REFINED, SelectionConfig, SpaceData, _choose, _ensemble, default_heads, fit_space, group_rows, make_folds
 from core.training import set_threshold, train
 
