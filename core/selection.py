@@ -203,10 +203,7 @@ def _cv_rows(data: SpaceData, config: SelectionConfig) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def _score_candidate(logits: np.ndarray, labels: np.ndarray, column: int | None, exclusive: bool) -> float | None:
-    if exclusive:
-        per_input = _log_likelihoods(logits, labels)
-        return float(per_input.mean()) if len(per_input) else None
+def _roc_auc_of(logits: np.ndarray, labels: np.ndarray, column: int) -> float | None:
     rows = labels[:, column] != 0
     if np.isnan(logits[rows, column]).all():
         return None
@@ -257,7 +254,11 @@ def _choose(data: SpaceData, labels, oof, candidates, config) -> tuple[list[Head
     groups = [list(np.flatnonzero(trained))] if data.exclusive else [[j] for j in np.flatnonzero(trained)]
     for columns in groups:
         default = data.defaults[columns[0]]
-        scores = {name: _score_candidate(oof[name], labels, columns[0], data.exclusive) for name in candidates}
+        if data.exclusive:
+            per_input = {name: _log_likelihoods(oof[name], labels) for name in candidates}
+            scores = {name: float(v.mean()) if len(v) else None for name, v in per_input.items()}
+        else:
+            per_input, scores = {}, {name: _roc_auc_of(oof[name], labels, columns[0]) for name in candidates}
         valid = {name: s for name, s in scores.items() if s is not None and not np.isnan(s)}
         if not valid:
             winner = _default_candidate(default, data)
@@ -267,7 +268,6 @@ def _choose(data: SpaceData, labels, oof, candidates, config) -> tuple[list[Head
             first = _default_candidate(default, data)
             order = sorted(valid, key=lambda name: (name != first, kind_of(name) != default, candidates.index(name)))
             winner = order[0]
-            per_input = {name: _log_likelihoods(oof[name], labels) for name in order} if data.exclusive else {}
             for name in order[1:]:
                 # A challenger must win by the margin and, where per-input scores exist, by part of
                 # the standard error of its lead: among a dozen candidates on a few held-out
