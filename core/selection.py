@@ -58,9 +58,11 @@ class SelectionConfig:
     challenger_standard_errors: float = 0.5  # exclusive spaces: and by this many standard errors of its lead
     linear_decays: tuple[float, ...] = (1e-3, 1e-2)  # besides HeadConfig.weight_decay
     decay_search_max_rows: int = 1000  # above this, weight decay matters little: only the default is tried
-    # Above this many labelled inputs, unlabelled ones add little to the prototypes (at 64 per
-    # concept the refined head lost to linear or nearest-neighbour on all three benchmark
-    # datasets) and propagating labels would be the costliest part of a fold.
+    # Prototypes refined by unlabelled inputs are tried while some concept has at most this
+    # many examples (at 64 per concept they lost to linear or nearest-neighbour heads on all
+    # three benchmark datasets) and the space at most this many labelled inputs (propagating
+    # labels would become the costliest part of a fold).
+    refine_max_positives: int = 32
     refine_max_rows: int = 1000
     tip_alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     tip_betas: tuple[float, ...] = (1.0, 5.5)
@@ -135,7 +137,8 @@ def fit_space(
         return _fit_unmeasured(data, head_config, center, power, config, rows, evaluated=False)
     plan = _plan_folds(data, rows, config)
     decays = config.linear_decays if len(rows) <= config.decay_search_max_rows else ()
-    refine = len(rows) <= config.refine_max_rows
+    positives = (data.labels[rows] > 0).sum(axis=0)
+    refine = len(rows) <= config.refine_max_rows and (positives[positives > 0] <= config.refine_max_positives).any()
     candidates = _allowed(list_candidates(data, decays, config.tip_alphas, config.tip_betas, refine), config)
     if plan is None:
         return _fit_unmeasured(data, head_config, center, power, config, rows)

@@ -304,6 +304,24 @@ def test_fit_space_scores_the_ensemble_in_exclusive_spaces_unless_kinds_leave_it
     assert (ENSEMBLE in fit.choices[0].scores) == ensemble
 
 
+@pytest.mark.parametrize(
+    "per_concept, config, refined",
+    [
+        ((8, 8), SelectionConfig(), True),
+        ((40, 8), SelectionConfig(), True),  # the small concept can still gain
+        ((40, 40), SelectionConfig(), False),  # every concept has enough examples of its own
+        ((8, 8), SelectionConfig(refine_max_rows=10), False),  # too many rows to propagate cheaply
+    ],
+)
+def test_refined_prototypes_compete_while_some_concept_has_few_examples(per_concept, config, refined):
+    x, y = _two_mode_classes(200)
+    rows = np.concatenate([np.flatnonzero(y == j)[:n] for j, n in enumerate(per_concept)])
+    labels = np.where(np.eye(2, dtype=bool)[y[rows]], 1, -1).astype(np.int8)
+    unlabelled = np.delete(x, rows, axis=0)
+    fit = fit_space(_space_data(x[rows], labels, exclusive=True, unlabelled=unlabelled), config=config)
+    assert (REFINED in fit.choices[0].scores) == refined
+
+
 def test_one_example_each_is_too_few_to_measure_but_still_predicts():
     x, y = _two_mode_classes(4)
     labels = np.where(np.eye(2, dtype=bool)[y[[0, 2]]], 1, -1).astype(np.int8)
