@@ -206,6 +206,7 @@ class Mistakes:
         false_positives: inputs labelled "not" the concept that scored at or above the threshold.
         false_negatives: inputs labelled as the concept that scored below it.
         total_false_positives, total_false_negatives: all of them, beyond the ones listed.
+        metrics: precision, recall, F1 and counts at the same threshold, from the same scores.
         note: why none can be listed (an imported version's inputs live in another project).
     """
 
@@ -213,6 +214,7 @@ class Mistakes:
     false_negatives: list[Mistake]
     total_false_positives: int
     total_false_negatives: int
+    metrics: ConceptMetrics
     note: str = ""
 
 
@@ -232,9 +234,11 @@ def list_mistakes(project: Project, space: str, concept: str, threshold: float, 
     number, report = _report(project, version)
     ids, y, p = _scores(project, number, space, concept)
     false_pos, false_neg = _split(y, p, threshold)
+    # The page shows these figures beside the mistakes: one read of the report serves both.
+    metrics = binary_metrics(concept, y, p, threshold)
     if "imported" in report:
         note = f"model version {number} was imported: the inputs it was measured on belong to another project"
-        return Mistakes([], [], len(false_pos), len(false_neg), note)
+        return Mistakes([], [], len(false_pos), len(false_neg), metrics, note)
 
     def listed(rows: np.ndarray, kind: str) -> list[Mistake]:
         found = []
@@ -246,4 +250,4 @@ def list_mistakes(project: Project, space: str, concept: str, threshold: float, 
                 found.append(Mistake(record, kind, float(p[i])))
         return found
 
-    return Mistakes(listed(false_pos, FALSE_POSITIVE), listed(false_neg, FALSE_NEGATIVE), len(false_pos), len(false_neg))
+    return Mistakes(listed(false_pos, FALSE_POSITIVE), listed(false_neg, FALSE_NEGATIVE), len(false_pos), len(false_neg), metrics)

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ConceptlabError
-from core.evaluate import list_mistakes, metrics_at_threshold
+from core.evaluate import list_mistakes
 from core.exchange import import_model
 from core.heads import NO_HEAD
 from core.report_views import build_confusion_chart, build_quality_rows, read_evaluations
@@ -287,12 +287,12 @@ if measured:
         help="An input matches this concept when its score is at or above the threshold. Higher: fewer, surer matches.",
     )
     try:
-        at = metrics_at_threshold(project, row.space, row.concept, threshold, version)
         limit = st.session_state.get(f"more_{slider_key}", MISTAKES_SHOWN)
         mistakes = list_mistakes(project, row.space, row.concept, threshold, version, limit)
     except ConceptlabError as e:
         st.caption(md(sentence(e)))
     else:
+        at = mistakes.metrics
         p, r, f, n = st.columns(4)
         p.metric("Precision", "–" if at.precision is None else f"{at.precision:.0%}", help="Of what it matched, how much was right")
         r.metric("Recall", "–" if at.recall is None else f"{at.recall:.0%}", help="Of your examples, how many it found")

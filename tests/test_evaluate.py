@@ -447,6 +447,8 @@ def test_list_mistakes_worst_first_and_capped(colours, threshold, limit, listed,
         assert all(project.store.labels_of(m.record.id).get("red") != 1 for m in mistakes.false_positives)
         scores = [m.score for m in mistakes.false_positives]
         assert scores == sorted(scores, reverse=True)
+        at = metrics_at_threshold(project, "tiny-image", "red", threshold)
+        assert mistakes.metrics == at and (at.fp, at.fn) == totals  # the figures shown beside the mistakes
 
 
 @pytest.mark.parametrize(
