@@ -144,8 +144,8 @@ def get_evaluations(project: Project, version: int | None = None) -> list[Evalua
     return [Evaluation.from_dict(e) for e in report.get("metrics", [])]
 
 
-def _scores(project: Project, version: int | None, space: str, concept: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    number, report = _report(project, version)
+def _scores(number: int, report: dict, space: str, concept: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input ids, labelled positive, out-of-fold probability) of one concept, from a version's report."""
     stored = report.get("scores", {}).get(space)
     if not stored:
         raise ModelVersionError(f"model version {number} kept no cross-validated scores for {space}")
@@ -166,7 +166,7 @@ def metrics_at_threshold(project: Project, space: str, concept: str, threshold: 
     Raises:
         ValueError: threshold outside [0, 1]. ModelVersionError / ConceptError: nothing stored for it.
     """
-    _, y, p = _scores(project, version, space, concept)
+    _, y, p = _scores(*_report(project, version), space, concept)
     return binary_metrics(concept, y, p, threshold)
 
 
@@ -181,7 +181,7 @@ def _split(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[np.ndarray, 
 
 def misclassified(project: Project, space: str, concept: str, threshold: float, version: int | None = None) -> tuple[list[int], list[int]]:
     """(false positives, false negatives) of a concept in cross-validation at ``threshold``: input ids, worst first."""
-    ids, y, p = _scores(project, version, space, concept)
+    ids, y, p = _scores(*_report(project, version), space, concept)
     false_pos, false_neg = _split(y, p, threshold)
     return [int(ids[i]) for i in false_pos], [int(ids[i]) for i in false_neg]
 
@@ -232,7 +232,7 @@ def list_mistakes(project: Project, space: str, concept: str, threshold: float, 
     if limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     number, report = _report(project, version)
-    ids, y, p = _scores(project, number, space, concept)
+    ids, y, p = _scores(number, report, space, concept)
     false_pos, false_neg = _split(y, p, threshold)
     # The page shows these figures beside the mistakes: one read of the report serves both.
     metrics = binary_metrics(concept, y, p, threshold)

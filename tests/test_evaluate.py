@@ -451,6 +451,15 @@ def test_list_mistakes_worst_first_and_capped(colours, threshold, limit, listed,
         assert mistakes.metrics == at and (at.fp, at.fn) == totals  # the figures shown beside the mistakes
 
 
+def test_list_mistakes_reads_the_report_once(colours, monkeypatch):
+    project, _ = colours
+    reads = []
+    get_version = project.store.get_version
+    monkeypatch.setattr(project.store, "get_version", lambda number: reads.append(number) or get_version(number))
+    list_mistakes(project, "tiny-image", "red", 0.5)
+    assert len(reads) == 1  # a slider move: the metrics and the mistakes come from one read
+
+
 @pytest.mark.parametrize(
     "space, concept, version, error",
     [
