@@ -219,13 +219,18 @@ def _ensemble(linear: np.ndarray, nearest: np.ndarray, labels: np.ndarray) -> tu
     Summed, they are the log of the product of the two calibrated distributions (up to a
     constant per input), so neither head's logit scale decides how much it counts.
     """
-    single = (labels > 0).sum(axis=1) == 1
-    if not single.any():
+    (z_linear, truth), (z_nearest, _) = _single_concept_rows(linear, labels), _single_concept_rows(nearest, labels)
+    if not len(truth):
         return None
-    truth = np.argmax(labels[single] > 0, axis=1)
     # Rounded as the name shows them: the scores measured are those of the head that is saved.
-    a, b = (float(f"{1.0 / fit_temperature(np.nan_to_num(z[single], nan=-1e3), truth):.4g}") for z in (linear, nearest))
+    a, b = (float(f"{1.0 / fit_temperature(z, truth):.4g}") for z in (z_linear, z_nearest))
     return f"{ENSEMBLE}(linear={a:.4g},nearest={b:.4g})", a * linear + b * nearest
+
+
+def _single_concept_rows(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, true concept) of the inputs labelled with exactly one concept; a missing head's NaN as -1e3."""
+    single = (labels > 0).sum(axis=1) == 1
+    return np.nan_to_num(logits[single], nan=-1e3), np.argmax(labels[single] > 0, axis=1)
 
 
 def _log_likelihoods(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -234,9 +239,7 @@ def _log_likelihoods(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     Their mean is a proper score, far less noisy than accuracy on a handful of held-out inputs
     (and it is what calibration will optimise).
     """
-    single = (labels > 0).sum(axis=1) == 1
-    truth = np.argmax(labels[single] > 0, axis=1)
-    z = np.nan_to_num(logits[single], nan=-1e3)
+    z, truth = _single_concept_rows(logits, labels)
     if not len(z):
         return np.zeros(0)
     t = fit_temperature(z, truth)
