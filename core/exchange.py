@@ -201,15 +201,15 @@ def read_model_file(
         ModelFileError: the file is not a model file, is damaged, too large, unsafe, or from a newer conceptlab;
             the message names the file when its name is known.
     """
-    if name is None and isinstance(source, str | os.PathLike):
-        name = os.fspath(source)
-    with _naming(name):
+    with _naming(source, name):
         return _read_model_file(source, limits)
 
 
 @contextlib.contextmanager
-def _naming(name: str | None) -> Iterator[None]:
-    """Put the file's name in front of a ModelFileError's reason, as an InputError would."""
+def _naming(source: object, name: str | None) -> Iterator[None]:
+    """Put the file's name (``name``, else a path ``source``) in front of a ModelFileError's reason, as an InputError would."""
+    if name is None and isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
     try:
         yield
     except ModelFileError as e:
@@ -479,10 +479,8 @@ def import_model(
         ModelFileError: the file is damaged or unsafe, or made for another embedder or label mode.
         StorageError: the project cannot be written.
     """
-    if name is None and isinstance(source, str | os.PathLike):
-        name = os.fspath(source)
     model_file = source if isinstance(source, ModelFile) else read_model_file(source, limits, name)
-    with _naming(name):
+    with _naming(source, name):
         _check_fits(project, model_file)
     store = project.store
     existing = {name.casefold() for _, name in store.list_concepts()}
