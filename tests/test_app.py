@@ -96,6 +96,14 @@ def add_images(project, colour, count, concept=None, prefix=None, seed=0):
     return ingest(project, read_uploads(files), concept=concept)
 
 
+def labelled_demo(per_colour: int, exclusive: bool = False, blue_seed: int = 10):
+    """A "demo" project with ``per_colour`` red images labelled red and as many blue ones labelled blue."""
+    project = create_project("demo", "tiny", exclusive=exclusive)
+    add_images(project, RED, per_colour, concept="red", prefix="red")
+    add_images(project, BLUE, per_colour, concept="blue", prefix="blue", seed=blue_seed)
+    return project
+
+
 @pytest.fixture
 def colours():
     """A tiny project with 4 red and 4 blue images, unlabelled."""
@@ -478,9 +486,7 @@ def charts(at: AppTest) -> list[dict]:
 
 @pytest.mark.parametrize("exclusive, overall, columns", [(False, "Macro F1", "outcome"), (True, "Accuracy", "predicted")])
 def test_train_page_shows_quality_table_and_confusion_chart(exclusive, overall, columns):
-    project = create_project("demo", "tiny", exclusive=exclusive)
-    add_images(project, RED, 4, concept="red", prefix="red")
-    add_images(project, BLUE, 4, concept="blue", prefix="blue", seed=10)
+    project = labelled_demo(4, exclusive)
     project.store.create_concept("green")  # no examples: not trained, so not in the quality table
     evaluation = train(project).evaluations[0]
     at = run_app("train", "demo")
@@ -497,10 +503,7 @@ def test_train_page_shows_quality_table_and_confusion_chart(exclusive, overall, 
 
 
 def test_one_example_each_says_too_few_to_measure():
-    project = create_project("demo", "tiny")
-    add_images(project, RED, 1, concept="red", prefix="red")
-    add_images(project, BLUE, 1, concept="blue", prefix="blue", seed=10)
-    train(project)
+    train(labelled_demo(1))
     at = run_app("train", "demo")
     quality = next(d.value for d in at.dataframe if "Precision" in d.value.columns)
     assert set(quality["Note"]) == {"too few examples to measure"}
@@ -568,10 +571,7 @@ def test_relabelling_a_concept_renamed_since_training_does_not_recreate_it(train
 
 
 def test_mistakes_are_shown_a_few_at_a_time():
-    project = create_project("demo", "tiny")
-    add_images(project, RED, 10, concept="red", prefix="red")
-    add_images(project, BLUE, 10, concept="blue", prefix="blue", seed=20)
-    train(project)
+    train(labelled_demo(10, blue_seed=20))
     at = run_app("train", "demo")
     at.selectbox(key="tune_pick_1").select(1).run()
     at.slider[0].set_value(0.0).run()  # all 10 blue images are wrongly matched as red
