@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.embedding.weights import clip_weights_available, download_clip_weights
 from core.errors import ConceptlabError, WeightsMissingError
-from core.projects import create_project, delete_project, list_projects, rename_project
-from core.weights import clip_weights_available, download_clip_weights
+from core.storage.projects import create_project, delete_project, list_projects, rename_project
 from pages.common import LABEL, TRAIN, TRY, UPLOAD, flash, md, plural, sentence, show_flashes
 
 st.set_page_config(page_title="conceptlab", page_icon=":material/neurology:", layout="wide", initial_sidebar_state="expanded")

@@ -139,7 +139,7 @@ def _unique_per_class(per_class: dict[str, list[tuple[str, object]]]) -> dict[st
 
 
 def _embed_images(images: list) -> np.ndarray:
-    from core.embedders import load_embedder
+    from core.embedding import load_embedder
 
     embedder = load_embedder(EMBEDDER)
     chunks = []
@@ -150,9 +150,9 @@ def _embed_images(images: list) -> np.ndarray:
 
 
 def _clipart() -> Dataset:
-    from core.embedders import load_embedder
+    from core.embedding import load_embedder
     from core.errors import InputError
-    from core.media import decode_image
+    from core.inputs.media import decode_image
 
     root = _debian_package("openclipart-png") / "usr/share/openclipart/png"
     per_class = {}
@@ -207,7 +207,7 @@ def _fashion() -> Dataset:
 def _chatterbot() -> Dataset:
     import yaml
 
-    from core.embedders import load_embedder
+    from core.embedding import load_embedder
 
     spec = importlib.util.find_spec("chatterbot_corpus")
     if spec is None or not spec.submodule_search_locations:

@@ -1,5 +1,5 @@
 """``python -m core``: the command line."""
 
-from .cli import main
+from core.cli import main
 
 main()

@@ -12,20 +12,20 @@ import os
 import sys
 from dataclasses import asdict
 
-from .embedders import DEFAULT_EMBEDDER, describe_embedders
-from .errors import ConceptlabError, ProjectError
-from .evaluate import evaluate_inputs
-from .exchange import export_model_to, import_model, read_model_file
-from .heads import HeadConfig
-from .ingest import IngestReport, ingest
-from .media import ReadConfig, VideoConfig, read_inputs, read_texts
-from .metrics import Evaluation
-from .paths import get_data_home
-from .predict import predict, search_similar
-from .projects import create_project, delete_project, list_projects, open_project, rename_project
-from .store import as_storage_error
-from .training import load_model, plan_training, set_threshold, train
-from .weights import download_clip_weights
+from core.disk import as_storage_error
+from core.embedding import DEFAULT_EMBEDDER, describe_embedders
+from core.embedding.weights import download_clip_weights
+from core.errors import ConceptlabError, ProjectError
+from core.evaluate import evaluate_inputs
+from core.exchange import export_model_to, import_model, read_model_file
+from core.ingest import IngestReport, ingest
+from core.inputs.media import ReadConfig, VideoConfig, read_inputs, read_texts
+from core.learning.heads import HeadConfig
+from core.learning.metrics import Evaluation
+from core.learning.training import load_model, plan_training, set_threshold, train
+from core.paths import get_data_home
+from core.predict import predict, search_similar
+from core.storage.projects import create_project, delete_project, list_projects, open_project, rename_project
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConceptError, InputError, ModelVersionError
-from .ingest import EmbeddedInput, embed_inputs
-from .media import RawInput, VideoConfig
-from .metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
-from .projects import Project
-from .store import InputRecord
-from .training import Model, load_model, resolve_version, thresholds_for
+from core.errors import ConceptError, InputError, ModelVersionError
+from core.ingest import EmbeddedInput, embed_inputs
+from core.inputs.media import RawInput, VideoConfig
+from core.learning.metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
+from core.learning.training import Model, load_model, resolve_version, thresholds_for
+from core.storage.projects import Project
+from core.storage.store import InputRecord
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from itertools import islice
 import numpy as np
 from PIL import Image
 
-from .embedders import Embedder
-from .errors import ConceptError, InputError
-from .media import RawInput, VideoConfig, decode_image, open_video
-from .projects import Project
-from .store import NewInput, validate_concept_name
+from core.embedding import Embedder
+from core.errors import ConceptError, InputError
+from core.inputs.media import RawInput, VideoConfig, decode_image, open_video
+from core.storage.projects import Project
+from core.storage.store import NewInput, validate_concept_name
 
 log = logging.getLogger(__name__)
 

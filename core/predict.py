@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import InputError
-from .index import load_index
-from .ingest import EmbeddedInput, embed_inputs
-from .media import RawInput, VideoConfig
-from .projects import Project
-from .store import InputRecord
-from .training import Model, load_model, thresholds_for
+from core.errors import InputError
+from core.ingest import EmbeddedInput, embed_inputs
+from core.inputs.media import RawInput, VideoConfig
+from core.learning.training import Model, load_model, thresholds_for
+from core.storage.index import load_index
+from core.storage.projects import Project
+from core.storage.store import InputRecord
 
 log = logging.getLogger(__name__)
 

@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core.embedders import Embedder, load_embedder
+from core.embedding import Embedder, load_embedder
 from core.errors import ConceptlabError, InputError
 from core.evaluate import Mistakes
 from core.exchange import export_model
-from core.gallery import label_inputs, load_thumbnail, preview_text
-from core.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.ingest import IngestReport
-from core.projects import Project, open_project
-from core.store import InputRecord
-from core.uploads import describe_progress, format_duration
+from core.inputs.uploads import describe_progress, format_duration
+from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
+from core.storage.projects import Project, open_project
+from core.storage.store import InputRecord
+from core.views.gallery import label_inputs, load_thumbnail, preview_text
 
 UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"
 

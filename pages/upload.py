@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.ingest import ingest
-from core.media import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
-from core.samples import add_sample_data, build_sample_inputs
-from core.uploads import count_upload_items, read_uploads
+from core.inputs.media import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
+from core.inputs.uploads import count_upload_items, read_uploads
+from core.views.samples import add_sample_data, build_sample_inputs
 from pages.common import LABEL, TRAIN, ingest_with_progress, md, plural, render_ingest_report, require_project, start_page
 
 start_page()

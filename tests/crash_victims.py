@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image
 
 from core.ingest import ingest
-from core.media import RawInput, read_texts
-from core.projects import Project
-from core.store import Store
-from core.training import train
+from core.inputs.media import RawInput, read_texts
+from core.learning.training import train
+from core.storage.projects import Project
+from core.storage.store import Store
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 

@@ -1,4 +1,4 @@
-"""Builders for the files tests/test_media.py feeds to core.media and core.sources: all made on the spot."""
+"""Builders for the files tests/test_media.py feeds to core.inputs.media and core.inputs.sources: all made on the spot."""
 
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core.ingest import ingest
-from core.projects import create_project, list_projects, open_project
-from core.samples import add_sample_data
-from core.training import train
-from core.uploads import read_uploads
+from core.inputs.uploads import read_uploads
+from core.learning.training import train
+from core.storage.projects import create_project, list_projects, open_project
+from core.views.samples import add_sample_data
 
 from .photos import solid_image
 
@@ -160,7 +160,7 @@ def test_download_without_network_ends_in_a_sentence(monkeypatch):
 
 
 def test_create_project_then_it_is_picked(monkeypatch):
-    monkeypatch.setattr("core.embedders.load_embedder", _no_model)  # the first page renders before any model loads
+    monkeypatch.setattr("core.embedding.load_embedder", _no_model)  # the first page renders before any model loads
     at = run_app()
     click(at, "Create project")
     assert at.error[0].value == "Give the project a name."
@@ -415,7 +415,7 @@ def test_try_a_photo_and_a_broken_file(colours):
 
 
 def test_try_follows_each_concepts_threshold(colours):
-    from core.training import set_threshold
+    from core.learning.training import set_threshold
 
     add_images(colours, RED, 3, concept="red", prefix="known-red", seed=60)
     add_images(colours, BLUE, 3, concept="blue", prefix="known-blue", seed=70)
@@ -463,7 +463,7 @@ def test_report_fields_become_tables_of_plain_cells():
 @pytest.fixture
 def trained(colours):
     """The colours project with 4 red and 4 blue images labelled, trained once."""
-    from core.gallery import label_inputs
+    from core.views.gallery import label_inputs
 
     records = [colours.store.get_input(i) for i in range(1, 9)]
     label_inputs(colours, [r.id for r in records if r.name.startswith("red")], "red", 1)
@@ -511,8 +511,8 @@ def test_one_example_each_says_too_few_to_measure():
 
 
 def test_threshold_slider_updates_precision_live_and_saving_changes_predictions(trained):
+    from core.learning.training import get_threshold_overrides
     from core.predict import predict
-    from core.training import get_threshold_overrides
 
     project, result = trained
     best = result.evaluations[0].concept("red").threshold

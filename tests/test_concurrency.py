@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.index import drop_cached_indexes, load_index
 from core.ingest import ingest
-from core.media import read_texts
+from core.inputs.media import read_texts
+from core.learning.training import train
 from core.predict import predict
-from core.projects import create_project, open_project
-from core.training import train
+from core.storage.index import drop_cached_indexes, load_index
+from core.storage.projects import create_project, open_project
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 12
@@ -31,10 +31,10 @@ ROUNDS = 12
 _WRITER = textwrap.dedent(
     """
     import json, random, sys
-    from core.index import load_index
+    from core.storage.index import load_index
     from core.ingest import ingest
-    from core.media import read_texts
-    from core.projects import open_project
+    from core.inputs.media import read_texts
+    from core.storage.projects import open_project
     who, rounds = sys.argv[1], int(sys.argv[2])
     project = open_project("p")
     rng = random.Random(who)

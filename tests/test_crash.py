@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.index import load_index
+from core.learning.training import load_model
 from core.predict import predict
-from core.projects import Project, create_project, open_project
-from core.store import ORPHAN_MIN_AGE_S, NewInput
-from core.training import load_model
+from core.storage.index import load_index
+from core.storage.projects import Project, create_project, open_project
+from core.storage.store import ORPHAN_MIN_AGE_S, NewInput
 
 from . import crash_victims
 

@@ -8,8 +8,6 @@ from contextlib import nullcontext as does_not_raise
 import numpy as np
 import pytest
 
-from core.calibration import fit_platt, fit_temperature
-from core.candidates import parameters_of
 from core.cli import run
 from core.errors import ConceptError, ConceptlabError, ModelVersionError
 from core.evaluate import (
@@ -22,10 +20,12 @@ from core.evaluate import (
     misclassified,
 )
 from core.exchange import export_model, import_model
-from core.heads import ENSEMBLE, LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER, HeadConfig
 from core.ingest import ingest
-from core.media import ReadConfig, read_inputs
-from core.metrics import (
+from core.inputs.media import ReadConfig, read_inputs
+from core.learning.calibration import fit_platt, fit_temperature
+from core.learning.candidates import parameters_of
+from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER, HeadConfig
+from core.learning.metrics import (
     NONE_LABEL,
     ConceptMetrics,
     Evaluation,
@@ -37,11 +37,21 @@ from core.metrics import (
     precision_recall_f1,
     roc_auc,
 )
+from core.learning.selection import (
+    REFINED,
+    SelectionConfig,
+    SpaceData,
+    _choose,
+    _ensemble,
+    default_heads,
+    fit_space,
+    group_rows,
+    make_folds,
+)
+from core.learning.training import set_threshold, train
 from core.predict import predict
-from core.projects import create_project
-from core.report_views import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
-from core.selection import REFINED, SelectionConfig, SpaceData, _choose, _ensemble, default_heads, fit_space, group_rows, make_folds
-from core.training import set_threshold, train
+from core.storage.projects import create_project
+from core.views.reports import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
 
 from .photos import save_photo_folders, solid_image
 
@@ -614,7 +624,7 @@ def test_read_evaluations_round_trips_what_training_stored(colours):
 
 
 def test_quality_rows_of_a_version_trained_without_cross_validation(colours):
-    from core.heads import HeadConfig
+    from core.learning.heads import HeadConfig
 
     project, _ = colours
     train(project, HeadConfig(evaluate=False))

@@ -19,15 +19,14 @@ from core.exchange import (
     export_model,
     export_model_to,
     import_model,
-    neutralise_cell,
     read_model_file,
-    write_csv,
 )
 from core.ingest import ingest
-from core.media import ReadConfig, read_inputs, read_texts
+from core.inputs.media import ReadConfig, read_inputs, read_texts
+from core.learning.training import get_threshold_overrides, load_model, set_threshold, train
 from core.predict import predict
-from core.projects import create_project, open_project
-from core.training import get_threshold_overrides, load_model, set_threshold, train
+from core.storage.projects import create_project, open_project
+from core.storage.spreadsheet import neutralise_cell, write_csv
 
 from .photos import solid_image
 
@@ -94,14 +93,14 @@ def _with_manifest(data: bytes, change) -> bytes:
 
 def _with_array(data: bytes, name: str, array: np.ndarray, raw: bytes | None = None, describe: bool = True) -> bytes:
     """Replace the array ``name`` by ``array`` (or by raw .npy bytes), updating the manifest unless told not to."""
-    from core.exchange import _digest
+    from core.exchange.model_file import array_digest
 
     entries = _unpack(data)
     manifest = json.loads(entries["manifest.json"])
     item = next(a for a in manifest["arrays"] if a["name"] == name)
     entries[item["entry"]] = raw if raw is not None else _npy(array)
     if describe:
-        item.update(dtype=array.dtype.str, shape=list(array.shape), sha256=_digest(array))
+        item.update(dtype=array.dtype.str, shape=list(array.shape), sha256=array_digest(array))
     entries["manifest.json"] = json.dumps(manifest).encode()
     return _pack(entries)
 

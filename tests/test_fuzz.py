@@ -26,8 +26,8 @@ from PIL import Image
 
 from core.errors import InputError
 from core.ingest import ingest
-from core.media import RawInput, ReadConfig, VideoConfig, decode_image, read_inputs, sample_frames
-from core.projects import create_project
+from core.inputs.media import RawInput, ReadConfig, VideoConfig, decode_image, read_inputs, sample_frames
+from core.storage.projects import create_project
 from tests.media_fixtures import run_ffmpeg
 
 FUZZ = os.environ.get("CONCEPTLAB_FUZZ") == "1"

@@ -15,10 +15,10 @@ import pytest
 
 from core import ingest as ingest_module
 from core.errors import InputError
-from core.index import load_index
 from core.ingest import ingest
-from core.media import ReadConfig, read_inputs, read_texts, sample_frames
-from core.projects import create_project, open_project
+from core.inputs.media import ReadConfig, read_inputs, read_texts, sample_frames
+from core.storage.index import load_index
+from core.storage.projects import create_project, open_project
 
 from .media_fixtures import make_truncated_streamable_mp4, write_colour_video
 from .photos import solid_image
@@ -151,8 +151,8 @@ _KILL_SCRIPT = textwrap.dedent(
     """
     import sys
     from core.ingest import ingest
-    from core.media import read_texts
-    from core.projects import open_project
+    from core.inputs.media import read_texts
+    from core.storage.projects import open_project
     project = open_project("p")
     texts = (f"sentence {i} about {'cats' if i % 2 else 'dogs'} " * 3 for i in range(10**6))
     ingest(project, read_texts(texts, concept="animals"))

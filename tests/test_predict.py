@@ -7,10 +7,10 @@ import pytest
 
 from core.errors import InputError, ModelVersionError
 from core.ingest import ingest
-from core.media import ReadConfig, read_inputs, read_texts
+from core.inputs.media import ReadConfig, read_inputs, read_texts
+from core.learning.training import set_threshold, train
 from core.predict import Prediction, predict, search_similar
-from core.projects import create_project
-from core.training import set_threshold, train
+from core.storage.projects import create_project
 
 from .photos import solid_image
 

@@ -14,11 +14,11 @@ def bench_image_ingest(photos: Path, rows: list[Row]) -> None:
     import torch
     from PIL import Image
 
-    from core.embedders import clear_embedder_cache, load_embedder
-    from core.index import load_index
+    from core.embedding import clear_embedder_cache, load_embedder
     from core.ingest import BATCH_SIZE, ingest
-    from core.media import read_inputs
-    from core.projects import create_project
+    from core.inputs.media import read_inputs
+    from core.storage.index import load_index
+    from core.storage.projects import create_project
 
     model, preprocess, _ = bare_clip()
     paths = sorted(photos.glob("*.jpg"))
@@ -101,11 +101,11 @@ def bench_lite_ingest(photos: Path, rows: list[Row]) -> None:
     import torch
     from PIL import Image
 
-    from core.embedders import load_embedder
+    from core.embedding import load_embedder
+    from core.embedding.lite import _load_image_model, _pooled_features
     from core.ingest import ingest
-    from core.lite_embedder import _load_image_model, _pooled_features
-    from core.media import read_inputs
-    from core.projects import create_project
+    from core.inputs.media import read_inputs
+    from core.storage.projects import create_project
 
     embedder = load_embedder("lite")
     plain = _load_image_model()

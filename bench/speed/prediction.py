@@ -15,12 +15,12 @@ def bench_prediction(photos: Path, rows: list[Row], calls: int) -> None:
     import torch
     from PIL import Image
 
-    from core.embedders import load_embedder
+    from core.embedding import load_embedder
     from core.ingest import ingest
-    from core.media import read_inputs, read_texts
+    from core.inputs.media import read_inputs, read_texts
+    from core.learning.training import train
     from core.predict import predict
-    from core.projects import create_project
-    from core.training import train
+    from core.storage.projects import create_project
 
     embedder = load_embedder(CLIP)
     fresh_home()

@@ -13,8 +13,8 @@ _RSS_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from core.ingest import ingest
-    from core.media import read_inputs
-    from core.projects import create_project
+    from core.inputs.media import read_inputs
+    from core.storage.projects import create_project
 
     def peak_mb():
         # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child started from a

@@ -1,6 +1,6 @@
 """Figure 7: similarity search latency and recall@10 against exact search, and the indexes not chosen.
 
-Each size gets a row for the index ``core.index`` builds (structure, build time, bytes, median latency of
+Each size gets a row for the index ``core.storage.index`` builds (structure, build time, bytes, median latency of
 one query per call as the app makes them, the CPU time of that call, recall@10 against exact search).
 At ``compare_at`` vectors the alternatives are built side by side on the same vectors and queries, so the
 choice in ``IndexConfig`` stays visible: IVFFlat, SQ8 without re-ranking, the old k-means training, HNSW.
@@ -45,7 +45,7 @@ def _alternatives(vectors: np.ndarray) -> list[tuple[str, Callable[[], object]]]
     """Indexes not chosen, each a function building it over ``vectors`` (a bare FAISS index)."""
     import faiss
 
-    from core.index import DEFAULT_CONFIG as c
+    from core.storage.index import DEFAULT_CONFIG as c
 
     n = len(vectors)
     cells = c.cells_for(n)
@@ -90,7 +90,7 @@ def bench_search(rows: list[Row], sizes: tuple[int, ...], queries: int = 200, co
 def _bench_size(rows: list[Row], n: int, queries: int, compare_alternatives: bool, compare_threads: bool) -> None:
     import faiss
 
-    from core.index import VectorIndex
+    from core.storage.index import VectorIndex
 
     vectors = clustered(n, DIM, max(20, n // 2000), seed=7)
     rng = np.random.default_rng(1)

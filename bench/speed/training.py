@@ -35,12 +35,12 @@ def bench_training(rows: list[Row], sizes: tuple[int, ...]) -> None:
     """Figure 5: linear heads (and the default heads) on 512-d embeddings, 20 concepts, with and without cross-validation."""
     import hashlib
 
-    from core.fitting import fit_linear
-    from core.heads import LINEAR, HeadConfig
-    from core.projects import create_project
-    from core.selection import SelectionConfig
-    from core.store import NewInput
-    from core.training import train
+    from core.learning.fitting import fit_linear
+    from core.learning.heads import LINEAR, HeadConfig
+    from core.learning.selection import SelectionConfig
+    from core.learning.training import train
+    from core.storage.projects import create_project
+    from core.storage.store import NewInput
 
     # Importing torch's optimiser is a one-off of a few seconds per process: not part of the figure.
     fit_linear(np.eye(2, dtype=np.float32), np.array([0, 1]), exclusive=True)

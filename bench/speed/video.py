@@ -20,10 +20,10 @@ def bench_video(video: Path, rows: list[Row]) -> None:
 
     The CPU-time row says the same with what other processes on the machine cannot inflate.
     """
-    from core.embedders import load_embedder
+    from core.embedding import load_embedder
     from core.ingest import ingest
-    from core.media import VideoConfig, read_inputs, sample_frames
-    from core.projects import create_project
+    from core.inputs.media import VideoConfig, read_inputs, sample_frames
+    from core.storage.projects import create_project
 
     embedder = load_embedder(CLIP)
     frames = sample_frames(video.read_bytes(), video.name, VideoConfig(fps=1.0), min_side=embedder.image_size)

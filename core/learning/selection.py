@@ -1,0 +1,424 @@
+"""Choose each concept's head by cross-validation, then calibrate it, threshold it and measure it.
+
+For one embedding space: the labelled inputs are split into stratified folds by input (never
+by row: inputs with identical embeddings stay together, so a duplicate cannot leak from
+training into testing); every candidate head is fitted on each fold's training part and
+scores its test part. These out-of-fold logits decide the winner (ROC AUC per independent
+concept; per exclusive space, the mean log-likelihood of the true concept after temperature
+scaling), fit the calibration, give the F1-maximising thresholds, the "unknown" cut-off and
+the ``Evaluation``. The winner is then refitted on every labelled input. Arrays in, arrays
+out: ``training.py`` reads and writes the store; ``candidates.py`` fits the candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from core.learning.calibration import fit_platt, fit_temperature
+from core.learning.candidates import (
+    REFINED,
+    CandidateFitter,
+    SpaceData,
+    default_heads,
+    kind_of,
+    list_candidates,
+    parameters_of,
+    weight_decay_of,
+)
+from core.learning.folds import fold_strata, group_rows, make_folds
+from core.learning.heads import (
+    DEFAULT_THRESHOLD,
+    ENSEMBLE,
+    HEAD_KINDS,
+    LINEAR,
+    NEAREST,
+    NO_HEAD,
+    PROTOTYPE,
+    TIP_ADAPTER,
+    ZERO_SHOT,
+    HeadConfig,
+    ProgressCallback,
+    SpaceHeads,
+    fit_feature_transform,
+    transform_features,
+)
+from core.learning.metrics import Evaluation, best_threshold, evaluate_probabilities, roc_auc
+
+__all__ = ["REFINED", "HeadChoice", "SelectionConfig", "SpaceData", "SpaceFit", "default_heads", "fit_space", "group_rows", "make_folds"]
+
+log = logging.getLogger(__name__)
+
+TOO_FEW = "too few examples to measure"
+NOT_EVALUATED = "not cross-validated"
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """How cross-validation runs; the caps keep training to seconds on a laptop."""
+
+    max_folds: int = 5
+    loo_max_rows: int = 10  # up to this many labelled inputs: leave-one-out
+    max_rows: int = 2000  # cross-validate on a stratified sample of at most this many inputs
+    unlabelled_sample: int = 2000
+    margin: float = 0.005  # a head must beat the default by more than this to replace it
+    challenger_standard_errors: float = 0.5  # exclusive spaces: and by this many standard errors of its lead
+    linear_decays: tuple[float, ...] = (1e-3, 1e-2)  # besides HeadConfig.weight_decay
+    decay_search_max_rows: int = 1000  # above this, weight decay matters little: only the default is tried
+    # Prototypes refined by unlabelled inputs are tried while some concept has at most this
+    # many examples (at 64 per concept they lost to linear or nearest-neighbour heads on all
+    # three benchmark datasets) and the space at most this many labelled inputs (propagating
+    # labels would become the costliest part of a fold).
+    refine_max_positives: int = 32
+    refine_max_rows: int = 1000
+    tip_alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+    tip_betas: tuple[float, ...] = (1.0, 5.5)
+    unknown_quantile: float = 0.01
+    unknown_slack: float = 0.02
+    kinds: tuple[str, ...] = ()  # the head kinds that may compete (empty: all), e.g. (LINEAR,) to force linear heads
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(HEAD_KINDS)
+        if unknown or NO_HEAD in self.kinds:
+            raise ValueError(f"kinds must be among {HEAD_KINDS[:-1]}, not {sorted(unknown | ({NO_HEAD} & set(self.kinds)))}")
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    """Which head a concept got, and the cross-validated score of every kind that competed."""
+
+    concept: str
+    head: str
+    candidate: str
+    metric: str
+    scores: dict[str, float | None]
+    margin: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SpaceFit:
+    """The result for one space: heads to save, how they did, why each was chosen."""
+
+    heads: SpaceHeads
+    evaluation: Evaluation
+    choices: list[HeadChoice]
+    oof_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    oof_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    oof_labels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))
+
+
+def _plan_folds(data: SpaceData, rows: np.ndarray, config: SelectionConfig) -> tuple[str, int] | None:
+    labels = data.labels[rows]
+    pos, neg = (labels > 0).sum(axis=0), (labels < 0).sum(axis=0)
+    measurable = (pos >= 2) & ((neg >= 1) | data.exclusive)
+    if not measurable.any() or len(rows) < 3:
+        return None
+    if len(rows) <= config.loo_max_rows:
+        return "leave-one-out", len(rows)
+    k = int(min(config.max_folds, max(2, pos[measurable].min())))
+    return f"{k}-fold cross-validation", k
+
+
+def fit_space(
+    data: SpaceData,
+    head_config: HeadConfig = HeadConfig(),
+    config: SelectionConfig = SelectionConfig(),
+    progress: ProgressCallback | None = None,
+) -> SpaceFit:
+    """Cross-validate the candidate heads of one space, pick, calibrate and refit them on all rows.
+
+    With ``head_config.evaluate`` off, nothing is cross-validated: every concept gets its
+    default head (or the first of ``config.kinds`` where that excludes the default), identity
+    calibration and threshold 0.5, and the evaluation says it was not measured.
+    """
+    report = progress or (lambda fraction, message: None)
+    everything = np.concatenate([data.vectors, data.unlabelled]) if len(data.unlabelled) else data.vectors
+    center, power = fit_feature_transform(everything)
+    rows = _cv_rows(data, config)
+    if not head_config.evaluate:
+        report(0.0, "fitting the default heads on every labelled input (no cross-validation)")
+        return _fit_unmeasured(data, head_config, center, power, config, rows, evaluated=False)
+    plan = _plan_folds(data, rows, config)
+    decays = config.linear_decays if len(rows) <= config.decay_search_max_rows else ()
+    positives = (data.labels[rows] > 0).sum(axis=0)
+    refine = len(rows) <= config.refine_max_rows and (positives[positives > 0] <= config.refine_max_positives).any()
+    candidates = _allowed(list_candidates(data, decays, config.tip_alphas, config.tip_betas, refine), config)
+    if plan is None:
+        return _fit_unmeasured(data, head_config, center, power, config, rows)
+    method, k = plan
+    labels = data.labels[rows]
+    folds = make_folds(group_rows(data.ids[rows], data.vectors[rows]), fold_strata(labels), k, config.seed)
+    n, c = labels.shape
+    oof = {name: np.full((n, c), np.nan) for name in candidates}
+    nearest = np.full(n, np.nan)
+    # Fold centres come from sums: all inputs' transformed features less the held-out ones'.
+    powered = transform_features(data.vectors, np.zeros(0, np.float32), power)
+    total = powered.sum(axis=0) + transform_features(data.unlabelled, np.zeros(0, np.float32), power).sum(axis=0)
+    count = len(data.vectors) + len(data.unlabelled)
+    for f, (train, test) in enumerate(folds):
+        report(f / len(folds), f"cross-validation: fold {f + 1} of {len(folds)}")
+        train_rows, test_rows = rows[train], rows[test]
+        # The centre is refitted without the held-out inputs: they must not shape the features either.
+        held_out = data.vectors[test_rows]
+        fold_center = ((total - powered[test_rows].sum(axis=0)) / max(count - len(test_rows), 1)).astype(np.float32)
+        fitter = CandidateFitter(data, train_rows, candidates, head_config, fold_center, power)
+        queries = held_out
+        for name in candidates:
+            if kind_of(name) != TIP_ADAPTER:
+                heads = fitter.assemble(fitter.kinds_for(name), refined=name == REFINED, decay=weight_decay_of(name, head_config))
+                oof[name][test] = heads.logits(queries)
+        if any(kind_of(name) == TIP_ADAPTER for name in candidates):
+            base, caches, unit = fitter.tip_parts(queries, config.tip_betas)
+            for beta in config.tip_betas:
+                for alpha in config.tip_alphas:
+                    oof[f"{TIP_ADAPTER}(alpha={alpha:g},beta={beta:g})"][test] = base + alpha * unit * caches[beta]
+        nearest[test] = (held_out @ data.vectors[train_rows].T).max(axis=1)
+    if data.exclusive and LINEAR in oof and NEAREST in oof and (not config.kinds or ENSEMBLE in config.kinds):
+        ensemble = _ensemble(oof[LINEAR], oof[NEAREST], labels)
+        if ensemble is not None:
+            oof[ensemble[0]] = ensemble[1]
+            candidates.append(ensemble[0])
+    choices, chosen = _choose(data, labels, oof, candidates, config)
+    calibration, probabilities = _calibrate(data, labels, chosen)
+    thresholds = np.full(c, DEFAULT_THRESHOLD, np.float32)
+    for j in range(c):
+        keep = (labels[:, j] != 0) & ~np.isnan(probabilities[:, j])
+        # With a single positive, that one held-out input would set the threshold alone: keep 0.5.
+        if (labels[keep, j] > 0).sum() >= 2 and (labels[keep, j] < 0).any():
+            thresholds[j] = best_threshold(labels[keep, j] > 0, probabilities[keep, j])
+    cutoff = _unknown_cutoff(nearest, config)
+    note = "" if len(rows) == len(data.ids) else f"cross-validated on a sample of {len(rows)} of {len(data.ids)} labelled inputs"
+    evaluation = evaluate_probabilities(
+        data.space, data.names, labels, probabilities, thresholds, data.exclusive, method, len(folds), unknown=nearest < cutoff, note=note
+    )
+    report(1.0, "fitting the chosen heads on every labelled input")
+    heads = _refit(data, head_config, center, power, choices, calibration, thresholds, cutoff)
+    return SpaceFit(heads, evaluation, choices, data.ids[rows], probabilities, labels)
+
+
+def _cv_rows(data: SpaceData, config: SelectionConfig) -> np.ndarray:
+    n = len(data.ids)
+    if n <= config.max_rows:
+        return np.arange(n)
+    # A stratified sample: every concept keeps its share of the rows.
+    strata = fold_strata(data.labels)
+    rng = np.random.default_rng(config.seed)
+    keep = [
+        rng.permutation(np.flatnonzero(strata == s))[: max(2, round(config.max_rows * (strata == s).mean()))] for s in np.unique(strata)
+    ]
+    return np.sort(np.concatenate(keep))
+
+
+def _roc_auc_of(logits: np.ndarray, labels: np.ndarray, column: int) -> float | None:
+    rows = labels[:, column] != 0
+    if np.isnan(logits[rows, column]).all():
+        return None
+    return roc_auc(labels[rows, column] > 0, np.nan_to_num(logits[rows, column], nan=-1e9))
+
+
+def _ensemble(linear: np.ndarray, nearest: np.ndarray, labels: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """(name, out-of-fold logits) of the ensemble: each head's logits over its fitted temperature.
+
+    Summed, they are the log of the product of the two calibrated distributions (up to a
+    constant per input), so neither head's logit scale decides how much it counts.
+    """
+    (z_linear, truth), (z_nearest, _) = _single_concept_rows(linear, labels), _single_concept_rows(nearest, labels)
+    if not len(truth):
+        return None
+    # Rounded as the name shows them: the scores measured are those of the head that is saved.
+    a, b = (float(f"{1.0 / fit_temperature(z, truth):.4g}") for z in (z_linear, z_nearest))
+    return f"{ENSEMBLE}(linear={a:.4g},nearest={b:.4g})", a * linear + b * nearest
+
+
+def _single_concept_rows(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, true concept) of the inputs labelled with exactly one concept; a missing head's NaN as -1e3."""
+    single = (labels > 0).sum(axis=1) == 1
+    return np.nan_to_num(logits[single], nan=-1e3), np.argmax(labels[single] > 0, axis=1)
+
+
+def _log_likelihoods(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per input with one concept: the log-probability of its concept after temperature scaling.
+
+    Their mean is a proper score, far less noisy than accuracy on a handful of held-out inputs
+    (and it is what calibration will optimise).
+    """
+    z, truth = _single_concept_rows(logits, labels)
+    if not len(z):
+        return np.zeros(0)
+    t = fit_temperature(z, truth)
+    scaled = z / t - (z / t).max(axis=1, keepdims=True)
+    return scaled[np.arange(len(z)), truth] - np.log(np.exp(scaled).sum(axis=1))
+
+
+def _standard_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Standard error of the mean paired difference of two heads' per-input scores."""
+    return float(np.std(a - b, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+
+
+def _choose(data: SpaceData, labels, oof, candidates, config) -> tuple[list[HeadChoice], dict[int, str]]:
+    """Winner per concept (independent) or per space (exclusive); the default wins ties."""
+    c = labels.shape[1]
+    trained = (labels > 0).any(axis=0)
+    choices, chosen = [], {}
+    groups = [list(np.flatnonzero(trained))] if data.exclusive else [[j] for j in np.flatnonzero(trained)]
+    for columns in groups:
+        default = data.defaults[columns[0]]
+        if data.exclusive:
+            per_input = {name: _log_likelihoods(oof[name], labels) for name in candidates}
+            scores = {name: float(v.mean()) if len(v) else None for name, v in per_input.items()}
+        else:
+            per_input, scores = {}, {name: _roc_auc_of(oof[name], labels, columns[0]) for name in candidates}
+        valid = {name: s for name, s in scores.items() if s is not None and not np.isnan(s)}
+        if not valid:
+            winner = _default_candidate(default, data)
+        else:
+            # The default candidate first (refined prototypes where the project has unlabelled
+            # inputs), then its kind, then the rest in order.
+            first = _default_candidate(default, data)
+            order = sorted(valid, key=lambda name: (name != first, kind_of(name) != default, candidates.index(name)))
+            winner = order[0]
+            for name in order[1:]:
+                # A challenger must win by the margin and, where per-input scores exist, by part of
+                # the standard error of its lead: among a dozen candidates on a few held-out
+                # inputs, one beats the default by luck alone.
+                noise = _standard_error(per_input[name], per_input[winner]) if per_input else 0.0
+                if valid[name] > valid[winner] + config.margin + config.challenger_standard_errors * noise:
+                    winner = name
+        by_kind: dict[str, float | None] = {}
+        for name, value in scores.items():
+            kind = REFINED if name == REFINED else kind_of(name)
+            if value is not None and (by_kind.get(kind) is None or value > by_kind[kind]):
+                by_kind[kind] = round(float(value), 4)
+            by_kind.setdefault(kind, None)
+        others = [v for name, v in valid.items() if kind_of(name) != kind_of(winner)]
+        margin = round(float(valid[winner] - max(others)), 4) if winner in valid and others else None
+        metric = "log-likelihood" if data.exclusive else "ROC AUC"
+        for j in columns:
+            chosen[j] = winner
+            choices.append(HeadChoice(data.names[j], kind_of(winner), winner, metric, by_kind, margin))
+    for j in range(c):
+        if j not in chosen:
+            choices.append(HeadChoice(data.names[j], data.defaults[j], data.defaults[j], "", {}, None))
+    return choices, {j: (chosen[j], oof[chosen[j]]) for j in chosen if chosen[j] in oof}
+
+
+def _calibrate(data: SpaceData, labels: np.ndarray, chosen: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration (C, 2), out-of-fold probabilities (n, C)) of the chosen heads."""
+    n, c = labels.shape
+    calibration = np.tile(np.array([1.0, 0.0], np.float32), (c, 1))
+    probabilities = np.full((n, c), np.nan)
+    columns = sorted(chosen)
+    if not columns:
+        return calibration, probabilities
+    logits = np.stack([chosen[j][1][:, j] for j in columns], axis=1)
+    if data.exclusive:
+        single = (labels[:, columns] > 0).sum(axis=1) == 1
+        finite = np.nan_to_num(logits, nan=-1e3)
+        t = fit_temperature(finite[single], np.argmax(labels[single][:, columns] > 0, axis=1)) if single.any() else 1.0
+        calibration[:, 0] = 1.0 / t
+        scaled = finite / t
+        scaled -= scaled.max(axis=1, keepdims=True)
+        probabilities[:, columns] = np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True)
+        return calibration, probabilities
+    for i, j in enumerate(columns):
+        rows = labels[:, j] != 0
+        z = np.nan_to_num(logits[:, i], nan=-1e3)
+        a, b = fit_platt(z[rows], labels[rows, j] > 0)
+        calibration[j] = (a, b)
+        probabilities[:, j] = 1.0 / (1.0 + np.exp(-np.clip(a * z + b, -60, 60)))
+    return calibration, probabilities
+
+
+def _unknown_cutoff(nearest: np.ndarray, config: SelectionConfig) -> float:
+    """Less similar to every labelled example than almost all labelled inputs are to the others."""
+    values = nearest[np.isfinite(nearest)]
+    if len(values) == 0:
+        return float("-inf")
+    level = values.min() if len(values) < 100 else np.quantile(values, config.unknown_quantile)
+    return float(level - config.unknown_slack)
+
+
+def _default_candidate(default: str, data: SpaceData) -> str:
+    if default == TIP_ADAPTER:
+        return f"{TIP_ADAPTER}(alpha=1,beta=5.5)"  # Tip-Adapter's own defaults
+    if default == PROTOTYPE and data.exclusive and len(data.unlabelled):
+        return REFINED
+    return default
+
+
+def _allowed(candidates: list[str], config: SelectionConfig) -> list[str]:
+    if not config.kinds:
+        return candidates
+    allowed = [name for name in candidates if kind_of(name) in config.kinds]
+    if not allowed:
+        raise ValueError(f"none of the head kinds {config.kinds} applies to this space: {sorted({kind_of(c) for c in candidates})}")
+    return allowed
+
+
+def _forced_default(default: str, config: SelectionConfig) -> str:
+    """The default head, unless ``config.kinds`` leaves it out (concepts without examples keep theirs)."""
+    if not config.kinds or default in config.kinds or default in (ZERO_SHOT, NO_HEAD):
+        return default
+    return config.kinds[0]
+
+
+def _fit_unmeasured(
+    data: SpaceData,
+    head_config: HeadConfig,
+    center,
+    power,
+    config: SelectionConfig = SelectionConfig(),
+    rows: np.ndarray | None = None,
+    evaluated: bool = True,
+) -> SpaceFit:
+    """Default heads, identity calibration, threshold 0.5: nothing can (or should) be measured."""
+    c = len(data.names)
+    defaults = [_forced_default(d, config) for d in data.defaults]
+    choices = [HeadChoice(name, d, _default_candidate(d, data), "", {}, None) for name, d in zip(data.names, defaults)]
+    cutoff = float("-inf")
+    # The cut-off for "unknown" from a sample, as cross-validation would: all pairs of 50,000 inputs do not fit in memory.
+    sample = data.vectors[rows if rows is not None else _cv_rows(data, config)]
+    if len(sample) >= 2:
+        sims = sample @ sample.T
+        np.fill_diagonal(sims, -np.inf)
+        cutoff = _unknown_cutoff(sims.max(axis=1), config)
+    calibration = np.tile(np.array([1.0, 0.0], np.float32), (c, 1))
+    heads = _refit(data, head_config, center, power, choices, calibration, np.full(c, DEFAULT_THRESHOLD, np.float32), cutoff)
+    choices = [HeadChoice(ch.concept, kind, ch.candidate, "", {}, None) for ch, kind in zip(choices, heads.kinds)]
+    if evaluated:
+        method, note = TOO_FEW, "label at least 2 examples of a concept (and some negatives or another concept) to measure it"
+    else:
+        method, note = NOT_EVALUATED, "trained without cross-validation: default heads, thresholds at 0.5, no quality figures"
+    return SpaceFit(heads, Evaluation(data.space, method, inputs=len(data.ids), exclusive=data.exclusive, note=note), choices)
+
+
+def _refit(data, head_config, center, power, choices, calibration, thresholds, cutoff) -> SpaceHeads:
+    by_name = {ch.concept: ch for ch in choices}
+    winners = [by_name[name].candidate for name in data.names]
+    fitter = CandidateFitter(data, np.arange(len(data.ids)), winners, head_config, center, power)
+    trained = [j for j in range(len(winners)) if fitter.trained[j] and data.defaults[j] not in (ZERO_SHOT, NO_HEAD)]
+    # Concepts without examples follow the kind of the trained ones (exclusive: one softmax) or zero-shot.
+    others = fitter.kinds_for(winners[trained[0]] if trained and data.exclusive else ZERO_SHOT)
+    kinds = [kind_of(winners[j]) if j in trained else others[j] for j in range(len(winners))]
+    tip = np.zeros((len(winners), 2), np.float32)
+    base_unit = None
+    for j, winner in enumerate(winners):
+        if kinds[j] == TIP_ADAPTER and "(" in winner:
+            if base_unit is None:
+                base_unit = fitter.tip_parts(data.vectors[:1], (1.0,))[2]
+            alpha, beta = parameters_of(winner)
+            tip[j] = (alpha * base_unit[j], beta)
+        elif kinds[j] == ENSEMBLE:
+            tip[j] = parameters_of(winner)
+    decay = next((weight_decay_of(w, head_config) for w in winners if kind_of(w) in (LINEAR, ENSEMBLE)), None)
+    heads = fitter.assemble(kinds, refined=REFINED in winners, tip=tip, decay=decay)
+    heads.calibration = calibration.astype(np.float32)
+    heads.thresholds = thresholds.astype(np.float32)
+    heads.unknown_cutoff = cutoff
+    return heads
