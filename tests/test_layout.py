@@ -1,0 +1,149 @@
+"""The import rules of docs/ARCHITECTURE.md, checked on the source: every ``import`` statement,
+including the deferred ones inside functions, of every module in core/, pages/ and app.py."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Which parts of core/ each part may import (besides itself). A part is a package of core/
+# or one of its top-level modules; the order is the order of the pipeline, lower first.
+FOUNDATION = {"core.errors", "core.paths", "core.disk"}
+MAY_IMPORT = {
+    "core.errors": set(),
+    "core.paths": set(),
+    "core.disk": {"core.errors"},
+    "core.inputs": FOUNDATION,
+    "core.embedding": FOUNDATION,
+    "core.storage": FOUNDATION | {"core.embedding"},
+    "core.learning": FOUNDATION | {"core.storage"},
+    "core.ingest": FOUNDATION | {"core.inputs", "core.embedding", "core.storage"},
+    "core.predict": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingest"},
+    "core.evaluate": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingest"},
+    "core.exchange": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning"},
+    "core.views": FOUNDATION
+    | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingest", "core.predict", "core.evaluate"},
+    "core.cli": {"core"},  # the command line may use everything
+    "core.__main__": {"core.cli"},
+    "core": {"core"},  # core/__init__.py: the public API re-exports from every part
+}
+# Third-party packages a part must not import.
+FORBIDDEN_LIBRARIES = {
+    "core": {"streamlit"},
+    "pages": {"torch", "torchvision", "faiss", "open_clip", "sentence_transformers", "efficientnet_lite_pytorch"},
+}
+
+
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _part(module: str) -> str:
+    """``core.storage.store`` -> ``core.storage``; ``core.ingest`` -> ``core.ingest``; ``core`` -> ``core``."""
+    return ".".join(module.split(".")[:2])
+
+
+def _imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
+    """Every absolute module name ``path`` imports, with its line; relative imports resolved."""
+    module = _module_name(path, root)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            found.append((node.lineno, name))
+            # ``from core import ingest`` imports the module core.ingest, not only the package.
+            found += [(node.lineno, f"{name}.{alias.name}") for alias in node.names if name == "core"]
+    return found
+
+
+def _core_modules() -> list[Path]:
+    return sorted((ROOT / "core").rglob("*.py"))
+
+
+def find_layer_violations(paths: list[Path], root: Path = ROOT) -> list[str]:
+    """One line per import in core/ that its part may not make."""
+    problems = []
+    for path in paths:
+        source = _part(_module_name(path, root))
+        allowed = MAY_IMPORT.get(source)
+        if allowed is None:
+            problems.append(f"{path.relative_to(root)}: part {source} has no import rule in tests/test_layout.py")
+            continue
+        for line, name in _imports(path, root):
+            if name != "core" and not name.startswith("core."):
+                continue
+            target = _part(name)
+            if target == source or target in allowed or "core" in allowed or (name == "core" and source == "core"):
+                continue
+            problems.append(f"{path.relative_to(root)}:{line}: {source} must not import {name}")
+    return problems
+
+
+def find_library_violations(paths: list[Path], forbidden: set[str], root: Path = ROOT) -> list[str]:
+    return [
+        f"{path.relative_to(root)}:{line}: must not import {name}"
+        for path in paths
+        for line, name in _imports(path, root)
+        if name.split(".")[0] in forbidden
+    ]
+
+
+def test_every_part_of_core_has_a_rule():
+    parts = {_part(_module_name(path)) for path in _core_modules()}
+    assert parts <= set(MAY_IMPORT), sorted(parts - set(MAY_IMPORT))
+
+
+def test_core_parts_import_only_what_the_layers_allow():
+    assert find_layer_violations(_core_modules()) == []
+
+
+def test_core_never_imports_streamlit():
+    assert find_library_violations(_core_modules(), FORBIDDEN_LIBRARIES["core"]) == []
+
+
+def test_pages_never_import_torch_or_faiss():
+    pages = sorted((ROOT / "pages").glob("*.py")) + [ROOT / "app.py"]
+    assert find_library_violations(pages, FORBIDDEN_LIBRARIES["pages"]) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "broken"),
+    [
+        ("core/storage/bad.py", "from core.learning.heads import HeadConfig\n", True),  # storage below learning
+        ("core/storage/bad.py", "def f():\n    from core.ingest import ingest\n", True),  # deferred imports count too
+        ("core/embedding/bad.py", "from core import storage\n", True),  # `from core import X` is core.X
+        ("core/inputs/bad.py", "from ..storage import store\n", True),  # relative imports are resolved
+        ("core/learning/bad.py", "import streamlit as st\n", True),
+        ("core/learning/bad.py", "from core.storage.projects import Project\n", False),
+        ("core/views/bad.py", "from core.predict import predict\n", False),
+        ("core/newpart/bad.py", "import numpy\n", True),  # a new package needs its rule first
+    ],
+)
+def test_the_checker_catches_a_forbidden_import(tmp_path, module, source, broken):
+    path = tmp_path / module
+    path.parent.mkdir(parents=True)
+    path.write_text(source)
+    problems = find_layer_violations([path], tmp_path) + find_library_violations([path], FORBIDDEN_LIBRARIES["core"], tmp_path)
+    assert bool(problems) is broken, problems
+
+
+def test_pages_checker_catches_torch(tmp_path):
+    page = tmp_path / "pages" / "bad.py"
+    page.parent.mkdir()
+    page.write_text("import faiss\nfrom torch import nn\nimport numpy\n")
+    assert [p.split(": ")[-1] for p in find_library_violations([page], FORBIDDEN_LIBRARIES["pages"], tmp_path)] == [
+        "must not import faiss",
+        "must not import torch",
+    ]
