@@ -113,25 +113,7 @@ def colours():
     return project
 
 
-# -- the layering ----------------------------------------------------------------------------
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def test_pages_never_import_torch_or_faiss_and_core_never_imports_streamlit():
-    for path in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
-        assert not _imports(path) & {"torch", "faiss", "open_clip"}, path
-    for path in sorted((ROOT / "core").glob("*.py")):
-        assert "streamlit" not in _imports(path), path
+# -- the pages' own rules (the import rules are in tests/test_layout.py) ---------------------------
 
 
 def test_nothing_allows_html():
