@@ -19,10 +19,10 @@ from core.embedding import describe_embedders, load_embedder
 from core.errors import ConceptlabError
 from core.evaluate import evaluate_inputs
 from core.exchange import export_model, export_model_to, import_model, read_model_file
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs import ReadConfig, VideoConfig, read_inputs, read_texts, read_uploads
 from core.learning import HeadConfig, load_model, set_threshold, train
-from core.predict import predict, search_similar
+from core.prediction import predict, search_similar
 from core.storage import create_project, delete_project, list_projects, open_project, rename_project
 from core.views import label_inputs
 

@@ -18,13 +18,13 @@ from core.embedding.weights import download_clip_weights
 from core.errors import ConceptlabError, ProjectError
 from core.evaluate import evaluate_inputs
 from core.exchange import export_model_to, import_model, read_model_file
-from core.ingest import IngestReport, ingest
+from core.ingestion import IngestReport, ingest
 from core.inputs.media import ReadConfig, VideoConfig, read_inputs, read_texts
 from core.learning.heads import HeadConfig
 from core.learning.metrics import Evaluation
 from core.learning.training import load_model, plan_training, set_threshold, train
 from core.paths import get_data_home
-from core.predict import predict, search_similar
+from core.prediction import predict, search_similar
 from core.storage.projects import create_project, delete_project, list_projects, open_project, rename_project
 
 

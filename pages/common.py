@@ -17,7 +17,7 @@ from core.embedding import Embedder, load_embedder
 from core.errors import ConceptlabError, InputError
 from core.evaluate import Mistakes
 from core.exchange import export_model
-from core.ingest import IngestReport
+from core.ingestion import IngestReport
 from core.inputs.uploads import describe_progress, format_duration
 from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.storage.projects import Project, open_project

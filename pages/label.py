@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import ConceptlabError
-from core.predict import search_similar
+from core.prediction import search_similar
 from core.storage.projects import open_project
 from core.views.gallery import GalleryFilter, count_labels, label_inputs, list_gallery, suggest_labels
 from pages.common import UPLOAD, flash, md, plural, render_cards, render_preview, require_project, sentence, show_error, start_page

@@ -9,7 +9,7 @@ import streamlit as st
 from core.errors import ConceptlabError, InputError
 from core.inputs.media import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, read_texts
 from core.inputs.uploads import read_camera_photo, read_uploads
-from core.predict import Prediction, predict
+from core.prediction import Prediction, predict
 from core.views.gallery import load_video_moments
 from pages.common import TRAIN, get_embedder, head_name, md, render_cards, require_project, sentence, show_error, start_page
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.media import RawInput, read_texts
 from core.learning.training import train
 from core.storage.projects import Project

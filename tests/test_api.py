@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,13 @@ def _save_folders(root, per_colour: int, seed: int = 0):
 def test_every_public_name_is_documented(name):
     thing = getattr(core, name)
     assert inspect.getdoc(thing), f"core.{name} has no docstring"
+
+
+def test_no_public_name_hides_a_module_of_core():
+    # ``core.ingest`` as a function would make ``import core.ingest as m`` hand back the function.
+    modules = {p.stem for p in Path(core.__file__).parent.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    modules |= {p.name for p in Path(core.__file__).parent.iterdir() if (p / "__init__.py").exists()}
+    assert sorted(set(core.__all__) & modules) == []
 
 
 def test_public_functions_are_named_with_a_verb():

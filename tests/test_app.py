@@ -13,7 +13,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.uploads import read_uploads
 from core.learning.training import train
 from core.storage.projects import create_project, list_projects, open_project
@@ -494,7 +494,7 @@ def test_one_example_each_says_too_few_to_measure():
 
 def test_threshold_slider_updates_precision_live_and_saving_changes_predictions(trained):
     from core.learning.training import get_threshold_overrides
-    from core.predict import predict
+    from core.prediction import predict
 
     project, result = trained
     best = result.evaluations[0].concept("red").threshold

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.media import read_texts
 from core.learning.training import train
-from core.predict import predict
+from core.prediction import predict
 from core.storage.index import drop_cached_indexes, load_index
 from core.storage.projects import create_project, open_project
 
@@ -32,7 +32,7 @@ _WRITER = textwrap.dedent(
     """
     import json, random, sys
     from core.storage.index import load_index
-    from core.ingest import ingest
+    from core.ingestion import ingest
     from core.inputs.media import read_texts
     from core.storage.projects import open_project
     who, rounds = sys.argv[1], int(sys.argv[2])

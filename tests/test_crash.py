@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from core.learning.training import load_model
-from core.predict import predict
+from core.prediction import predict
 from core.storage.index import load_index
 from core.storage.projects import Project, create_project, open_project
 from core.storage.store import ORPHAN_MIN_AGE_S, NewInput

@@ -20,7 +20,7 @@ from core.evaluate import (
     misclassified,
 )
 from core.exchange import export_model, import_model
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.media import ReadConfig, read_inputs
 from core.learning.calibration import fit_platt, fit_temperature
 from core.learning.candidates import parameters_of
@@ -49,7 +49,7 @@ from core.learning.selection import (
     make_folds,
 )
 from core.learning.training import set_threshold, train
-from core.predict import predict
+from core.prediction import predict
 from core.storage.projects import create_project
 from core.views.reports import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
 

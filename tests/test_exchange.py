@@ -21,10 +21,10 @@ from core.exchange import (
     import_model,
     read_model_file,
 )
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.media import ReadConfig, read_inputs, read_texts
 from core.learning.training import get_threshold_overrides, load_model, set_threshold, train
-from core.predict import predict
+from core.prediction import predict
 from core.storage.projects import create_project, open_project
 from core.storage.spreadsheet import neutralise_cell, write_csv
 

@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from core import ingest as ingest_module
+from core import ingestion as ingest_module
 from core.errors import InputError
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.media import ReadConfig, read_inputs, read_texts, sample_frames
 from core.storage.index import load_index
 from core.storage.projects import create_project, open_project
@@ -150,7 +150,7 @@ def test_progress_is_reported_per_batch(project):
 _KILL_SCRIPT = textwrap.dedent(
     """
     import sys
-    from core.ingest import ingest
+    from core.ingestion import ingest
     from core.inputs.media import read_texts
     from core.storage.projects import open_project
     project = open_project("p")

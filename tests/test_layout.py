@@ -21,12 +21,12 @@ MAY_IMPORT = {
     "core.embedding": FOUNDATION,
     "core.storage": FOUNDATION | {"core.embedding"},
     "core.learning": FOUNDATION | {"core.storage"},
-    "core.ingest": FOUNDATION | {"core.inputs", "core.embedding", "core.storage"},
-    "core.predict": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingest"},
-    "core.evaluate": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingest"},
+    "core.ingestion": FOUNDATION | {"core.inputs", "core.embedding", "core.storage"},
+    "core.prediction": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingestion"},
+    "core.evaluate": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingestion"},
     "core.exchange": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning"},
     "core.views": FOUNDATION
-    | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingest", "core.predict", "core.evaluate"},
+    | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingestion", "core.prediction", "core.evaluate"},
     "core.cli": {"core"},  # the command line may use everything
     "core.__main__": {"core.cli"},
     "core": {"core"},  # core/__init__.py: the public API re-exports from every part
@@ -44,7 +44,7 @@ def _module_name(path: Path, root: Path = ROOT) -> str:
 
 
 def _part(module: str) -> str:
-    """``core.storage.store`` -> ``core.storage``; ``core.ingest`` -> ``core.ingest``; ``core`` -> ``core``."""
+    """``core.storage.store`` -> ``core.storage``; ``core.ingestion`` -> ``core.ingestion``; ``core`` -> ``core``."""
     return ".".join(module.split(".")[:2])
 
 
@@ -63,7 +63,7 @@ def _imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
             else:
                 name = node.module or ""
             found.append((node.lineno, name))
-            # ``from core import ingest`` imports the module core.ingest, not only the package.
+            # ``from core import storage`` imports the module core.storage, not only the package.
             found += [(node.lineno, f"{name}.{alias.name}") for alias in node.names if name == "core"]
     return found
 
@@ -122,12 +122,12 @@ def test_pages_never_import_torch_or_faiss():
     ("module", "source", "broken"),
     [
         ("core/storage/bad.py", "from core.learning.heads import HeadConfig\n", True),  # storage below learning
-        ("core/storage/bad.py", "def f():\n    from core.ingest import ingest\n", True),  # deferred imports count too
+        ("core/storage/bad.py", "def f():\n    from core.ingestion import ingest\n", True),  # deferred imports count too
         ("core/embedding/bad.py", "from core import storage\n", True),  # `from core import X` is core.X
         ("core/inputs/bad.py", "from ..storage import store\n", True),  # relative imports are resolved
         ("core/learning/bad.py", "import streamlit as st\n", True),
         ("core/learning/bad.py", "from core.storage.projects import Project\n", False),
-        ("core/views/bad.py", "from core.predict import predict\n", False),
+        ("core/views/bad.py", "from core.prediction import predict\n", False),
         ("core/newpart/bad.py", "import numpy\n", True),  # a new package needs its rule first
     ],
 )

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from core.errors import InputError, ModelVersionError
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.media import ReadConfig, read_inputs, read_texts
 from core.learning.training import set_threshold, train
-from core.predict import Prediction, predict, search_similar
+from core.prediction import Prediction, predict, search_similar
 from core.storage.projects import create_project
 
 from .photos import solid_image
@@ -89,7 +89,7 @@ def test_search_by_new_input_and_unknown_id(trained, tmp_path):
 
 
 def _override_red_threshold(project):
-    from core.predict import get_model
+    from core.prediction import get_model
 
     set_threshold(project, get_model(project).version, "red", 0.999)
 
@@ -104,8 +104,8 @@ def _override_red_threshold(project):
     ],
 )
 def test_a_batch_predicts_what_each_input_alone_predicts(trained, tmp_path, change, explain, red_passes):
-    from core.ingest import embed_inputs
-    from core.predict import predict_embedded
+    from core.ingestion import embed_inputs
+    from core.prediction import predict_embedded
 
     change(trained)
     paths = []

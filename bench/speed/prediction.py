@@ -16,10 +16,10 @@ def bench_prediction(photos: Path, rows: list[Row], calls: int) -> None:
     from PIL import Image
 
     from core.embedding import load_embedder
-    from core.ingest import ingest
+    from core.ingestion import ingest
     from core.inputs.media import read_inputs, read_texts
     from core.learning.training import train
-    from core.predict import predict
+    from core.prediction import predict
     from core.storage.projects import create_project
 
     embedder = load_embedder(CLIP)

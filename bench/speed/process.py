@@ -12,7 +12,7 @@ from .common import DATA, ROOT, Row, fresh_home, make_photos, met
 _RSS_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from core.ingest import ingest
+    from core.ingestion import ingest
     from core.inputs.media import read_inputs
     from core.storage.projects import create_project
 

@@ -21,7 +21,7 @@ def bench_video(video: Path, rows: list[Row]) -> None:
     The CPU-time row says the same with what other processes on the machine cannot inflate.
     """
     from core.embedding import load_embedder
-    from core.ingest import ingest
+    from core.ingestion import ingest
     from core.inputs.media import VideoConfig, read_inputs, sample_frames
     from core.storage.projects import create_project
 

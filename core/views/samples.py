@@ -12,7 +12,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from core.ingest import IngestProgress, IngestReport, ingest
+from core.ingestion import IngestProgress, IngestReport, ingest
 from core.inputs.media import RawInput
 from core.storage.projects import Project
 

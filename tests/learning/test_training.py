@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from core.errors import ModelVersionError, TrainingError
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.media import RawInput, read_inputs
 from core.learning.heads import DEFAULT_THRESHOLD, LINEAR, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT, HeadConfig
 from core.learning.selection import NOT_EVALUATED, SelectionConfig
 from core.learning.training import load_model, plan_training, set_active_version, train
-from core.predict import predict
+from core.prediction import predict
 from core.storage.projects import create_project
 
 from ..photos import solid_image

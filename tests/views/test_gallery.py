@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from core.errors import ConceptError
-from core.ingest import ingest
+from core.ingestion import ingest
 from core.inputs.media import read_inputs, read_texts
 from core.learning.training import train
 from core.storage.projects import create_project
@@ -158,7 +158,7 @@ def test_pick_top_moments(times, scores, n, expected):
 def test_video_moments_show_the_frames_where_the_concept_scores(tmp_path):
     from moviepy import ImageSequenceClip
 
-    from core.predict import FrameScores
+    from core.prediction import FrameScores
     from core.views.gallery import load_video_moments
 
     frames = [np.full((32, 32, 3), c, np.uint8) for c in ([0, 0, 0], [0, 255, 0], [0, 0, 0]) for _ in range(30)]

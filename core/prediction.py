@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from core.errors import InputError
-from core.ingest import EmbeddedInput, embed_inputs
+from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs.media import RawInput, VideoConfig
 from core.learning.training import Model, load_model, thresholds_for
 from core.storage.index import load_index
