@@ -152,7 +152,7 @@ def _embed_images(images: list) -> np.ndarray:
 def _clipart() -> Dataset:
     from core.embedding import load_embedder
     from core.errors import InputError
-    from core.inputs.media import decode_image
+    from core.inputs import decode_image
 
     root = _debian_package("openclipart-png") / "usr/share/openclipart/png"
     per_class = {}

@@ -19,7 +19,7 @@ from core.errors import ConceptlabError, ProjectError
 from core.evaluate import evaluate_inputs
 from core.exchange import export_model_to, import_model, read_model_file
 from core.ingestion import IngestReport, ingest
-from core.inputs.media import ReadConfig, VideoConfig, read_inputs, read_texts
+from core.inputs import ReadConfig, VideoConfig, read_inputs, read_texts
 from core.learning.heads import HeadConfig
 from core.learning.metrics import Evaluation
 from core.learning.training import load_model, plan_training, set_threshold, train

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.errors import ConceptError, InputError, ModelVersionError
 from core.ingestion import EmbeddedInput, embed_inputs
-from core.inputs.media import RawInput, VideoConfig
+from core.inputs import RawInput, VideoConfig
 from core.learning.metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
 from core.learning.training import Model, load_model, resolve_version, thresholds_for
 from core.storage.projects import Project

@@ -19,7 +19,7 @@ from PIL import Image
 
 from core.embedding import Embedder
 from core.errors import ConceptError, InputError
-from core.inputs.media import RawInput, VideoConfig, decode_image, open_video
+from core.inputs import RawInput, VideoConfig, decode_image, open_video
 from core.storage.projects import Project
 from core.storage.store import NewInput, validate_concept_name
 

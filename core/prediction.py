@@ -11,7 +11,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.ingestion import EmbeddedInput, embed_inputs
-from core.inputs.media import RawInput, VideoConfig
+from core.inputs import RawInput, VideoConfig
 from core.learning.training import Model, load_model, thresholds_for
 from core.storage.index import load_index
 from core.storage.projects import Project

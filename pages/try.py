@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ConceptlabError, InputError
-from core.inputs.media import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, read_texts
+from core.inputs import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, read_texts
 from core.inputs.uploads import read_camera_photo, read_uploads
 from core.prediction import Prediction, predict
 from core.views.gallery import load_video_moments

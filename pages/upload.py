@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.ingestion import ingest
-from core.inputs.media import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
+from core.inputs import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
 from core.inputs.uploads import count_upload_items, read_uploads
 from core.views.samples import add_sample_data, build_sample_inputs
 from pages.common import LABEL, TRAIN, ingest_with_progress, md, plural, render_ingest_report, require_project, start_page

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from core.ingestion import ingest
-from core.inputs.media import RawInput, read_texts
+from core.inputs import RawInput, read_texts
 from core.learning.training import train
 from core.storage.projects import Project
 from core.storage.store import Store

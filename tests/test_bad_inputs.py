@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from core.errors import InputError
-from core.inputs.media import RawInput, ReadConfig, VideoConfig, decode_image, read_inputs, sample_frames
+from core.inputs import RawInput, ReadConfig, VideoConfig, decode_image, read_inputs, sample_frames
 from tests.media_fixtures import RED, make_image, run_ffmpeg
 
 # ---------------------------------------------------------------- images

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from core.ingestion import ingest
-from core.inputs.media import read_texts
+from core.inputs import read_texts
 from core.learning.training import train
 from core.prediction import predict
 from core.storage.index import drop_cached_indexes, load_index
@@ -33,7 +33,7 @@ _WRITER = textwrap.dedent(
     import json, random, sys
     from core.storage.index import load_index
     from core.ingestion import ingest
-    from core.inputs.media import read_texts
+    from core.inputs import read_texts
     from core.storage.projects import open_project
     who, rounds = sys.argv[1], int(sys.argv[2])
     project = open_project("p")

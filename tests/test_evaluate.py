@@ -21,7 +21,7 @@ from core.evaluate import (
 )
 from core.exchange import export_model, import_model
 from core.ingestion import ingest
-from core.inputs.media import ReadConfig, read_inputs
+from core.inputs import ReadConfig, read_inputs
 from core.learning.calibration import fit_platt, fit_temperature
 from core.learning.candidates import parameters_of
 from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER, HeadConfig

@@ -22,7 +22,7 @@ from core.exchange import (
     read_model_file,
 )
 from core.ingestion import ingest
-from core.inputs.media import ReadConfig, read_inputs, read_texts
+from core.inputs import ReadConfig, read_inputs, read_texts
 from core.learning.training import get_threshold_overrides, load_model, set_threshold, train
 from core.prediction import predict
 from core.storage.projects import create_project, open_project

@@ -26,7 +26,7 @@ from PIL import Image
 
 from core.errors import InputError
 from core.ingestion import ingest
-from core.inputs.media import RawInput, ReadConfig, VideoConfig, decode_image, read_inputs, sample_frames
+from core.inputs import RawInput, ReadConfig, VideoConfig, decode_image, read_inputs, sample_frames
 from core.storage.projects import create_project
 from tests.media_fixtures import run_ffmpeg
 

@@ -16,7 +16,7 @@ import pytest
 from core import ingestion as ingest_module
 from core.errors import InputError
 from core.ingestion import ingest
-from core.inputs.media import ReadConfig, read_inputs, read_texts, sample_frames
+from core.inputs import ReadConfig, read_inputs, read_texts, sample_frames
 from core.storage.index import load_index
 from core.storage.projects import create_project, open_project
 
@@ -151,7 +151,7 @@ _KILL_SCRIPT = textwrap.dedent(
     """
     import sys
     from core.ingestion import ingest
-    from core.inputs.media import read_texts
+    from core.inputs import read_texts
     from core.storage.projects import open_project
     project = open_project("p")
     texts = (f"sentence {i} about {'cats' if i % 2 else 'dogs'} " * 3 for i in range(10**6))

@@ -7,7 +7,7 @@ import pytest
 
 from core.errors import InputError, ModelVersionError
 from core.ingestion import ingest
-from core.inputs.media import ReadConfig, read_inputs, read_texts
+from core.inputs import ReadConfig, read_inputs, read_texts
 from core.learning.training import set_threshold, train
 from core.prediction import Prediction, predict, search_similar
 from core.storage.projects import create_project

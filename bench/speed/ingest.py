@@ -16,7 +16,7 @@ def bench_image_ingest(photos: Path, rows: list[Row]) -> None:
 
     from core.embedding import clear_embedder_cache, load_embedder
     from core.ingestion import BATCH_SIZE, ingest
-    from core.inputs.media import read_inputs
+    from core.inputs import read_inputs
     from core.storage.index import load_index
     from core.storage.projects import create_project
 
@@ -104,7 +104,7 @@ def bench_lite_ingest(photos: Path, rows: list[Row]) -> None:
     from core.embedding import load_embedder
     from core.embedding.lite import _load_image_model, _pooled_features
     from core.ingestion import ingest
-    from core.inputs.media import read_inputs
+    from core.inputs import read_inputs
     from core.storage.projects import create_project
 
     embedder = load_embedder("lite")

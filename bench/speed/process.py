@@ -13,7 +13,7 @@ _RSS_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from core.ingestion import ingest
-    from core.inputs.media import read_inputs
+    from core.inputs import read_inputs
     from core.storage.projects import create_project
 
     def peak_mb():

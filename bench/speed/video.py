@@ -22,7 +22,7 @@ def bench_video(video: Path, rows: list[Row]) -> None:
     """
     from core.embedding import load_embedder
     from core.ingestion import ingest
-    from core.inputs.media import VideoConfig, read_inputs, sample_frames
+    from core.inputs import VideoConfig, read_inputs, sample_frames
     from core.storage.projects import create_project
 
     embedder = load_embedder(CLIP)

@@ -2,7 +2,8 @@
 texts and uploads (``sources``, ``uploads``), decoded images and sampled video frames (``media``, ``video``).
 """
 
-from core.inputs.media import (
+from core.inputs.media import decode_image, make_thumbnail
+from core.inputs.sources import (
     ARCHIVE_SUFFIXES,
     IMAGE_SUFFIXES,
     TABLE_SUFFIXES,
@@ -10,16 +11,12 @@ from core.inputs.media import (
     VIDEO_SUFFIXES,
     RawInput,
     ReadConfig,
-    VideoConfig,
-    decode_image,
-    make_thumbnail,
-    open_video,
+    describe_zip_bomb,
     read_inputs,
     read_texts,
-    sample_frames,
 )
-from core.inputs.sources import describe_zip_bomb
 from core.inputs.uploads import count_upload_items, describe_progress, format_duration, read_camera_photo, read_uploads
+from core.inputs.video import VideoConfig, VideoFrames, VideoStream, open_video, sample_frames
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -30,6 +27,8 @@ __all__ = [
     "TEXT_SUFFIXES",
     "VIDEO_SUFFIXES",
     "VideoConfig",
+    "VideoFrames",
+    "VideoStream",
     "count_upload_items",
     "decode_image",
     "describe_progress",

@@ -16,39 +16,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import InputError
-from core.inputs.sources import (
-    ARCHIVE_SUFFIXES,
-    IMAGE_SUFFIXES,
-    TABLE_SUFFIXES,
-    TEXT_SUFFIXES,
-    VIDEO_SUFFIXES,
-    RawInput,
-    ReadConfig,
-    read_inputs,
-    read_texts,
-)
-from core.inputs.video import VideoConfig, VideoFrames, VideoStream, open_video, sample_frames
-
-# Reading inputs lives in core.inputs.sources and sampling videos in core.inputs.video; both are
-# re-exported so callers need one module for media.
-__all__ = [
-    "ARCHIVE_SUFFIXES",
-    "IMAGE_SUFFIXES",
-    "TABLE_SUFFIXES",
-    "TEXT_SUFFIXES",
-    "VIDEO_SUFFIXES",
-    "RawInput",
-    "ReadConfig",
-    "VideoConfig",
-    "VideoFrames",
-    "VideoStream",
-    "decode_image",
-    "make_thumbnail",
-    "open_video",
-    "read_inputs",
-    "read_texts",
-    "sample_frames",
-]
 
 logger = logging.getLogger(__name__)
 

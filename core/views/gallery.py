@@ -17,7 +17,7 @@ from PIL import Image
 
 from core.disk import write_file_atomically
 from core.errors import ConceptError, InputError, ModelVersionError
-from core.inputs.media import VideoConfig, decode_image, make_thumbnail, sample_frames
+from core.inputs import VideoConfig, decode_image, make_thumbnail, sample_frames
 from core.prediction import FrameScores, get_model
 from core.storage.projects import Project
 from core.storage.store import InputRecord, validate_concept_name

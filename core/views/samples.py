@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from core.ingestion import IngestProgress, IngestReport, ingest
-from core.inputs.media import RawInput
+from core.inputs import RawInput
 from core.storage.projects import Project
 
 SAMPLE_TEXTS = {

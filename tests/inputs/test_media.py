@@ -19,8 +19,18 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from core.errors import InputError
-from core.inputs import media, video
-from core.inputs.media import RawInput, ReadConfig, VideoConfig, decode_image, make_thumbnail, read_inputs, read_texts, sample_frames
+from core.inputs import (
+    RawInput,
+    ReadConfig,
+    VideoConfig,
+    decode_image,
+    make_thumbnail,
+    open_video,
+    read_inputs,
+    read_texts,
+    sample_frames,
+    video,
+)
 from tests.media_fixtures import (
     BLUE,
     GREEN,
@@ -316,7 +326,7 @@ def test_stuck_decoder_is_killed_after_the_timeout(colour_mp4, monkeypatch, comm
 
 def test_leaving_the_stream_early_kills_ffmpeg_and_removes_the_copy(tmp_path, timecode_mp4, monkeypatch):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    with media.open_video(timecode_mp4[0], "timecode.mp4", VideoConfig(fps=5)) as video:
+    with open_video(timecode_mp4[0], "timecode.mp4", VideoConfig(fps=5)) as video:
         first = next(video.batches(2))
         proc = video._proc
     assert len(first) == 2

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from core.errors import InputError
-from core.inputs.media import ReadConfig
+from core.inputs import ReadConfig
 from core.inputs.uploads import count_upload_items, read_camera_photo, read_uploads
 
 from ..photos import solid_image

@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import ModelVersionError, TrainingError
 from core.ingestion import ingest
-from core.inputs.media import RawInput, read_inputs
+from core.inputs import RawInput, read_inputs
 from core.learning.heads import DEFAULT_THRESHOLD, LINEAR, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT, HeadConfig
 from core.learning.selection import NOT_EVALUATED, SelectionConfig
 from core.learning.training import load_model, plan_training, set_active_version, train
@@ -38,7 +38,7 @@ def _colour_project(tmp_path, counts, exclusive=False, name="colours"):
 
 
 def _folders():
-    from core.inputs.media import ReadConfig
+    from core.inputs import ReadConfig
 
     return ReadConfig(labels_from_folders=True)
 

@@ -31,7 +31,7 @@ from core.cli import run
 from core.errors import StorageError
 from core.exchange import export_model_to
 from core.ingestion import ingest
-from core.inputs.media import read_inputs, read_texts, sample_frames
+from core.inputs import read_inputs, read_texts, sample_frames
 from core.learning.training import train
 from core.storage.projects import create_project, open_project
 

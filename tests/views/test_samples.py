@@ -24,7 +24,7 @@ def test_sample_teaches_shapes_and_topics_with_lite():
     assert report.failed == [] and report.labelled == len(report.added)
     assert add_sample_data(project).added == []
     train(project)
-    from core.inputs.media import read_texts
+    from core.inputs import read_texts
 
     results = list(predict(project, read_texts(["the referee showed a red card", "fry the garlic in olive oil"])))
     assert [r.concepts[0].concept for r in results] == ["sports", "cooking"]
