@@ -1,4 +1,4 @@
-"""Builders for the files tests/test_media.py feeds to core.inputs.media and core.inputs.sources: all made on the spot."""
+"""Builders for the files tests/inputs/ feeds to core.inputs (images, videos, zips, tables): all made on the spot."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import numpy as np
 from moviepy import ImageSequenceClip
 from moviepy.config import FFMPEG_BINARY
 from PIL import Image
+
+from core.errors import InputError
 
 RED, GREEN, BLUE, YELLOW, CYAN = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)
 VIDEO_COLOURS = [RED, GREEN, BLUE, YELLOW, CYAN]  # one per second of the test video
@@ -170,3 +172,13 @@ def mark_encrypted(path: Path, entry: str) -> Path:
         start += 4
     path.write_bytes(bytes(data))
     return path
+
+
+def write_file(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def describe_outcomes(items) -> list[tuple]:
+    """(name, kind or None, concept or error reason) per item read."""
+    return [(item.name, None, item.reason) if isinstance(item, InputError) else (item.name, item.kind, item.concept) for item in items]

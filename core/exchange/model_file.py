@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from core.errors import ConceptError, ModelFileError
-from core.inputs.sources import describe_zip_bomb
+from core.inputs.archives import describe_zip_bomb
 from core.learning.heads import HEAD_KINDS
 from core.learning.training import MODEL_FORMAT
 from core.storage.store import validate_concept_name

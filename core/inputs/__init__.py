@@ -1,20 +1,12 @@
-"""Turning what people hand over into raw inputs: files, folders, zip archives, CSV/TSV tables,
-texts and uploads (``sources``, ``uploads``), decoded images and sampled video frames (``media``, ``video``).
+"""Turning what people hand over into raw inputs: files and folders (``sources``), zip archives (``archives``),
+CSV/TSV tables (``tables``), typed texts and uploads (``sources``, ``uploads``), all as the ``RawInput`` of ``raw``;
+then decoded images and sampled video frames (``media``, ``video``).
 """
 
+from core.inputs.archives import describe_zip_bomb
 from core.inputs.media import decode_image, make_thumbnail
-from core.inputs.sources import (
-    ARCHIVE_SUFFIXES,
-    IMAGE_SUFFIXES,
-    TABLE_SUFFIXES,
-    TEXT_SUFFIXES,
-    VIDEO_SUFFIXES,
-    RawInput,
-    ReadConfig,
-    describe_zip_bomb,
-    read_inputs,
-    read_texts,
-)
+from core.inputs.raw import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, RawInput, ReadConfig
+from core.inputs.sources import read_inputs, read_texts
 from core.inputs.uploads import count_upload_items, describe_progress, format_duration, read_camera_photo, read_uploads
 from core.inputs.video import VideoConfig, VideoFrames, VideoStream, open_video, sample_frames
 

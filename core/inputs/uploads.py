@@ -19,7 +19,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import PurePath
 
 from core.errors import InputError
-from core.inputs.sources import ARCHIVE_SUFFIXES, TABLE_SUFFIXES, RawInput, ReadConfig, read_inputs
+from core.inputs.raw import ARCHIVE_SUFFIXES, TABLE_SUFFIXES, RawInput, ReadConfig
+from core.inputs.sources import read_inputs
 
 _UNSAFE = re.compile(r"[^\w .()+-]")
 

@@ -1,0 +1,142 @@
+"""Tests for core.inputs.sources: walking folders and files in order, lazily, one error per bad item; typed texts."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import InputError
+from core.inputs import (
+    RawInput,
+    ReadConfig,
+    read_inputs,
+    read_texts,
+)
+from tests.media_fixtures import (
+    describe_outcomes,
+    write_file,
+    write_zip,
+)
+
+TREE_ORDER = ["cats/a.jpg", "cats/b.png", "dogs/c.jpg", "notes.txt", "top.jpg"]
+TREE_KINDS = ["image", "image", "image", "text", "image"]
+
+
+@pytest.mark.parametrize(
+    "labels_from_folders, concepts",
+    [(True, ["cats", "cats", "dogs", None, None]), (False, [None] * 5)],
+)
+def test_folder_walk(tree, labels_from_folders, concepts):
+    items = list(read_inputs([tree], ReadConfig(labels_from_folders=labels_from_folders)))
+    assert describe_outcomes(items) == [(f"{tree}/{p}", k, c) for p, k, c in zip(TREE_ORDER, TREE_KINDS, concepts, strict=True)]
+    note = items[3]
+    assert note.text == "a note about pets" and note.data == b"  a note about pets \n" and note.suffix == ".txt"
+
+
+def test_equal_bytes_hash_equal(tree):
+    # top.jpg and cats/a.jpg hold the same red JPEG; dogs/c.jpg is blue.
+    by_name = {item.name: item for item in read_inputs([tree])}
+    top, twin, other = (by_name[f"{tree}/{p}"] for p in ("top.jpg", "cats/a.jpg", "dogs/c.jpg"))
+    assert top.sha256 == hashlib.sha256(top.data).hexdigest()
+    assert top.sha256 == twin.sha256 != other.sha256
+    [typed] = read_texts(["a note about pets"])
+    [row] = read_inputs([write_file(tree.parent / "n.csv", "text\n a note about pets\n")])
+    assert typed.sha256 == row.sha256
+
+
+FILE_CASES = [
+    # file name (None: missing), content, config, expected reason (None: comes through as that kind)
+    pytest.param("note.txt", "hello", ReadConfig(), ("text", None), id="text"),
+    pytest.param("note.txt", "caf\xe9".encode("latin-1"), ReadConfig(), (None, "not UTF-8 text"), id="latin-1-text"),
+    pytest.param("note.txt", " \n\t ", ReadConfig(), (None, "empty text"), id="blank-text"),
+    pytest.param("note.txt", "x" * 50, ReadConfig(max_text_chars=10), (None, "text too long (50 characters, limit 10)"), id="long-text"),
+    pytest.param("empty.jpg", b"", ReadConfig(), (None, "empty file"), id="zero-bytes"),
+    pytest.param("big.mp4", b"x" * 2048, ReadConfig(max_file_bytes=1024), (None, "file too large (2 KB, limit 1 KB)"), id="too-large"),
+    pytest.param("clip.MP4", b"not decoded here", ReadConfig(), ("video", None), id="video-not-decoded"),
+    pytest.param("data.xyz", b"?", ReadConfig(), (None, "unsupported file type .xyz"), id="unsupported"),
+    pytest.param("README", b"?", ReadConfig(), (None, "unsupported file type (no extension)"), id="no-extension"),
+    pytest.param("fake.zip", b"not a zip at all", ReadConfig(), (None, "not a readable zip archive"), id="not-a-zip"),
+    pytest.param(None, b"", ReadConfig(), (None, "no such file or folder"), id="missing"),
+]
+
+
+@pytest.mark.parametrize("filename, content, config, expected", FILE_CASES)
+def test_single_files(tmp_path, filename, content, config, expected):
+    path = tmp_path / "gone.jpg" if filename is None else write_file(tmp_path / filename, content)
+    good = write_file(tmp_path / "after.txt", "still read")
+    items = list(read_inputs([str(path), good], config))
+    kind, reason = expected
+    assert describe_outcomes(items) == [(str(path), kind, reason), (str(good), "text", None)]
+
+
+def test_read_inputs_is_lazy(tmp_path):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    write_file(folder / "a.txt", "first")
+    write_file(folder / "b.txt", "old")
+    items = read_inputs([folder])
+    assert next(items).text == "first"
+    write_file(folder / "b.txt", "written after the first item came out")
+    assert next(items).text == "written after the first item came out"
+
+    def paths():
+        yield folder / "a.txt"
+        raise RuntimeError("the caller's own iterable failed")
+
+    items = read_inputs(paths())
+    assert next(items).text == "first"
+    with pytest.raises(RuntimeError):
+        next(items)
+
+
+def test_deep_folders_are_walked_without_recursion(tmp_path):
+    deepest = tmp_path
+    for _ in range(300):
+        deepest = deepest / "d"
+        deepest.mkdir()
+    write_file(deepest / "deep.txt", "found")
+    stack_depth, frame = 0, sys._getframe()
+    while frame is not None:
+        stack_depth, frame = stack_depth + 1, frame.f_back
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(stack_depth + 100)  # a walk that recursed per folder would need 300 more frames
+    try:
+        items = list(read_inputs([tmp_path], ReadConfig(labels_from_folders=True)))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert [(item.text, item.concept) for item in items] == [("found", "d")]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(suffix=st.sampled_from([".zip", ".csv", ".tsv", ".txt"]), data=st.binary(max_size=2_000))
+def test_random_bytes_never_break_the_walk(tmp_path, suffix, data):
+    archive = write_zip(tmp_path / "real.zip", [("a.txt", b"fine"), ("b.csv", b"text\nrow\n")])
+    mutated = bytearray(archive.read_bytes())
+    mutated[len(data) % len(mutated)] ^= 0xFF
+    paths = [write_file(tmp_path / f"random{suffix}", data), write_file(tmp_path / "mutated.zip", bytes(mutated))]
+    items = list(read_inputs(paths))
+    assert items and all(isinstance(item, RawInput | InputError) for item in items)
+
+
+@pytest.mark.parametrize(
+    "texts, concept, expected",
+    [
+        (
+            ["a cat", "  ", " a dog \n"],
+            " cats ",
+            [("text 1", "a cat", "cats"), ("text 2", None, "empty text"), ("text 3", "a dog", "cats")],
+        ),
+        ([], None, []),
+        (["x" * 20_001], None, [("text 1", None, "text too long (20,001 characters, limit 20,000)")]),
+    ],
+)
+def test_read_texts(texts, concept, expected):
+    items = list(read_texts(texts, concept))
+    assert [(i.name, None, i.reason) if isinstance(i, InputError) else (i.name, i.text, i.concept) for i in items] == expected
+    for item in items:
+        if isinstance(item, RawInput):
+            assert (item.kind, item.suffix, item.data) == ("text", ".txt", item.text.encode())
