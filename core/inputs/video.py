@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import math
 import os
 import queue
 import re
@@ -25,43 +24,18 @@ from fractions import Fraction
 from typing import Any
 
 from moviepy.config import FFMPEG_BINARY
-from moviepy.video.io.ffmpeg_reader import FFmpegInfosParser
 from PIL import Image
 
 from core.disk import as_storage_error
 from core.errors import InputError
+from core.inputs.video_plan import VideoConfig, VideoPlan, plan_video
 
 logger = logging.getLogger(__name__)
 
-# ffmpeg's demuxers for single pictures ("Input #0, png_pipe, from ..."); GIF, an animation, is not one.
-_STILL_IMAGE_INPUT = re.compile(r"^Input #0, (?:\w+_pipe|image2)\b", re.MULTILINE)
-# A song's cover art is a "video" stream too, marked "(attached pic)".
-_VIDEO_STREAM = re.compile(r"^\s*Stream #\d+:\d+.*?: Video: .*$", re.MULTILINE)
 # The showinfo filter's line for each frame it passes on: "n:   3 pts:  36864 pts_time:3 ...".
 _SHOWINFO = re.compile(rb"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[\d.]+)")
-# Samples this far apart are each reached by seeking (ffmpeg -ss), not by one pass through every frame
-# (break-even measured on a 720p clip with 10 s between keyframes, x264's default; shorter GOPs favour seeking sooner).
-_SEEK_PERIOD_S = 15.0
-# Samples this many frames apart come from a decoder that skips B-frames, which no other frame needs:
-# about half the decoding, and a sample is then at most 3 frames (x264's B-frames in a row) before its planned time.
-_SKIP_B_FRAMES_GAP = 16
-_MAX_VIDEO_PIXELS = 64_000_000  # 8K is 33 megapixels; a header that claims more is hostile or broken
 _GRACE_S = 10.0  # how long to wait for a killed ffmpeg and its pipes to close
 _ERROR_CHARS = 500  # how much of ffmpeg's error output goes to the log
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """How many frames to sample from a video, and the limits that protect the sampler."""
-
-    fps: float = 1.0
-    max_frames: int = 120
-    max_duration_s: float = 4 * 3600
-    timeout_s: float = 600.0  # wall-clock budget for one video (probe + sampling); ffmpeg is killed after it
-
-    def __post_init__(self) -> None:
-        if self.fps <= 0 or self.max_frames < 1 or self.max_duration_s <= 0 or self.timeout_s <= 0:
-            raise ValueError(f"VideoConfig values must be positive: {self}")
 
 
 @dataclass(frozen=True)
@@ -151,7 +125,7 @@ def open_video(
                 stream.write(data)
         except OSError as e:
             raise (as_storage_error(e, tempfile.gettempdir()) or e) from e
-        video = VideoStream(_plan(path, name, config, min_side, deadline), name, deadline)
+        video = VideoStream(plan_video(path, name, config, min_side, deadline), name, deadline)
         try:
             yield video
         finally:
@@ -159,92 +133,6 @@ def open_video(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What to ask ffmpeg for: the planned sample times, the frames' size, and how to reach them."""
-
-    path: str
-    times: list[float]
-    duration: float
-    width: int  # the video's upright size
-    height: int
-    out_width: int  # the frames' size
-    out_height: int
-    fps: float  # the video's frame rate, 0 if unknown
-
-    @property
-    def period(self) -> float:
-        return self.times[1] - self.times[0] if len(self.times) > 1 else self.duration
-
-    @property
-    def seek(self) -> bool:
-        """One short ffmpeg per sample, seeking to it, rather than one pass through every frame."""
-        return self.period >= _SEEK_PERIOD_S
-
-    @property
-    def skip_b_frames(self) -> bool:
-        return self.period * self.fps >= _SKIP_B_FRAMES_GAP
-
-
-def _plan(path: str, name: str, config: VideoConfig, min_side: int | None, deadline: float) -> _Plan:
-    infos = _probe(path, name, deadline)
-    if not infos.get("video_found"):
-        raise InputError(name, "no video stream")
-    duration = float(infos.get("video_duration") or 0.0)
-    if not duration > 0:
-        raise InputError(name, "video has zero duration")
-    if duration > config.max_duration_s:
-        raise InputError(name, f"video too long ({duration / 3600:.1f} hours, limit {config.max_duration_s / 3600:g})")
-    width, height = (int(side) for side in infos.get("video_size") or (0, 0))
-    if abs(infos.get("video_rotation", 0)) in (90, 270):  # ffmpeg turns such frames upright
-        width, height = height, width
-    if width < 1 or height < 1:
-        raise InputError(name, "not a readable video")
-    if width * height > _MAX_VIDEO_PIXELS:
-        raise InputError(name, f"video frames too large ({width}x{height})")
-    out_width, out_height = width, height
-    if min_side is not None and min(width, height) > min_side:
-        scale = min_side / min(width, height)
-        out_width, out_height = (min_side, max(round(height * scale), 1)) if width <= height else (max(round(width * scale), 1), min_side)
-    fps = float(infos.get("video_fps") or 0.0)
-    fps = fps if math.isfinite(fps) and fps > 0 else 0.0
-    return _Plan(path, _sample_times(duration, config), duration, width, height, out_width, out_height, fps)
-
-
-def _probe(path: str, name: str, deadline: float) -> dict[str, Any]:
-    """Run ``ffmpeg -i`` under a time limit and parse it with moviepy's parser.
-
-    A file without a duration in its header (webm recorded by browsers) is decoded whole to learn it.
-    """
-    for decode_file in (False, True):
-        command = [FFMPEG_BINARY, "-hide_banner", "-i", path] + (["-f", "null", "-"] if decode_file else [])
-        try:
-            done = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired as e:
-            raise InputError(name, "video took too long to decode") from e
-        output = done.stderr.decode("utf-8", errors="ignore")
-        # ffmpeg reads a lone picture as a one-frame video; stored as a video, no browser could play it.
-        if _STILL_IMAGE_INPUT.search(output):
-            raise InputError(name, "a still image, not a video")
-        streams = _VIDEO_STREAM.findall(output)
-        if streams and all("(attached pic)" in line for line in streams):
-            raise InputError(name, "no video stream (only a cover picture)")
-        try:
-            return FFmpegInfosParser(output, path, decode_file=decode_file).parse()
-        except Exception as e:
-            if decode_file or " Video: " not in output:
-                raise InputError(name, "not a readable video") from e
-            logger.debug("%s: no duration in the header, decoding the whole file to find it", name)
-    raise AssertionError("unreachable")
-
-
-def _sample_times(duration: float, config: VideoConfig) -> list[float]:
-    count = max(math.ceil(duration * config.fps - 1e-9), 1)  # every i with i / fps < duration
-    if count <= config.max_frames:
-        return [i / config.fps for i in range(count)]
-    return [duration * i / config.max_frames for i in range(config.max_frames)]
 
 
 class VideoStream:
@@ -256,7 +144,7 @@ class VideoStream:
     corrupt stream's flood of errors never blocks it.
     """
 
-    def __init__(self, plan: _Plan, name: str, deadline: float) -> None:
+    def __init__(self, plan: VideoPlan, name: str, deadline: float) -> None:
         self.name = name
         self.duration = plan.duration
         self.width = plan.width
@@ -393,7 +281,7 @@ class VideoStream:
         return b" | ".join(self._errors).decode("utf-8", errors="replace")[-_ERROR_CHARS:]
 
 
-def _decode_command(plan: _Plan, start: float | None = None) -> list[str]:
+def _decode_command(plan: VideoPlan, start: float | None = None) -> list[str]:
     """ffmpeg reading ``plan.path`` and writing raw RGB frames of the planned size to its stdout.
 
     One pass keeps, for each planned time, the frame shown then: the last one decoded at or before it
