@@ -22,7 +22,8 @@ from core.ingestion import IngestReport, ingest
 from core.inputs import ReadConfig, VideoConfig, read_inputs, read_texts
 from core.learning.heads import HeadConfig
 from core.learning.metrics import Evaluation
-from core.learning.training import load_model, plan_training, set_threshold, train
+from core.learning.models import load_model, set_threshold
+from core.learning.training import plan_training, train
 from core.paths import get_data_home
 from core.prediction import predict, search_similar
 from core.storage.projects import create_project, delete_project, list_projects, open_project, rename_project

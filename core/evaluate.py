@@ -19,7 +19,7 @@ from core.errors import ConceptError, InputError, ModelVersionError
 from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
 from core.learning.metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
-from core.learning.training import Model, load_model, resolve_version, thresholds_for
+from core.learning.models import Model, load_model, resolve_version, thresholds_for
 from core.storage.projects import Project
 from core.storage.store import InputRecord
 

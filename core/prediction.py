@@ -12,7 +12,7 @@ import numpy as np
 from core.errors import InputError
 from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
-from core.learning.training import Model, load_model, thresholds_for
+from core.learning.models import Model, load_model, thresholds_for
 from core.storage.index import load_index
 from core.storage.projects import Project
 from core.storage.store import InputRecord

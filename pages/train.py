@@ -13,8 +13,8 @@ from core.errors import ConceptlabError
 from core.evaluate import list_mistakes
 from core.exchange import import_model
 from core.inputs.uploads import format_duration
+from core.learning import get_threshold_overrides, plan_training, set_active_version, set_threshold, train
 from core.learning.heads import NO_HEAD
-from core.learning.training import get_threshold_overrides, plan_training, set_active_version, set_threshold, train
 from core.views.reports import build_confusion_chart, build_quality_rows, read_evaluations
 from pages.common import (
     LABEL,

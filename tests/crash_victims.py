@@ -22,7 +22,7 @@ from PIL import Image
 
 from core.ingestion import ingest
 from core.inputs import RawInput, read_texts
-from core.learning.training import train
+from core.learning import train
 from core.storage.projects import Project
 from core.storage.store import Store
 

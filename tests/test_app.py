@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.ingestion import ingest
 from core.inputs.uploads import read_uploads
-from core.learning.training import train
+from core.learning import train
 from core.storage.projects import create_project, list_projects, open_project
 from core.views.samples import add_sample_data
 
@@ -397,7 +397,7 @@ def test_try_a_photo_and_a_broken_file(colours):
 
 
 def test_try_follows_each_concepts_threshold(colours):
-    from core.learning.training import set_threshold
+    from core.learning import set_threshold
 
     add_images(colours, RED, 3, concept="red", prefix="known-red", seed=60)
     add_images(colours, BLUE, 3, concept="blue", prefix="known-blue", seed=70)
@@ -493,7 +493,7 @@ def test_one_example_each_says_too_few_to_measure():
 
 
 def test_threshold_slider_updates_precision_live_and_saving_changes_predictions(trained):
-    from core.learning.training import get_threshold_overrides
+    from core.learning import get_threshold_overrides
     from core.prediction import predict
 
     project, result = trained

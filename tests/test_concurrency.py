@@ -20,7 +20,7 @@ import numpy as np
 
 from core.ingestion import ingest
 from core.inputs import read_texts
-from core.learning.training import train
+from core.learning import train
 from core.prediction import predict
 from core.storage.index import drop_cached_indexes, load_index
 from core.storage.projects import create_project, open_project

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.learning.training import load_model
+from core.learning import load_model
 from core.prediction import predict
 from core.storage.index import load_index
 from core.storage.projects import Project, create_project, open_project

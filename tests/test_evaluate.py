@@ -22,6 +22,7 @@ from core.evaluate import (
 from core.exchange import export_model, import_model
 from core.ingestion import ingest
 from core.inputs import ReadConfig, read_inputs
+from core.learning import set_threshold, train
 from core.learning.calibration import fit_platt, fit_temperature
 from core.learning.candidates import parameters_of
 from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER, HeadConfig
@@ -48,7 +49,6 @@ from core.learning.selection import (
     group_rows,
     make_folds,
 )
-from core.learning.training import set_threshold, train
 from core.prediction import predict
 from core.storage.projects import create_project
 from core.views.reports import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations

@@ -23,7 +23,7 @@ from core.exchange import (
 )
 from core.ingestion import ingest
 from core.inputs import ReadConfig, read_inputs, read_texts
-from core.learning.training import get_threshold_overrides, load_model, set_threshold, train
+from core.learning import get_threshold_overrides, load_model, set_threshold, train
 from core.prediction import predict
 from core.storage.projects import create_project, open_project
 from core.storage.spreadsheet import neutralise_cell, write_csv

@@ -8,7 +8,7 @@ import pytest
 from core.errors import InputError, ModelVersionError
 from core.ingestion import ingest
 from core.inputs import ReadConfig, read_inputs, read_texts
-from core.learning.training import set_threshold, train
+from core.learning import set_threshold, train
 from core.prediction import Prediction, predict, search_similar
 from core.storage.projects import create_project
 

@@ -18,7 +18,7 @@ def bench_prediction(photos: Path, rows: list[Row], calls: int) -> None:
     from core.embedding import load_embedder
     from core.ingestion import ingest
     from core.inputs import read_inputs, read_texts
-    from core.learning.training import train
+    from core.learning import train
     from core.prediction import predict
     from core.storage.projects import create_project
 

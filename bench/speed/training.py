@@ -35,10 +35,10 @@ def bench_training(rows: list[Row], sizes: tuple[int, ...]) -> None:
     """Figure 5: linear heads (and the default heads) on 512-d embeddings, 20 concepts, with and without cross-validation."""
     import hashlib
 
+    from core.learning import train
     from core.learning.fitting import fit_linear
     from core.learning.heads import LINEAR, HeadConfig
     from core.learning.selection import SelectionConfig
-    from core.learning.training import train
     from core.storage.projects import create_project
     from core.storage.store import NewInput
 

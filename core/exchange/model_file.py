@@ -7,7 +7,7 @@ by name, whatever fields training writes, so a newer version file keeps all of i
 
 Reading one checks everything before anything is stored: zip safety (entry names, count, sizes,
 compression ratio, overlapping entries), the manifest's schema, every array's dtype, shape, size and
-checksum, and finally the imported version loads with ``training.load_model`` and scores a query, or it
+checksum, and finally the imported version loads with ``models.load_model`` and scores a query, or it
 is not registered at all.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 from core.errors import ConceptError, ModelFileError
 from core.inputs.archives import describe_zip_bomb
 from core.learning.heads import HEAD_KINDS
-from core.learning.training import MODEL_FORMAT
+from core.learning.models import MODEL_FORMAT
 from core.storage.store import validate_concept_name
 
 FILE_FORMAT = "conceptlab-model"

@@ -30,7 +30,7 @@ from core.exchange.model_file import (
     naming_errors,
     read_model_file,
 )
-from core.learning.training import get_threshold_overrides, load_model, set_threshold
+from core.learning.models import get_threshold_overrides, load_model, set_threshold
 from core.storage.projects import Project
 
 log = logging.getLogger(__name__)

@@ -1,22 +1,22 @@
 """Learning concepts from labelled embeddings: heads and their fitting, candidates, folds, metrics,
-calibration, choosing a head per concept (``selection``) and training a model version (``training``).
+calibration, choosing a head per concept (``selection``), training a model version (``training``) and
+version files on disk: loading, the active version, thresholds set by hand (``models``).
 """
 
 from core.learning.heads import ENSEMBLE, HEAD_KINDS, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT, HeadConfig
 from core.learning.metrics import NONE_LABEL, ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
-from core.learning.selection import NOT_EVALUATED, TOO_FEW
-from core.learning.training import (
+from core.learning.models import (
     MODEL_FORMAT,
     Model,
     get_threshold_overrides,
     load_model,
-    plan_training,
     resolve_version,
     set_active_version,
     set_threshold,
     thresholds_for,
-    train,
 )
+from core.learning.selection import NOT_EVALUATED, TOO_FEW
+from core.learning.training import plan_training, train
 
 __all__ = [
     "ConceptMetrics",

@@ -20,7 +20,7 @@ and a per-concept threshold decides whether a probability counts as a match. Pro
 and cache heads work on transformed features (``transform_features``: a square root for
 non-negative features, then centring on the mean of the space's inputs, then L2 norm).
 
-Everything here is arrays in, arrays out; ``training.py`` and ``predict.py`` deal with
+Everything here is arrays in, arrays out; ``training.py`` and ``prediction.py`` deal with
 the store and the embedder.
 """
 

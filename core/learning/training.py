@@ -2,43 +2,37 @@
 
 Per embedding space, every concept's head is chosen by cross-validation among the kinds of
 ``heads.py`` (``selection.py``), calibrated and given a threshold; the cross-validated
-``Evaluation`` goes into the version's report. A version is written to its own file first and
-registered in the database after, so a process killed mid-training leaves no half-made version.
+``Evaluation`` goes into the version's report. A version is written to its own file first
+(``models.py``) and registered in the database after, so a process killed mid-training leaves no
+half-made version.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
-import uuid
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
-from core.disk import as_storage_error
-from core.errors import ConceptError, ModelVersionError, TrainingError
+from core.errors import TrainingError
 from core.learning.heads import (
     LINEAR,
     NO_HEAD,
     HeadConfig,
     ProgressCallback,
-    SpaceHeads,
 )
 from core.learning.metrics import Evaluation
+from core.learning.models import MODEL_FORMAT, make_head_arrays, save_version_file
 from core.learning.selection import HeadChoice, SelectionConfig, SpaceData, SpaceFit, default_heads, fit_space
 from core.storage.projects import Project
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 2
 MAX_MEMORY = 50_000
 BACKGROUND_SAMPLE = 2000
 # Out-of-fold scores kept in the report (for a threshold slider): at most this many inputs per space.
 REPORT_SCORES = 2000
-_THRESHOLDS_KEY = "thresholds:v{}"
 _BACKGROUND_PROMPTS = ["a photo.", "an image.", "a picture of something.", "some text."]
 
 
@@ -73,17 +67,6 @@ class TrainResult:
 
     def evaluation(self, space: str) -> Evaluation | None:
         return next((e for e in self.evaluations if e.space == space), None)
-
-
-@dataclass
-class Model:
-    """A loaded model version: per-space heads plus the names it was trained with."""
-
-    version: int
-    embedder: str
-    exclusive: bool
-    concept_names: dict[int, str]
-    spaces: dict[str, SpaceHeads]
 
 
 def _labelled_matrix(
@@ -197,7 +180,7 @@ def train(
         fit = fit_space(data, config, selection, space_progress)
         fits[space] = fit
         plans += [replace(p, head=kind) for p, kind in zip(space_plans, fit.heads.kinds)]
-        arrays.update({f"{space}/{k}": v for k, v in _head_arrays(fit.heads).items()})
+        arrays.update({f"{space}/{k}": v for k, v in make_head_arrays(fit.heads).items()})
     if not arrays:
         raise TrainingError(f"project '{project.name}' has no labelled examples yet: label a few inputs for a concept")
     seconds = time.perf_counter() - started
@@ -209,7 +192,7 @@ def train(
         "concepts": {str(c): n for c, n in concepts},
         "kinds": {s: [p.head for p in plans if p.space == s] for s in spaces},
     }
-    file = _save_version_file(project.root, manifest, arrays)
+    file = save_version_file(project.root, manifest, arrays)
     evaluations = [fit.evaluation for fit in fits.values()]
     choices = [c for fit in fits.values() for c in fit.choices]
     version = project.store.add_version(file, seconds, _report(plans, config, selection, fits))
@@ -288,145 +271,3 @@ def _background(unlabelled: np.ndarray) -> np.ndarray:
     if len(unlabelled) > BACKGROUND_SAMPLE:
         unlabelled = unlabelled[np.sort(np.random.default_rng(0).choice(len(unlabelled), BACKGROUND_SAMPLE, replace=False))]
     return unlabelled
-
-
-_ARRAY_FIELDS = (
-    "concept_ids",
-    "weights",
-    "bias",
-    "memory",
-    "memory_ids",
-    "memory_labels",
-    "reference",
-    "zero_shot",
-    "zero_shot_background",
-    "zero_shot_weight",
-    "center",
-    "feature_power",
-    "prototypes",
-    "negative_prototypes",
-    "tip",
-    "calibration",
-    "thresholds",
-    "unknown_cutoff",
-)
-# Fields added in format 2: a format-1 file lacks them and gets SpaceHeads' defaults.
-_OPTIONAL_FIELDS = frozenset(_ARRAY_FIELDS[10:])
-_SCALAR_FIELDS = frozenset({"feature_power", "unknown_cutoff"})
-
-
-def _head_arrays(heads: SpaceHeads) -> dict[str, np.ndarray]:
-    return {name: np.asarray(getattr(heads, name)) for name in _ARRAY_FIELDS}
-
-
-def _save_version_file(root: Path, manifest: dict, arrays: dict[str, np.ndarray]) -> str:
-    folder = root / "versions"
-    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.npz"
-    tmp = folder / f".tmp-{name}"
-    payload = {"manifest": np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8), **arrays}
-    try:
-        folder.mkdir(exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.rename(folder / name)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        # A full or read-only disk is the person's to fix: say so in one sentence, as ingest does.
-        raise (as_storage_error(e, folder) or e) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return name
-
-
-def resolve_version(project: Project, version: int | None = None) -> int:
-    """The number of a stored model version: ``version`` itself, or the active one (else the newest).
-
-    Raises:
-        ModelVersionError: no trained model yet, or no such version.
-    """
-    numbers = [v[0] for v in project.store.list_versions(report_keys=())]
-    if version is None:
-        active = project.store.get_meta("active_version")
-        version = int(active) if active else (max(numbers) if numbers else None)
-    if version is None:
-        raise ModelVersionError(f"project '{project.name}' has no trained model yet: train one first")
-    if version not in numbers:
-        raise ModelVersionError(f"project '{project.name}' has no model version {version}")
-    return version
-
-
-def load_model(project: Project, version: int | None = None) -> Model:
-    """Load a model version (the active one by default) without pickle.
-
-    Raises:
-        ModelVersionError: no such version, or its file is missing or from another embedder.
-    """
-    version = resolve_version(project, version)
-    path = project.root / "versions" / project.store.get_version(version)[2]
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            manifest = json.loads(bytes(data["manifest"]).decode())
-            arrays = {k: data[k] for k in data.files if k != "manifest"}
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelVersionError(f"model version {version} of '{project.name}' cannot be read: {e}") from e
-    if manifest.get("embedder") != project.embedder_spec:
-        raise ModelVersionError(
-            f"model version {version} was trained with embedder {manifest.get('embedder')}, not {project.embedder_spec}"
-        )
-    spaces = {}
-    for space in manifest["spaces"]:
-        fields = {}
-        for name in _ARRAY_FIELDS:
-            key = f"{space}/{name}"
-            if key not in arrays and name in _OPTIONAL_FIELDS:
-                continue
-            fields[name] = float(arrays[key]) if name in _SCALAR_FIELDS else arrays[key]
-        try:
-            spaces[space] = SpaceHeads(kinds=list(manifest["kinds"][space]), exclusive=bool(manifest["exclusive"]), **fields)
-        except (KeyError, ValueError, TypeError) as e:
-            raise ModelVersionError(f"model version {version} of '{project.name}' is damaged: {e}") from e
-    names = {int(k): v for k, v in manifest["concepts"].items()}
-    return Model(version, manifest["embedder"], bool(manifest["exclusive"]), names, spaces)
-
-
-def set_active_version(project: Project, version: int) -> None:
-    """Make ``version`` the one predictions use."""
-    project.store.set_meta("active_version", str(resolve_version(project, version)))
-
-
-def set_threshold(project: Project, version: int, concept: str, value: float) -> None:
-    """Set the probability at or above which ``concept`` matches in model ``version``.
-
-    The version file is never rewritten: the override is kept beside it and applied whenever
-    the version predicts or is evaluated.
-
-    Raises:
-        ValueError: ``value`` is not within [0, 1].
-        ModelVersionError: no such version. ConceptError: no such concept in that version.
-    """
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"a threshold must lie between 0 and 1, not {value}")
-    model = load_model(project, version)
-    concept_id = project.store.concept_id(concept)
-    if concept_id is None or concept_id not in model.concept_names:
-        raise ConceptError(f"model version {version} has no concept '{concept}'")
-    overrides = get_threshold_overrides(project, version)
-    overrides[concept_id] = value
-    project.store.set_meta(_THRESHOLDS_KEY.format(version), json.dumps({str(k): v for k, v in overrides.items()}))
-
-
-def get_threshold_overrides(project: Project, version: int) -> dict[int, float]:
-    """Thresholds set by hand on ``version``: concept id -> threshold."""
-    raw = project.store.get_meta(_THRESHOLDS_KEY.format(version))
-    return {int(k): float(v) for k, v in json.loads(raw).items()} if raw else {}
-
-
-def thresholds_for(project: Project, model: Model, space: str) -> np.ndarray:
-    """The thresholds in force for a space's concepts: the trained ones, with any set by hand."""
-    heads = model.spaces[space]
-    overrides = get_threshold_overrides(project, model.version)
-    return np.array([overrides.get(int(cid), float(t)) for cid, t in zip(heads.concept_ids, heads.thresholds)], np.float32)

@@ -11,9 +11,9 @@ import pytest
 from core.errors import ModelVersionError, TrainingError
 from core.ingestion import ingest
 from core.inputs import RawInput, read_inputs
+from core.learning import load_model, plan_training, set_active_version, train
 from core.learning.heads import DEFAULT_THRESHOLD, LINEAR, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT, HeadConfig
 from core.learning.selection import NOT_EVALUATED, SelectionConfig
-from core.learning.training import load_model, plan_training, set_active_version, train
 from core.prediction import predict
 from core.storage.projects import create_project
 

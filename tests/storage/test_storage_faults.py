@@ -32,7 +32,7 @@ from core.errors import StorageError
 from core.exchange import export_model_to
 from core.ingestion import ingest
 from core.inputs import read_inputs, read_texts, sample_frames
-from core.learning.training import train
+from core.learning import train
 from core.storage.projects import create_project, open_project
 
 from ..photos import solid_image

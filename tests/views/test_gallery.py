@@ -11,7 +11,7 @@ from PIL import Image
 from core.errors import ConceptError
 from core.ingestion import ingest
 from core.inputs import read_inputs, read_texts
-from core.learning.training import train
+from core.learning import train
 from core.storage.projects import create_project
 from core.views.gallery import GalleryFilter, label_inputs, list_gallery, load_thumbnail, preview_text, score_stored_inputs, suggest_labels
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.learning.training import train
+from core.learning import train
 from core.prediction import predict
 from core.storage.projects import create_project
 from core.views.samples import IMAGES_PER_SHAPE, SAMPLE_TEXTS, add_sample_data, build_sample_inputs
