@@ -27,9 +27,9 @@ METHODS = ("conceptlab", "LogisticRegression", "1-NN", "class means")
 
 
 def _conceptlab(ds: Dataset, shots: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-    from core.learning.candidates import kind_of
+    from core.learning.candidates import SpaceData, default_heads, kind_of
     from core.learning.heads import ENSEMBLE, HeadConfig
-    from core.learning.selection import SelectionConfig, SpaceData, default_heads, fit_space
+    from core.learning.selection import SelectionConfig, fit_space
 
     c = len(ds.classes)
     y = ds.pool_labels[shots]

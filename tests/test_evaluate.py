@@ -24,7 +24,9 @@ from core.ingestion import ingest
 from core.inputs import ReadConfig, read_inputs
 from core.learning import set_threshold, train
 from core.learning.calibration import fit_platt, fit_temperature
-from core.learning.candidates import parameters_of
+from core.learning.candidates import REFINED, SpaceData, default_heads, parameters_of
+from core.learning.choice import choose_heads, combine_ensemble
+from core.learning.folds import group_rows, make_folds
 from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER, HeadConfig
 from core.learning.metrics import (
     NONE_LABEL,
@@ -38,17 +40,7 @@ from core.learning.metrics import (
     precision_recall_f1,
     roc_auc,
 )
-from core.learning.selection import (
-    REFINED,
-    SelectionConfig,
-    SpaceData,
-    _choose,
-    _ensemble,
-    default_heads,
-    fit_space,
-    group_rows,
-    make_folds,
-)
+from core.learning.selection import SelectionConfig, fit_space
 from core.prediction import predict
 from core.storage.projects import create_project
 from core.views.reports import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
@@ -193,6 +185,10 @@ def test_cross_validation_cannot_memorise_duplicates():
 # -- head selection ------------------------------------------------------------------------
 
 
+# choose_heads as fit_space calls it, with the default selection's margins.
+CHOICE = {"margin": SelectionConfig().margin, "challenger_standard_errors": SelectionConfig().challenger_standard_errors}
+
+
 def _space_data(vectors, labels, exclusive, unlabelled=None) -> SpaceData:
     c = labels.shape[1]
     return SpaceData(
@@ -253,11 +249,11 @@ def test_selection_keeps_the_default_head_on_a_tie_and_needs_a_margin_to_switch(
     noisy = perfect.copy()
     noisy[0] = -noisy[0]
     oof = {PROTOTYPE: perfect, LINEAR: perfect, NEAREST: noisy}
-    choices, _ = _choose(data, labels, oof, [NEAREST, PROTOTYPE, LINEAR], SelectionConfig())
+    choices, _ = choose_heads(data, labels, oof, [NEAREST, PROTOTYPE, LINEAR], **CHOICE)
     assert [c.head for c in choices] == [PROTOTYPE, PROTOTYPE]  # the default for 4 positives
     oof[LINEAR] = perfect
     oof[PROTOTYPE] = noisy
-    choices, _ = _choose(data, labels, oof, [NEAREST, PROTOTYPE, LINEAR], SelectionConfig())
+    choices, _ = choose_heads(data, labels, oof, [NEAREST, PROTOTYPE, LINEAR], **CHOICE)
     assert [c.head for c in choices] == [LINEAR, LINEAR] and choices[0].margin > 0
 
 
@@ -286,7 +282,7 @@ def test_an_exclusive_challenger_must_lead_by_more_than_its_noise(challenger_wro
     labels = np.where(np.eye(2, dtype=bool)[np.arange(20) % 2], 1, -1).astype(np.int8)
     data = _space_data(np.eye(20, dtype=np.float32), labels, exclusive=True)
     oof = {LINEAR: _right_or_wrong([0, 1, 2, 3]), NEAREST: _right_or_wrong(challenger_wrong)}
-    choices, _ = _choose(data, labels, oof, [NEAREST, LINEAR], SelectionConfig(challenger_standard_errors=standard_errors))
+    choices, _ = choose_heads(data, labels, oof, [NEAREST, LINEAR], **{**CHOICE, "challenger_standard_errors": standard_errors})
     assert data.defaults[0] == LINEAR and [c.head for c in choices] == [winner, winner]
 
 
@@ -297,12 +293,12 @@ def test_the_ensemble_wins_where_linear_and_nearest_neighbour_each_know_half_the
     unsure = _right_or_wrong([]) * 0.05
     # Each head is sure (and right on all but one input) on its half, and barely leans right on the other.
     oof = {LINEAR: np.where(half, _right_or_wrong([0]) * 4, unsure), NEAREST: np.where(half, unsure, _right_or_wrong([10]) * 4)}
-    name, logits = _ensemble(oof[LINEAR], oof[NEAREST], labels)
+    name, logits = combine_ensemble(oof[LINEAR], oof[NEAREST], labels)
     a, b = parameters_of(name)
     assert name.startswith(ENSEMBLE) and a > 0 and b > 0
     np.testing.assert_allclose(logits, a * oof[LINEAR] + b * oof[NEAREST])
     oof[name] = logits
-    choices, _ = _choose(data, labels, oof, [NEAREST, LINEAR, name], SelectionConfig())
+    choices, _ = choose_heads(data, labels, oof, [NEAREST, LINEAR, name], **CHOICE)
     assert [c.head for c in choices] == [ENSEMBLE, ENSEMBLE] and choices[0].candidate == name and choices[0].margin > 0
 
 

@@ -3,17 +3,16 @@
 For one embedding space: the labelled inputs are split into stratified folds by input (never
 by row: inputs with identical embeddings stay together, so a duplicate cannot leak from
 training into testing); every candidate head is fitted on each fold's training part and
-scores its test part. These out-of-fold logits decide the winner (ROC AUC per independent
-concept; per exclusive space, the mean log-likelihood of the true concept after temperature
-scaling), fit the calibration, give the F1-maximising thresholds, the "unknown" cut-off and
-the ``Evaluation``. The winner is then refitted on every labelled input. Arrays in, arrays
-out: ``training.py`` reads and writes the store; ``candidates.py`` fits the candidates.
+scores its test part. These out-of-fold logits decide the winner (``choice.py``), fit the
+calibration, give the F1-maximising thresholds, the "unknown" cut-off and the ``Evaluation``.
+The winner is then refitted on every labelled input. Arrays in, arrays out: ``training.py``
+reads and writes the store; ``candidates.py`` fits the candidates.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,12 +21,12 @@ from core.learning.candidates import (
     REFINED,
     CandidateFitter,
     SpaceData,
-    default_heads,
     kind_of,
     list_candidates,
     parameters_of,
     weight_decay_of,
 )
+from core.learning.choice import HeadChoice, choose_default_candidate, choose_heads, combine_ensemble
 from core.learning.folds import fold_strata, group_rows, make_folds
 from core.learning.heads import (
     DEFAULT_THRESHOLD,
@@ -36,7 +35,6 @@ from core.learning.heads import (
     LINEAR,
     NEAREST,
     NO_HEAD,
-    PROTOTYPE,
     TIP_ADAPTER,
     ZERO_SHOT,
     HeadConfig,
@@ -45,9 +43,7 @@ from core.learning.heads import (
     fit_feature_transform,
     transform_features,
 )
-from core.learning.metrics import Evaluation, best_threshold, evaluate_probabilities, roc_auc
-
-__all__ = ["REFINED", "HeadChoice", "SelectionConfig", "SpaceData", "SpaceFit", "default_heads", "fit_space", "group_rows", "make_folds"]
+from core.learning.metrics import Evaluation, best_threshold, evaluate_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +80,6 @@ class SelectionConfig:
         unknown = set(self.kinds) - set(HEAD_KINDS)
         if unknown or NO_HEAD in self.kinds:
             raise ValueError(f"kinds must be among {HEAD_KINDS[:-1]}, not {sorted(unknown | ({NO_HEAD} & set(self.kinds)))}")
-
-
-@dataclass(frozen=True)
-class HeadChoice:
-    """Which head a concept got, and the cross-validated score of every kind that competed."""
-
-    concept: str
-    head: str
-    candidate: str
-    metric: str
-    scores: dict[str, float | None]
-    margin: float | None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -180,11 +161,11 @@ def fit_space(
                     oof[f"{TIP_ADAPTER}(alpha={alpha:g},beta={beta:g})"][test] = base + alpha * unit * caches[beta]
         nearest[test] = (held_out @ data.vectors[train_rows].T).max(axis=1)
     if data.exclusive and LINEAR in oof and NEAREST in oof and (not config.kinds or ENSEMBLE in config.kinds):
-        ensemble = _ensemble(oof[LINEAR], oof[NEAREST], labels)
+        ensemble = combine_ensemble(oof[LINEAR], oof[NEAREST], labels)
         if ensemble is not None:
             oof[ensemble[0]] = ensemble[1]
             candidates.append(ensemble[0])
-    choices, chosen = _choose(data, labels, oof, candidates, config)
+    choices, chosen = choose_heads(data, labels, oof, candidates, config.margin, config.challenger_standard_errors)
     calibration, probabilities = _calibrate(data, labels, chosen)
     thresholds = np.full(c, DEFAULT_THRESHOLD, np.float32)
     for j in range(c):
@@ -213,99 +194,6 @@ def _cv_rows(data: SpaceData, config: SelectionConfig) -> np.ndarray:
         rng.permutation(np.flatnonzero(strata == s))[: max(2, round(config.max_rows * (strata == s).mean()))] for s in np.unique(strata)
     ]
     return np.sort(np.concatenate(keep))
-
-
-def _roc_auc_of(logits: np.ndarray, labels: np.ndarray, column: int) -> float | None:
-    rows = labels[:, column] != 0
-    if np.isnan(logits[rows, column]).all():
-        return None
-    return roc_auc(labels[rows, column] > 0, np.nan_to_num(logits[rows, column], nan=-1e9))
-
-
-def _ensemble(linear: np.ndarray, nearest: np.ndarray, labels: np.ndarray) -> tuple[str, np.ndarray] | None:
-    """(name, out-of-fold logits) of the ensemble: each head's logits over its fitted temperature.
-
-    Summed, they are the log of the product of the two calibrated distributions (up to a
-    constant per input), so neither head's logit scale decides how much it counts.
-    """
-    (z_linear, truth), (z_nearest, _) = _single_concept_rows(linear, labels), _single_concept_rows(nearest, labels)
-    if not len(truth):
-        return None
-    # Rounded as the name shows them: the scores measured are those of the head that is saved.
-    a, b = (float(f"{1.0 / fit_temperature(z, truth):.4g}") for z in (z_linear, z_nearest))
-    return f"{ENSEMBLE}(linear={a:.4g},nearest={b:.4g})", a * linear + b * nearest
-
-
-def _single_concept_rows(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, true concept) of the inputs labelled with exactly one concept; a missing head's NaN as -1e3."""
-    single = (labels > 0).sum(axis=1) == 1
-    return np.nan_to_num(logits[single], nan=-1e3), np.argmax(labels[single] > 0, axis=1)
-
-
-def _log_likelihoods(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per input with one concept: the log-probability of its concept after temperature scaling.
-
-    Their mean is a proper score, far less noisy than accuracy on a handful of held-out inputs
-    (and it is what calibration will optimise).
-    """
-    z, truth = _single_concept_rows(logits, labels)
-    if not len(z):
-        return np.zeros(0)
-    t = fit_temperature(z, truth)
-    scaled = z / t - (z / t).max(axis=1, keepdims=True)
-    return scaled[np.arange(len(z)), truth] - np.log(np.exp(scaled).sum(axis=1))
-
-
-def _standard_error(a: np.ndarray, b: np.ndarray) -> float:
-    """Standard error of the mean paired difference of two heads' per-input scores."""
-    return float(np.std(a - b, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
-
-
-def _choose(data: SpaceData, labels, oof, candidates, config) -> tuple[list[HeadChoice], dict[int, str]]:
-    """Winner per concept (independent) or per space (exclusive); the default wins ties."""
-    c = labels.shape[1]
-    trained = (labels > 0).any(axis=0)
-    choices, chosen = [], {}
-    groups = [list(np.flatnonzero(trained))] if data.exclusive else [[j] for j in np.flatnonzero(trained)]
-    for columns in groups:
-        default = data.defaults[columns[0]]
-        if data.exclusive:
-            per_input = {name: _log_likelihoods(oof[name], labels) for name in candidates}
-            scores = {name: float(v.mean()) if len(v) else None for name, v in per_input.items()}
-        else:
-            per_input, scores = {}, {name: _roc_auc_of(oof[name], labels, columns[0]) for name in candidates}
-        valid = {name: s for name, s in scores.items() if s is not None and not np.isnan(s)}
-        if not valid:
-            winner = _default_candidate(default, data)
-        else:
-            # The default candidate first (refined prototypes where the project has unlabelled
-            # inputs), then its kind, then the rest in order.
-            first = _default_candidate(default, data)
-            order = sorted(valid, key=lambda name: (name != first, kind_of(name) != default, candidates.index(name)))
-            winner = order[0]
-            for name in order[1:]:
-                # A challenger must win by the margin and, where per-input scores exist, by part of
-                # the standard error of its lead: among a dozen candidates on a few held-out
-                # inputs, one beats the default by luck alone.
-                noise = _standard_error(per_input[name], per_input[winner]) if per_input else 0.0
-                if valid[name] > valid[winner] + config.margin + config.challenger_standard_errors * noise:
-                    winner = name
-        by_kind: dict[str, float | None] = {}
-        for name, value in scores.items():
-            kind = REFINED if name == REFINED else kind_of(name)
-            if value is not None and (by_kind.get(kind) is None or value > by_kind[kind]):
-                by_kind[kind] = round(float(value), 4)
-            by_kind.setdefault(kind, None)
-        others = [v for name, v in valid.items() if kind_of(name) != kind_of(winner)]
-        margin = round(float(valid[winner] - max(others)), 4) if winner in valid and others else None
-        metric = "log-likelihood" if data.exclusive else "ROC AUC"
-        for j in columns:
-            chosen[j] = winner
-            choices.append(HeadChoice(data.names[j], kind_of(winner), winner, metric, by_kind, margin))
-    for j in range(c):
-        if j not in chosen:
-            choices.append(HeadChoice(data.names[j], data.defaults[j], data.defaults[j], "", {}, None))
-    return choices, {j: (chosen[j], oof[chosen[j]]) for j in chosen if chosen[j] in oof}
 
 
 def _calibrate(data: SpaceData, labels: np.ndarray, chosen: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -344,14 +232,6 @@ def _unknown_cutoff(nearest: np.ndarray, config: SelectionConfig) -> float:
     return float(level - config.unknown_slack)
 
 
-def _default_candidate(default: str, data: SpaceData) -> str:
-    if default == TIP_ADAPTER:
-        return f"{TIP_ADAPTER}(alpha=1,beta=5.5)"  # Tip-Adapter's own defaults
-    if default == PROTOTYPE and data.exclusive and len(data.unlabelled):
-        return REFINED
-    return default
-
-
 def _allowed(candidates: list[str], config: SelectionConfig) -> list[str]:
     if not config.kinds:
         return candidates
@@ -380,7 +260,7 @@ def _fit_unmeasured(
     """Default heads, identity calibration, threshold 0.5: nothing can (or should) be measured."""
     c = len(data.names)
     defaults = [_forced_default(d, config) for d in data.defaults]
-    choices = [HeadChoice(name, d, _default_candidate(d, data), "", {}, None) for name, d in zip(data.names, defaults)]
+    choices = [HeadChoice(name, d, choose_default_candidate(d, data), "", {}, None) for name, d in zip(data.names, defaults)]
     cutoff = float("-inf")
     # The cut-off for "unknown" from a sample, as cross-validation would: all pairs of 50,000 inputs do not fit in memory.
     sample = data.vectors[rows if rows is not None else _cv_rows(data, config)]

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from core.errors import TrainingError
+from core.learning.candidates import SpaceData, default_heads
+from core.learning.choice import HeadChoice
 from core.learning.heads import (
     LINEAR,
     NO_HEAD,
@@ -24,7 +26,7 @@ from core.learning.heads import (
 )
 from core.learning.metrics import Evaluation
 from core.learning.models import MODEL_FORMAT, make_head_arrays, save_version_file
-from core.learning.selection import HeadChoice, SelectionConfig, SpaceData, SpaceFit, default_heads, fit_space
+from core.learning.selection import SelectionConfig, SpaceFit, fit_space
 from core.storage.projects import Project
 
 log = logging.getLogger(__name__)
