@@ -18,3 +18,22 @@ def data_home(tmp_path, monkeypatch):
     home = tmp_path / "conceptlab-home"
     monkeypatch.setenv("CONCEPTLAB_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def colours(tmp_path):
+    """A project of 6 photos each of three solid colours (tiny embedder), trained once: (project, TrainResult)."""
+    from core.ingestion import ingest
+    from core.inputs import ReadConfig, read_inputs
+    from core.learning import train
+    from core.storage.projects import create_project
+    from tests.photos import COLOURS, solid_image
+
+    for concept, colour in COLOURS.items():
+        folder = tmp_path / "in" / concept
+        folder.mkdir(parents=True)
+        for i in range(6):
+            solid_image(colour, seed=i + 100 * len(concept)).save(folder / f"{i}.png")
+    project = create_project("colours", "tiny")
+    ingest(project, read_inputs([tmp_path / "in"], ReadConfig(labels_from_folders=True)))
+    return project, train(project)

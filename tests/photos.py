@@ -8,6 +8,9 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+# Three colours a tiny embedder tells apart at once: the concepts of the small colour projects in tests.
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
 
 def load_photo(name: str) -> Image.Image:
     """One of skimage.data's bundled photos (``chelsea``, ``coffee``, ``astronaut``, ``rocket``…) as RGB."""

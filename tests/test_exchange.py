@@ -28,9 +28,7 @@ from core.prediction import predict
 from core.storage.projects import create_project, open_project
 from core.storage.spreadsheet import neutralise_cell, write_csv
 
-from .photos import solid_image
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+from .photos import COLOURS, solid_image
 
 
 def _colour_folder(root, seed=0):

@@ -17,9 +17,7 @@ from core.learning.selection import NOT_EVALUATED, SelectionConfig
 from core.prediction import predict
 from core.storage.projects import create_project
 
-from ..photos import solid_image
-
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+from ..photos import COLOURS, solid_image
 
 
 def _save_colours(root, counts: dict[str, int], seed: int = 0):

@@ -1,0 +1,97 @@
+"""Tests for core.learning.metrics: every figure against cases computed by hand, bad input refused."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext as does_not_raise
+
+import numpy as np
+import pytest
+
+from core.learning.metrics import (
+    accuracy,
+    best_threshold,
+    binary_metrics,
+    confusion_matrix,
+    evaluate_probabilities,
+    roc_auc,
+)
+
+# -- metrics -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "y, s, t, expected, expectation",
+    [
+        # predicted [1, 0, 1, 0]: one of each outcome; 3 of 4 positive/negative pairs ranked right
+        ([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], 0.5, (1, 1, 1, 1, 0.5, 0.5, 0.5, 0.75), does_not_raise()),
+        # ties count half in ROC AUC; a score equal to the threshold passes
+        ([1, 0], [0.5, 0.5], 0.5, (1, 1, 0, 0, 0.5, 1.0, 2 / 3, 0.5), does_not_raise()),
+        # threshold 0: everything passes
+        ([1, 0, 0], [0.2, 0.1, 0.0], 0.0, (1, 2, 0, 0, 1 / 3, 1.0, 0.5, 1.0), does_not_raise()),
+        # threshold 1: only a score of exactly 1 passes
+        ([1, 0], [1.0, 0.3], 1.0, (1, 0, 0, 1, 1.0, 1.0, 1.0, 1.0), does_not_raise()),
+        ([1, 0], [0.99, 0.3], 1.0, (0, 0, 1, 1, None, 0.0, 0.0, 1.0), does_not_raise()),
+        # no positives: recall and ROC AUC cannot be measured
+        ([0, 0], [0.2, 0.7], 0.5, (0, 1, 0, 1, 0.0, None, 0.0, None), does_not_raise()),
+        ([0, 0], [0.1, 0.2], 0.5, (0, 0, 0, 2, None, None, None, None), does_not_raise()),
+        ([True, False], [0.8, 0.1], 0.5, (1, 0, 0, 1, 1.0, 1.0, 1.0, 1.0), does_not_raise()),
+        ([1, 0, 1], [0.5, 0.5], 0.5, None, pytest.raises(ValueError, match="equal length")),
+        ([1, 0], [0.5, float("nan")], 0.5, None, pytest.raises(ValueError, match="finite")),
+        ([1, 2], [0.5, 0.4], 0.5, None, pytest.raises(ValueError, match="0/1")),
+        ([1, 0], [0.5, 0.4], 1.5, None, pytest.raises(ValueError, match="threshold")),
+        ([[1, 0]], [[0.5, 0.4]], 0.5, None, pytest.raises(ValueError, match="1-d")),
+    ],
+)
+def test_binary_metrics_by_hand(y, s, t, expected, expectation):
+    with expectation:
+        m = binary_metrics("c", y, s, t)
+        got = (m.tp, m.fp, m.fn, m.tn, m.precision, m.recall, m.f1, m.roc_auc)
+        assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "t, p, n, expected, expectation",
+    [
+        ([0, 0, 1, 2], [0, 1, 1, 0], 3, [[1, 1, 0], [0, 1, 0], [1, 0, 0]], does_not_raise()),
+        ([], [], 2, [[0, 0], [0, 0]], does_not_raise()),
+        ([0, 3], [0, 0], 3, None, pytest.raises(ValueError, match="class indices")),
+        ([0, -1], [0, 0], 3, None, pytest.raises(ValueError, match="class indices")),
+        ([0, 1], [0], 3, None, pytest.raises(ValueError, match="equal length")),
+    ],
+)
+def test_confusion_matrix_by_hand(t, p, n, expected, expectation):
+    with expectation:
+        assert confusion_matrix(t, p, n).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "y, s, expected",
+    [
+        ([1, 1, 0, 0], [0.9, 0.8, 0.3, 0.2], 0.55),  # halfway between the classes
+        ([1, 0, 1, 0], [0.9, 0.7, 0.6, 0.1], 0.35),  # recall 1 with one false positive beats precision 1 with recall 1/2
+        ([1, 1], [0.9, 0.2], 0.5),  # no negatives: F1 says nothing
+        ([0, 0], [0.9, 0.2], 0.5),
+    ],
+)
+def test_best_threshold_maximises_f1(y, s, expected):
+    assert best_threshold(y, s) == pytest.approx(expected)
+
+
+def test_roc_auc_matches_pair_counting():
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.3
+    s = np.round(rng.random(200) + 0.3 * y, 1)  # rounded: many ties
+    pairs = [(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]]
+    assert roc_auc(y, s) == pytest.approx(np.mean(pairs))
+    assert accuracy([0, 1, 1], [0, 1, 0]) == pytest.approx(2 / 3) and accuracy([], []) is None
+
+
+def test_evaluation_counts_unknown_inputs_as_matching_nothing():
+    labels = np.array([[1, -1], [-1, 1], [1, -1]])
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+    e = evaluate_probabilities("s", ["a", "b"], labels, probabilities, np.array([0.5, 0.5]), True, "held-out", unknown=[False, False, True])
+    assert e.accuracy == pytest.approx(2 / 3)
+    assert e.confusion == [[1, 0, 1], [0, 1, 0]] and e.labels == ["a", "b", "(none)"]
+    assert e.concept("a").fn == 1 and e.concept("a").tp == 1
+    assert type(e).from_dict(json.loads(json.dumps(e.to_dict()))) == e

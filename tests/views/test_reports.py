@@ -1,0 +1,155 @@
+"""Tests for core.views.reports: the training report shaped for the Train page (quality rows, choices, confusion)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext as does_not_raise
+
+import pytest
+
+from core.evaluate import (
+    get_evaluations,
+)
+from core.learning import train
+from core.learning.heads import HeadConfig
+from core.learning.metrics import (
+    NONE_LABEL,
+    ConceptMetrics,
+    Evaluation,
+    precision_recall_f1,
+)
+from core.views.reports import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
+
+# -- the report, shaped for the Train page ------------------------------------------------------
+
+
+def _measured(name: str, tp: int, fp: int, fn: int, tn: int) -> ConceptMetrics:
+    return ConceptMetrics(name, 0.4, tp, fp, fn, tn, *precision_recall_f1(tp, fp, fn), 0.75)
+
+
+_EXCLUSIVE = Evaluation(
+    "img",
+    "leave-one-out",
+    folds=6,
+    inputs=6,
+    exclusive=True,
+    concepts=[_measured("a", 2, 0, 1, 3), _measured("b", 3, 1, 0, 2)],
+    accuracy=5 / 6,
+    labels=["a", "b", "c", NONE_LABEL],
+    confusion=[[2, 1, 0, 0], [0, 3, 0, 0], [0, 0, 0, 0]],
+)
+_PLANS = [
+    {"concept": "a", "space": "img", "head": "linear", "positives": 3, "negatives": 3},
+    {"concept": "b", "space": "img", "head": "nearest-neighbour", "positives": 3, "negatives": 3},
+    {"concept": "c", "space": "img", "head": "none", "positives": 0, "negatives": 6},
+    {"concept": "d", "space": "img", "head": "prototype", "positives": 1, "negatives": 5},
+    {"concept": "a", "space": "txt", "head": "nearest-neighbour", "positives": 2, "negatives": 0},
+]
+_CHOICES = {"img": [{"concept": "a", "head": "linear", "metric": "ROC AUC", "scores": {"linear": 0.9, "prototype": 0.88}, "margin": 0.02}]}
+
+
+@pytest.mark.parametrize(
+    "report, expected, expectation",
+    [
+        (
+            {"concepts": _PLANS, "metrics": [_EXCLUSIVE.to_dict()], "choices": _CHOICES},
+            [
+                ("a", "img", "linear", "beat prototype by 0.02 ROC AUC", 1.0, 2 / 3, ""),
+                ("b", "img", "nearest-neighbour", "", 0.75, 1.0, ""),
+                ("d", "img", "prototype", "", None, None, "too few examples to measure"),  # measured space, concept left out
+                ("a", "txt", "nearest-neighbour", "", None, None, "not measured: train again to measure it"),  # no evaluation
+            ],
+            does_not_raise(),
+        ),
+        ({"concepts": _PLANS[2:3]}, [], does_not_raise()),  # nothing trained
+        ({}, [], does_not_raise()),
+        ({"concepts": "a"}, None, pytest.raises(ValueError, match="concepts")),
+        ({"concepts": _PLANS, "metrics": {"img": 1}}, None, pytest.raises(ValueError, match="metrics")),
+        ({"concepts": _PLANS, "metrics": [{"method": "x"}]}, None, pytest.raises(ValueError, match="damaged")),
+    ],
+)
+def test_build_quality_rows(report, expected, expectation):
+    with expectation:
+        rows = build_quality_rows(report)
+        assert [(r.concept, r.space, r.head, r.chosen, r.precision, r.recall, r.note) for r in rows] == expected
+        assert all(r.measured == (r.f1 is not None) for r in rows)
+        assert [r.examples for r in rows] == [p["positives"] for p in report.get("concepts", []) if p["head"] != "none"]
+
+
+@pytest.mark.parametrize(
+    "choice, expected",
+    [
+        (None, ""),
+        ({"head": "linear", "metric": "ROC AUC", "scores": {}, "margin": None}, ""),  # nothing competed
+        (
+            {"head": "linear", "metric": "ROC AUC", "scores": {"linear": 0.9, "prototype": 0.88, "nearest-neighbour": 0.7}, "margin": 0.02},
+            "beat prototype by 0.02 ROC AUC",
+        ),
+        (
+            {"head": "nearest-neighbour", "metric": "ROC AUC", "scores": {"nearest-neighbour": 0.8, "linear": 0.803}, "margin": -0.003},
+            "the default; linear only 0.003 ROC AUC better",
+        ),
+        (
+            {"head": "linear", "metric": "log-likelihood", "scores": {"linear": -0.5, "tip-adapter": -0.5}, "margin": 0.0},
+            "the default; tied with tip adapter on log-likelihood",
+        ),
+        (
+            {
+                "head": "prototype",
+                "metric": "ROC AUC",
+                "scores": {"prototype": 0.9, "prototype+unlabelled": 0.95, "linear": None},
+                "margin": 0.1,
+            },
+            "",
+        ),  # its only rival is itself, refined: nothing else was measured
+    ],
+)
+def test_describe_choice(choice, expected):
+    assert describe_choice(choice) == expected
+
+
+@pytest.mark.parametrize(
+    "evaluation, rows, columns, counts, expectation",
+    [
+        # exclusive: c was neither measured nor counted, and nothing landed in "(none)"
+        (_EXCLUSIVE, ["a", "b"], ["a", "b"], [2, 1, 0, 3], does_not_raise()),
+        (
+            Evaluation(**{**_EXCLUSIVE.__dict__, "confusion": [[2, 0, 0, 1], [0, 3, 0, 0], [0, 0, 0, 0]]}),
+            ["a", "b"],
+            ["a", "b", NONE_LABEL],
+            [2, 0, 1, 0, 3, 0],
+            does_not_raise(),
+        ),
+        # independent: per concept, found / wrongly matched / missed / rightly left out
+        (Evaluation(**{**_EXCLUSIVE.__dict__, "exclusive": False}), ["a", "b"], list(OUTCOMES), [2, 0, 1, 3, 3, 1, 0, 2], does_not_raise()),
+        (Evaluation("img", "too few examples to measure"), None, None, None, does_not_raise()),
+        (Evaluation(**{**_EXCLUSIVE.__dict__, "confusion": [[1, 2]]}), None, None, None, pytest.raises(ValueError, match="does not match")),
+    ],
+)
+def test_build_confusion_chart(evaluation, rows, columns, counts, expectation):
+    with expectation:
+        chart = build_confusion_chart(evaluation)
+        if rows is None:
+            assert chart is None
+            return
+        assert (chart.rows, chart.columns) == (rows, columns)
+        assert [(c.row, c.column) for c in chart.cells] == [(r, c) for r in rows for c in columns]
+        assert [c.count for c in chart.cells] == counts
+        right = {"found", "rightly left out"}
+        assert all(c.correct == (c.row == c.column or c.column in right) for c in chart.cells)
+
+
+def test_read_evaluations_round_trips_what_training_stored(colours):
+    project, result = colours
+    report = project.store.list_versions()[-1][4]
+    assert read_evaluations(report) == result.evaluations == get_evaluations(project)
+    assert read_evaluations({}) == []
+    (row,) = [r for r in build_quality_rows(report) if r.concept == "red"]
+    assert row.f1 == 1.0 and row.threshold == result.evaluations[0].concept("red").threshold
+
+
+def test_quality_rows_of_a_version_trained_without_cross_validation(colours):
+
+    project, _ = colours
+    train(project, HeadConfig(evaluate=False))
+    rows = build_quality_rows(project.store.list_versions()[-1][4])
+    assert rows and all(r.note == "not measured: trained without cross-validation" and r.f1 is None for r in rows)
