@@ -20,8 +20,8 @@ from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
 from core.learning.metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
 from core.learning.models import Model, load_model, resolve_version, thresholds_for
+from core.storage.inputs import InputRecord
 from core.storage.projects import Project
-from core.storage.store import InputRecord
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from PIL import Image
 from core.embedding import Embedder
 from core.errors import ConceptError, InputError
 from core.inputs import RawInput, VideoConfig, decode_image, open_video
+from core.storage.concepts import validate_concept_name
+from core.storage.inputs import NewInput
 from core.storage.projects import Project
-from core.storage.store import NewInput, validate_concept_name
 
 log = logging.getLogger(__name__)
 

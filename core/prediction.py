@@ -14,8 +14,8 @@ from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
 from core.learning.models import Model, load_model, thresholds_for
 from core.storage.index import load_index
+from core.storage.inputs import InputRecord
 from core.storage.projects import Project
-from core.storage.store import InputRecord
 
 log = logging.getLogger(__name__)
 

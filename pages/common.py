@@ -20,8 +20,8 @@ from core.exchange import export_model
 from core.ingestion import IngestReport
 from core.inputs.uploads import describe_progress, format_duration
 from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
+from core.storage import InputRecord
 from core.storage.projects import Project, open_project
-from core.storage.store import InputRecord
 from core.views.gallery import label_inputs, load_thumbnail, preview_text
 
 UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"

@@ -23,8 +23,8 @@ from PIL import Image
 from core.ingestion import ingest
 from core.inputs import RawInput, read_texts
 from core.learning import train
+from core.storage import Store
 from core.storage.projects import Project
-from core.storage.store import Store
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 

@@ -27,9 +27,10 @@ import pytest
 
 from core.learning import load_model
 from core.prediction import predict
+from core.storage import NewInput
 from core.storage.index import load_index
+from core.storage.inputs import ORPHAN_MIN_AGE_S
 from core.storage.projects import Project, create_project, open_project
-from core.storage.store import ORPHAN_MIN_AGE_S, NewInput
 
 from . import crash_victims
 

@@ -147,3 +147,62 @@ def test_pages_checker_catches_torch(tmp_path):
         "must not import faiss",
         "must not import torch",
     ]
+
+
+def _defined_names(path: Path) -> set[str]:
+    """The names a module defines itself at top level (functions, classes, assignments), not those it imports."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                targets = target.elts if isinstance(target, ast.Tuple) else [target]
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def find_passed_on_names(paths: list[Path], root: Path = ROOT) -> list[str]:
+    """One line per ``from core.x.y import name`` where module ``core.x.y`` only imported ``name`` itself.
+
+    A package's ``__init__`` may re-export; a module may not pass on another module's name, so each
+    name has one home and one import path besides its package.
+    """
+    defined: dict[str, set[str]] = {}
+    for path in sorted((root / "core").rglob("*.py")):
+        if path.name != "__init__.py":
+            defined[_module_name(path, root)] = _defined_names(path) | {"logger", "log"}
+    problems = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module in defined:
+                for alias in node.names:
+                    if alias.name not in defined[node.module] and f"{node.module}.{alias.name}" not in defined:
+                        problems.append(f"{path.relative_to(root)}:{node.lineno}: {alias.name} is not defined in {node.module}")
+    return problems
+
+
+def test_names_are_imported_from_the_module_that_defines_them():
+    paths = _core_modules() + sorted((ROOT / "pages").glob("*.py")) + [ROOT / "app.py"]
+    paths += sorted((ROOT / "tests").rglob("*.py")) + sorted((ROOT / "bench").rglob("*.py"))
+    assert find_passed_on_names(paths) == []
+
+
+@pytest.mark.parametrize(
+    ("importer", "broken"),
+    [
+        ("from core.good.defines import Thing\n", False),
+        ("from core.good.passes import Thing\n", True),  # passes.py only imported it
+        ("from core.good import Thing\n", False),  # a package's __init__ may re-export
+    ],
+)
+def test_the_checker_catches_a_passed_on_name(tmp_path, importer, broken):
+    package = tmp_path / "core" / "good"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("from core.good.defines import Thing\n")
+    (package / "defines.py").write_text("class Thing:\n    pass\n")
+    (package / "passes.py").write_text("from core.good.defines import Thing\n")
+    (tmp_path / "user.py").write_text(importer)
+    assert bool(find_passed_on_names([tmp_path / "user.py"], tmp_path)) is broken

@@ -39,8 +39,8 @@ def bench_training(rows: list[Row], sizes: tuple[int, ...]) -> None:
     from core.learning.fitting import fit_linear
     from core.learning.heads import LINEAR, HeadConfig
     from core.learning.selection import SelectionConfig
+    from core.storage import NewInput
     from core.storage.projects import create_project
-    from core.storage.store import NewInput
 
     # Importing torch's optimiser is a one-off of a few seconds per process: not part of the figure.
     fit_linear(np.eye(2, dtype=np.float32), np.array([0, 1]), exclusive=True)

@@ -32,7 +32,7 @@ from core.errors import ConceptError, ModelFileError
 from core.inputs.archives import describe_zip_bomb
 from core.learning.heads import HEAD_KINDS
 from core.learning.models import MODEL_FORMAT
-from core.storage.store import validate_concept_name
+from core.storage.concepts import validate_concept_name
 
 FILE_FORMAT = "conceptlab-model"
 FILE_FORMAT_VERSION = 1

@@ -17,7 +17,8 @@ from core.embedding.weights import resolve_clip_weights
 from core.errors import ProjectError, StorageError
 from core.paths import get_data_home
 from core.storage.index import drop_cached_indexes
-from core.storage.store import ORPHAN_MIN_AGE_S, Store
+from core.storage.inputs import ORPHAN_MIN_AGE_S
+from core.storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -14,20 +14,10 @@ every finished input complete and no half-written one.
 
 from __future__ import annotations
 
-from core.storage.concepts import MAX_CONCEPT_NAME, ConceptRows, validate_concept_name
-from core.storage.database import SCHEMA_VERSION, Database
-from core.storage.inputs import ORPHAN_MIN_AGE_S, InputRecord, InputRows, NewInput
+from core.storage.concepts import ConceptRows
+from core.storage.database import Database
+from core.storage.inputs import InputRows
 from core.storage.versions import VersionRows
-
-__all__ = [
-    "MAX_CONCEPT_NAME",
-    "ORPHAN_MIN_AGE_S",
-    "SCHEMA_VERSION",
-    "InputRecord",
-    "NewInput",
-    "Store",
-    "validate_concept_name",
-]
 
 
 class Store(InputRows, ConceptRows, VersionRows, Database):

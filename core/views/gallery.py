@@ -19,8 +19,9 @@ from core.disk import write_file_atomically
 from core.errors import ConceptError, InputError, ModelVersionError
 from core.inputs import VideoConfig, decode_image, make_thumbnail, sample_frames
 from core.prediction import FrameScores, get_model
+from core.storage.concepts import validate_concept_name
+from core.storage.inputs import InputRecord
 from core.storage.projects import Project
-from core.storage.store import InputRecord, validate_concept_name
 
 log = logging.getLogger(__name__)
 

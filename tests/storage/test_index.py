@@ -8,9 +8,9 @@ import faiss
 import numpy as np
 import pytest
 
+from core.storage import NewInput, Store
 from core.storage import index as index_module
 from core.storage.index import IndexConfig, VectorIndex, load_index
-from core.storage.store import NewInput, Store
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConceptError, ProjectError
-from core.storage.store import NewInput, Store, validate_concept_name
+from core.storage import NewInput, Store, validate_concept_name
 
 
 def _item(i: int, space: str = "s", kind: str = "text", frames: int = 0) -> NewInput:
