@@ -28,7 +28,7 @@ from core.prediction import predict
 from core.storage.projects import create_project, open_project
 from core.storage.spreadsheet import neutralise_cell, write_csv
 
-from .photos import COLOURS, solid_image
+from ..photos import COLOURS, solid_image
 
 
 def _colour_folder(root, seed=0):
