@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from moviepy import ImageSequenceClip
 from moviepy.config import FFMPEG_BINARY
 from PIL import Image
@@ -182,3 +183,12 @@ def write_file(path: Path, content: str | bytes) -> Path:
 def describe_outcomes(items) -> list[tuple]:
     """(name, kind or None, concept or error reason) per item read."""
     return [(item.name, None, item.reason) if isinstance(item, InputError) else (item.name, item.kind, item.concept) for item in items]
+
+
+def raises_input_error(reason: str) -> pytest.RaisesExc:
+    return pytest.raises(InputError, match=reason)
+
+
+def close_colour(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 40) -> bool:
+    """Whether two colours agree channel by channel within ``tolerance`` (lossy codecs shift them)."""
+    return all(abs(int(a) - int(e)) <= tolerance for a, e in zip(actual, expected, strict=True))

@@ -19,26 +19,20 @@ from core.inputs import (
 )
 from tests.media_fixtures import (
     RED,
+    close_colour,
     make_animated,
     make_array_image,
     make_image,
     make_oriented_jpeg,
     make_png_header,
     make_transparent_png,
+    raises_input_error,
 )
 
 OK = contextlib.nullcontext()
 WHITE = (255, 255, 255)
 MID_GREY = ((128, 32), (128, 128, 128))  # the middle of GRADIENT_16, in 8 bits
 GRADIENT_16 = np.linspace(0, 65535, 64 * 256).reshape(64, 256).astype(np.uint16)
-
-
-def raises(reason: str) -> pytest.RaisesExc:
-    return pytest.raises(InputError, match=reason)
-
-
-def _close(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 40) -> bool:
-    return all(abs(int(a) - int(e)) <= tolerance for a, e in zip(actual, expected, strict=True))
 
 
 def _half(data: bytes) -> bytes:
@@ -70,15 +64,27 @@ IMAGE_CASES = [
     pytest.param(lambda: make_image("JPEG", size=(2000, 1000)), {"min_side": 200}, OK, (500, 250), None, id="jpeg-draft"),
     pytest.param(lambda: make_image("JPEG", size=(2000, 1000)), {"min_side": 400}, OK, (1000, 500), None, id="jpeg-draft-keeps-min-side"),
     pytest.param(lambda: make_image("PNG", size=(2000, 1000)), {"min_side": 200}, OK, (2000, 1000), None, id="png-no-draft"),
-    pytest.param(lambda: b"", {}, raises("empty file"), None, None, id="zero-bytes"),
-    pytest.param(lambda: b"just some notes\n" * 20, {}, raises("not a readable image"), None, None, id="text-as-jpg"),
-    pytest.param(lambda: _half(make_image("JPEG", size=(200, 100))), {}, raises("truncated image"), None, None, id="truncated-jpeg"),
-    pytest.param(lambda: _half(make_image("PNG", size=(200, 100))), {}, raises("truncated image"), None, None, id="truncated-png"),
-    pytest.param(lambda: make_image("PPM"), {}, raises("not a readable image"), None, None, id="format-not-offered"),
-    pytest.param(lambda: make_png_header(10_000, 7_000), {}, raises(r"too large \(70 megapixels, limit 64\)"), None, None, id="ours"),
-    pytest.param(lambda: make_png_header(10_000, 10_000), {}, raises(r"too large \(100 megapixels"), None, None, id="pillow-warns"),
-    pytest.param(lambda: make_png_header(20_000, 20_000), {}, raises(r"too large \(400 megapixels"), None, None, id="pillow-refuses"),
-    pytest.param(lambda: make_image("PNG", size=(100, 100)), {"max_pixels": 5_000}, raises(r"0.01 megapixels, limit 0.005"), None, None),
+    pytest.param(lambda: b"", {}, raises_input_error("empty file"), None, None, id="zero-bytes"),
+    pytest.param(lambda: b"just some notes\n" * 20, {}, raises_input_error("not a readable image"), None, None, id="text-as-jpg"),
+    pytest.param(
+        lambda: _half(make_image("JPEG", size=(200, 100))), {}, raises_input_error("truncated image"), None, None, id="truncated-jpeg"
+    ),
+    pytest.param(
+        lambda: _half(make_image("PNG", size=(200, 100))), {}, raises_input_error("truncated image"), None, None, id="truncated-png"
+    ),
+    pytest.param(lambda: make_image("PPM"), {}, raises_input_error("not a readable image"), None, None, id="format-not-offered"),
+    pytest.param(
+        lambda: make_png_header(10_000, 7_000), {}, raises_input_error(r"too large \(70 megapixels, limit 64\)"), None, None, id="ours"
+    ),
+    pytest.param(
+        lambda: make_png_header(10_000, 10_000), {}, raises_input_error(r"too large \(100 megapixels"), None, None, id="pillow-warns"
+    ),
+    pytest.param(
+        lambda: make_png_header(20_000, 20_000), {}, raises_input_error(r"too large \(400 megapixels"), None, None, id="pillow-refuses"
+    ),
+    pytest.param(
+        lambda: make_image("PNG", size=(100, 100)), {"max_pixels": 5_000}, raises_input_error(r"0.01 megapixels, limit 0.005"), None, None
+    ),
 ]
 
 
@@ -93,7 +99,7 @@ def test_decode_image(make, kwargs, expectation, size, colour):
     assert image.size == size
     if colour is not None:
         point, expected = colour
-        assert _close(image.getpixel(point), expected), image.getpixel(point)
+        assert close_colour(image.getpixel(point), expected), image.getpixel(point)
 
 
 def test_16_bit_png_keeps_its_gradient():
@@ -105,7 +111,7 @@ def test_16_bit_png_keeps_its_gradient():
 def test_huge_declared_size_is_refused_without_allocating():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     start = time.monotonic()
-    with raises("image too large"):
+    with raises_input_error("image too large"):
         decode_image(make_png_header(60_000, 60_000), "bomb.png", max_pixels=10**10)
     assert time.monotonic() - start < 1
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024

@@ -20,32 +20,19 @@ from core.inputs import (
 )
 from tests.media_fixtures import (
     VIDEO_COLOURS,
+    close_colour,
     decode_every_frame,
     make_audio_only_mp4,
     make_noisy_corrupt_mp4,
     make_truncated_streamable_mp4,
     make_webm_without_duration,
+    raises_input_error,
     timecode_of,
     write_colour_video,
     write_timecode_video,
 )
 
 OK = contextlib.nullcontext()
-WHITE = (255, 255, 255)
-MID_GREY = ((128, 32), (128, 128, 128))  # the middle of GRADIENT_16, in 8 bits
-GRADIENT_16 = np.linspace(0, 65535, 64 * 256).reshape(64, 256).astype(np.uint16)
-
-
-def raises(reason: str) -> pytest.RaisesExc:
-    return pytest.raises(InputError, match=reason)
-
-
-def _close(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 40) -> bool:
-    return all(abs(int(a) - int(e)) <= tolerance for a, e in zip(actual, expected, strict=True))
-
-
-def _half(data: bytes) -> bytes:
-    return data[: len(data) // 2]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +52,7 @@ VIDEO_CASES = [
     pytest.param(VideoConfig(), 24, OK, [0, 1, 2, 3, 4], (32, 24), id="downscaled"),
     pytest.param(VideoConfig(), 25, OK, [0, 1, 2, 3, 4], (33, 25), id="downscaled-keeps-aspect"),
     pytest.param(VideoConfig(), 100, OK, [0, 1, 2, 3, 4], (64, 48), id="never-upscaled"),
-    pytest.param(VideoConfig(max_duration_s=2), None, raises(r"video too long"), None, None, id="too-long"),
+    pytest.param(VideoConfig(max_duration_s=2), None, raises_input_error(r"video too long"), None, None, id="too-long"),
 ]
 
 
@@ -80,7 +67,9 @@ def test_sample_frames(colour_mp4, config, min_side, expectation, planned, size)
     assert len(frames.times) == len(planned)
     assert all(want - 1e-6 <= got < want + period / 2 for got, want in zip(frames.times, planned, strict=True)), frames.times
     # The colour changes every second: the frame shows the colour of the time reported for it.
-    assert all(_close(got, VIDEO_COLOURS[int(t + 1e-6)]) for got, t in zip(_colours(frames), frames.times, strict=True)), _colours(frames)
+    assert all(close_colour(got, VIDEO_COLOURS[int(t + 1e-6)]) for got, t in zip(_colours(frames), frames.times, strict=True)), _colours(
+        frames
+    )
     assert {image.size for image in frames.images} == {size}
     assert {image.mode for image in frames.images} == {"RGB"}
     assert (frames.width, frames.height) == (64, 48)
@@ -135,7 +124,7 @@ def test_frames_arrive_scaled_to_the_short_side(tmp_path, size, min_side, expect
 def test_other_containers(tmp_path, suffix, codec):
     data = write_colour_video(tmp_path / f"clip{suffix}", codec, seconds=3).read_bytes()
     frames = sample_frames(data, f"clip{suffix}", suffix=suffix)
-    assert all(_close(got, want) for got, want in zip(_colours(frames), VIDEO_COLOURS[:3], strict=True))
+    assert all(close_colour(got, want) for got, want in zip(_colours(frames), VIDEO_COLOURS[:3], strict=True))
 
 
 def test_webm_without_duration_in_header():
@@ -198,7 +187,7 @@ def test_stuck_decoder_is_killed_after_the_timeout(colour_mp4, monkeypatch, comm
     monkeypatch.setattr(video, "_decode_command", lambda plan, start=None: command)
     monkeypatch.setattr(video.VideoStream, "close", lambda self, close=video.VideoStream.close: (streams.append(self), close(self)))
     start = time.monotonic()
-    with raises("took too long"):
+    with raises_input_error("took too long"):
         sample_frames(colour_mp4, "stuck.mp4", VideoConfig(timeout_s=2))
     assert time.monotonic() - start < 12
     assert len(streams) == 1 and streams[0]._proc.wait(timeout=10) != 0
@@ -216,6 +205,6 @@ def test_leaving_the_stream_early_kills_ffmpeg_and_removes_the_copy(tmp_path, ti
 
 def test_broken_off_mid_stream_is_one_input_error(tmp_path):
     data = make_truncated_streamable_mp4(tmp_path / "cut.mp4")
-    with raises(r"video is damaged \(its frames stop at \d+ s of 10 s\)") as raised:
+    with raises_input_error(r"video is damaged \(its frames stop at \d+ s of 10 s\)") as raised:
         sample_frames(data, "cut.mp4")
     assert raised.value.name == "cut.mp4" and "\n" not in str(raised.value)
