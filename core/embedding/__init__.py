@@ -15,7 +15,7 @@ from core.embedding.base import (
     make_probe_images,
 )
 from core.embedding.registry import clear_embedder_cache, describe_embedders, load_embedder
-from core.embedding.specs import canonicalize_spec, describe_spec, parse_clip_spec
+from core.embedding.specs import canonicalize_spec, describe_spaces, describe_spec, parse_clip_spec
 from core.embedding.tiny import TinyEmbedder
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "canonicalize_spec",
     "clear_embedder_cache",
     "describe_embedders",
+    "describe_spaces",
     "describe_spec",
     "load_embedder",
     "make_probe_images",

@@ -88,6 +88,11 @@ class Embedder(abc.ABC):
         return self.image_space == self.text_space
 
     @property
+    def loaded_models(self) -> tuple[str, ...]:
+        """Which of its models ("image", "text") this embedder has loaded; both, unless a backend loads them lazily."""
+        return ("image", "text")
+
+    @property
     def image_dim(self) -> int:
         return self.dims[self.image_space]
 

