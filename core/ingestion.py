@@ -142,7 +142,7 @@ class _Prepared:
     fresh: list[DecodedInput | InputError]
 
 
-def _prepare(batch: list[RawInput | InputError], store, forced: str | None, min_side: int | None) -> _Prepared:
+def _prepare(batch: list[RawInput | InputError], store, forced: str | None, min_side: Callable[[], int | None]) -> _Prepared:
     failed, raws = [], []
     for item in batch:
         if not isinstance(item, InputError) and item.concept and not forced:
@@ -157,7 +157,9 @@ def _prepare(batch: list[RawInput | InputError], store, forced: str | None, min_
     # The same bytes twice in one batch are one input.
     unique = list({raw.sha256: raw for raw in raws}.values())
     known = store.find_input_ids(raw.sha256 for raw in unique)
-    fresh = decode_inputs([raw for raw in unique if raw.sha256 not in known], min_side)
+    new_raws = [raw for raw in unique if raw.sha256 not in known]
+    # min_side comes from the embedder: asked for only when something is new, so known bytes load no model.
+    fresh = decode_inputs(new_raws, min_side()) if new_raws else []
     return _Prepared(failed, raws, known, fresh)
 
 
@@ -202,13 +204,12 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport()
     store = project.store
-    embedder = project.embedder()
     value = -1 if negative else 1
     forced = validate_concept_name(concept) if concept else None
     # Inputs stored by an earlier batch of this run: the reading stage runs a batch ahead,
     # so it cannot have seen them in the store yet.
     stored_now: dict[str, int] = {}
-    prepare = partial(_prepare, store=store, forced=forced, min_side=embedder.image_size)
+    prepare = partial(_prepare, store=store, forced=forced, min_side=lambda: project.embedder().image_size)
     for prepared in _read_ahead(_batches(items, BATCH_SIZE), prepare):
         for failure in prepared.failed:
             log.warning("%s", failure)
@@ -216,7 +217,7 @@ def ingest(
         known = {**prepared.known, **{r.sha256: stored_now[r.sha256] for r in prepared.raws if r.sha256 in stored_now}}
         fresh = [d for d in prepared.fresh if isinstance(d, InputError) or d.raw.sha256 not in known]
         new_items, ok_shas = [], set(known)
-        for result in embed_decoded(embedder, fresh, video):
+        for result in embed_decoded(project.embedder(), fresh, video) if fresh else ():
             if isinstance(result, InputError):
                 report.failed.append(result)
                 log.warning("%s", result)

@@ -125,9 +125,10 @@ def _plan_space(
 
 
 def _training_spaces(project: Project) -> tuple[list[str], bool]:
-    embedder = project.embedder()
-    spaces = [embedder.image_space] if embedder.zero_shot else [embedder.image_space, embedder.text_space]
-    return spaces, embedder.zero_shot
+    """The spaces to train and whether they are zero-shot, from the spec alone: no model loads for it."""
+    image_space, text_space = project.spaces
+    zero_shot = image_space == text_space
+    return ([image_space] if zero_shot else [image_space, text_space]), zero_shot
 
 
 def plan_training(project: Project, config: HeadConfig = HeadConfig()) -> list[ConceptPlan]:
@@ -137,7 +138,8 @@ def plan_training(project: Project, config: HeadConfig = HeadConfig()) -> list[C
     plans = []
     for space in spaces:
         _, labels = _labelled_matrix(project, space, [c for c, _ in concepts])
-        plans += _plan_space(project, space, zero_shot, concepts, labels, config)
+        if len(labels) or zero_shot:  # a space nobody labelled anything in has nothing to say
+            plans += _plan_space(project, space, zero_shot, concepts, labels, config)
     return plans
 
 
@@ -161,7 +163,8 @@ def train(
     if not concepts:
         raise TrainingError(f"project '{project.name}' has no concepts yet: create one and label a few inputs")
     spaces, zero_shot = _training_spaces(project)
-    embedder = project.embedder()
+    # Only zero-shot heads need the model (its text tower embeds the concept names); the rest train on stored vectors.
+    embedder = project.embedder() if zero_shot else None
     arrays: dict[str, np.ndarray] = {}
     plans: list[ConceptPlan] = []
     fits: dict[str, SpaceFit] = {}
@@ -171,14 +174,15 @@ def train(
         ids, labels = _labelled_matrix(project, space, [c for c, _ in concepts], space_ids)
         space_plans = _plan_space(project, space, zero_shot, concepts, labels, config)
         if all(p.head == NO_HEAD for p in space_plans):
-            plans += space_plans
+            # Listed only where something is labelled: a photo project's text space stays out of the result.
+            plans += space_plans if len(ids) else []
             continue
 
         def space_progress(fraction: float, message: str, s: int = s, space: str = space) -> None:
             report((s + fraction) / len(spaces), f"{space}: {message}")
 
         stored = (space_ids, space_vectors)
-        data = _space_data(project, space, concepts, ids, labels, space_plans, config, embedder if zero_shot else None, stored)
+        data = _space_data(project, space, concepts, ids, labels, space_plans, config, embedder, stored)
         fit = fit_space(data, config, selection, space_progress)
         fits[space] = fit
         plans += [replace(p, head=kind) for p, kind in zip(space_plans, fit.heads.kinds)]
@@ -192,7 +196,7 @@ def train(
         "exclusive": project.exclusive,
         "spaces": [s for s in spaces if f"{s}/concept_ids" in arrays],
         "concepts": {str(c): n for c, n in concepts},
-        "kinds": {s: [p.head for p in plans if p.space == s] for s in spaces},
+        "kinds": {s: [p.head for p in plans if p.space == s] for s in spaces if f"{s}/concept_ids" in arrays},
     }
     file = save_version_file(project.root, manifest, arrays)
     evaluations = [fit.evaluation for fit in fits.values()]
@@ -244,7 +248,12 @@ def _space_data(project, space, concepts, ids, labels, plans, config, embedder, 
     if len(ids) > MAX_MEMORY:
         keep = np.sort(np.random.default_rng(config.seed).choice(len(ids), MAX_MEMORY, replace=False))
         ids, labels, vectors = ids[keep], labels[keep], vectors[keep]
-    dim = vectors.shape[1] if len(vectors) else project.embedder().dims[space]
+    if len(vectors):
+        dim = vectors.shape[1]
+    elif embedder is not None:
+        dim = embedder.dims[space]
+    else:  # a space with no labelled vector trains only zero-shot heads, which need the embedder
+        raise TrainingError(f"space {space} of '{project.name}' has no labelled inputs to train on")
     unlabelled = _background(space_vectors[~labelled] if len(space_ids) else space_vectors)
     if unlabelled.size == 0:
         unlabelled = np.zeros((0, dim), np.float32)

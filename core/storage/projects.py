@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.disk import as_storage_error
-from core.embedding import DEFAULT_EMBEDDER, Embedder, canonicalize_spec, load_embedder
+from core.embedding import DEFAULT_EMBEDDER, Embedder, canonicalize_spec, describe_spaces, load_embedder
 from core.embedding.weights import resolve_clip_weights
 from core.errors import ProjectError, StorageError
 from core.paths import get_data_home
@@ -49,8 +49,13 @@ class Project:
         self.exclusive = self.store.get_meta("exclusive") == "1"
 
     def embedder(self) -> Embedder:
-        """The project's embedder, loaded once per process."""
+        """The project's embedder, loaded once per process (its models load when they first embed)."""
         return load_embedder(self.embedder_spec)
+
+    @property
+    def spaces(self) -> tuple[str, str]:
+        """(image space, text space) of the project's embedder, equal when zero-shot; loads nothing."""
+        return describe_spaces(self.embedder_spec)
 
     def info(self) -> ProjectInfo:
         counts = self.store.count_inputs()

@@ -196,12 +196,12 @@ def _rank_by_model(project: Project, name: str) -> list[tuple[int, float]]:
 
 
 def _rank_by_similarity(project: Project, name: str, cid: int) -> list[tuple[int, float]]:
-    embedder = project.embedder()
+    image_space, text_space = project.spaces
     positives = [i for i, c, v in project.store.load_annotations() if c == cid and v > 0]
     ranked: list[tuple[int, float]] = []
     for space in project.store.spaces():
-        if embedder.zero_shot and space == embedder.text_space:
-            query = embedder.build_zero_shot_vectors([name])[0]
+        if image_space == text_space and space == text_space:  # zero-shot: the model reads the concept's name
+            query = project.embedder().build_zero_shot_vectors([name])[0]
         else:
             _, vectors = project.store.load_embeddings(space, positives)
             if not len(vectors):

@@ -321,3 +321,30 @@ def test_unknown_inputs_are_far_from_every_labelled_example():
     far /= np.linalg.norm(far)
     unknown, nearest = heads.unknown(np.concatenate([x[:2], far]))
     assert unknown.tolist() == [False, False, True] and nearest[2] < 0.5
+
+
+_FIT_IN_A_FRESH_PROCESS = """
+import hashlib, sys
+import numpy as np
+import core.learning.fitting as fitting
+if sys.argv[1] == "with-dynamo":
+    fitting._skip_dynamo_import = lambda torch: None
+rng = np.random.default_rng(0)
+x = rng.normal(size=(40, 32)).astype(np.float32)
+x /= np.linalg.norm(x, axis=1, keepdims=True)
+w, b = fitting.fit_linear(x, np.arange(40) % 3, exclusive=True)
+print(hashlib.sha256(w.tobytes() + b.tobytes()).hexdigest(), "torch._dynamo" in sys.modules)
+"""
+
+
+def test_linear_heads_fit_without_importing_the_compiler_and_to_the_same_numbers():
+    import subprocess
+    import sys
+
+    def fit(mode: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", _FIT_IN_A_FRESH_PROCESS, mode], capture_output=True, text=True, timeout=300, check=True)
+        return done.stdout.split()
+
+    (fast, fast_imported), (plain, plain_imported) = fit("fast"), fit("with-dynamo")
+    assert (fast_imported, plain_imported) == ("False", "True")
+    assert fast == plain  # bit for bit
