@@ -12,9 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from moviepy.config import FFMPEG_BINARY
-from moviepy.video.io.ffmpeg_reader import FFmpegInfosParser
-
 from core.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -99,13 +96,23 @@ def plan_video(path: str, name: str, config: VideoConfig, min_side: int | None, 
     return VideoPlan(path, _sample_times(duration, config), duration, width, height, out_width, out_height, fps)
 
 
+def find_ffmpeg() -> str:
+    """The ffmpeg program moviepy found (its bundled imageio-ffmpeg, or $FFMPEG_BINARY).
+
+    moviepy is imported here, not at the top: it takes a third of a second, and only videos need it.
+    """
+    from moviepy.config import FFMPEG_BINARY
+
+    return FFMPEG_BINARY
+
+
 def _probe(path: str, name: str, deadline: float) -> dict[str, Any]:
     """Run ``ffmpeg -i`` under a time limit and parse it with moviepy's parser.
 
     A file without a duration in its header (webm recorded by browsers) is decoded whole to learn it.
     """
     for decode_file in (False, True):
-        command = [FFMPEG_BINARY, "-hide_banner", "-i", path] + (["-f", "null", "-"] if decode_file else [])
+        command = [find_ffmpeg(), "-hide_banner", "-i", path] + (["-f", "null", "-"] if decode_file else [])
         try:
             done = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL, timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired as e:
@@ -118,6 +125,8 @@ def _probe(path: str, name: str, deadline: float) -> dict[str, Any]:
         if streams and all("(attached pic)" in line for line in streams):
             raise InputError(name, "no video stream (only a cover picture)")
         try:
+            from moviepy.video.io.ffmpeg_reader import FFmpegInfosParser
+
             return FFmpegInfosParser(output, path, decode_file=decode_file).parse()
         except Exception as e:
             if decode_file or " Video: " not in output:

@@ -29,9 +29,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,8 @@ class SpaceHeads:
         if len(self.memory) == 0:
             return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
         if self._memory_index is None:
+            import faiss  # here: scoring without a nearest-neighbour head never needs it
+
             index = faiss.IndexFlatIP(self.memory.shape[1])
             index.add(np.ascontiguousarray(self.memory, dtype=np.float32))
             self._memory_index = index

@@ -15,14 +15,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from core.disk import write_file_atomically
 from core.storage.store import Store
 
+if TYPE_CHECKING:
+    import faiss
+
 log = logging.getLogger(__name__)
+
+
+def _faiss() -> ModuleType:
+    """FAISS, imported on first use: a command that searches nothing never pays its import (a third of a second)."""
+    import faiss
+
+    return faiss
+
 
 # One query against an exact (flat) index reads every stored vector: 2 KiB each at 512 dimensions,
 # about 0.25 ms per 1,000 vectors on one core (FAISS answers a single query on one thread), so
@@ -41,6 +53,7 @@ FEW_QUERIES = 20
 @contextmanager
 def _one_thread() -> Iterator[None]:
     """Run FAISS on the calling thread only; OpenMP's thread count is per thread, so other searches keep theirs."""
+    faiss = _faiss()
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -123,6 +136,7 @@ class VectorIndex:
     @classmethod
     def build(cls, ids: np.ndarray, vectors: np.ndarray, config: IndexConfig = DEFAULT_CONFIG) -> VectorIndex:
         """Index ``vectors`` (n, d) float32 under the int64 ``ids`` (n,): exact up to ``config.exact_limit``, IVF above."""
+        faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1
         if len(vectors) and len(ids) != len(vectors):
@@ -139,7 +153,7 @@ class VectorIndex:
     @property
     def kind(self) -> str:
         """Which search structure serves this index: ``exact``, ``IVF-SQ8`` (re-ranked), ``IVF`` or ``HNSW``."""
-        inner = type(faiss.downcast_index(self._index.index)).__name__
+        inner = type(_faiss().downcast_index(self._index.index)).__name__
         names = {"IndexFlatIP": "exact", "IndexRefineFlat": "IVF-SQ8", "IndexIVFFlat": "IVF", "IndexHNSWFlat": "HNSW"}
         return names.get(inner, inner)
 
@@ -152,7 +166,7 @@ class VectorIndex:
     @property
     def nbytes(self) -> int:
         """The size of the index as saved (a close measure of the memory it holds)."""
-        return int(faiss.serialize_index(self._index).size)
+        return int(_faiss().serialize_index(self._index).size)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return (scores (m, k), ids (m, k)); rows are padded with id -1 (score -inf) when fewer than k exist.
@@ -160,6 +174,7 @@ class VectorIndex:
         Raises:
             ValueError: the queries do not have the index's dimension.
         """
+        faiss = _faiss()
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, int(k))
         if len(self) and (queries.ndim != 2 or queries.shape[1] != self.dim):
@@ -192,16 +207,17 @@ class VectorIndex:
         return hits[:k]
 
     def save(self, path: Path) -> None:
-        write_file_atomically(path, faiss.serialize_index(self._index).tobytes())
+        write_file_atomically(path, _faiss().serialize_index(self._index).tobytes())
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:
-        index = faiss.deserialize_index(np.frombuffer(path.read_bytes(), dtype=np.uint8))
+        index = _faiss().deserialize_index(np.frombuffer(path.read_bytes(), dtype=np.uint8))
         return cls(index, index.d)
 
 
 def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
     """The inverted file inside an id map (and a re-ranking wrapper), or None for a flat index."""
+    faiss = _faiss()
     inner = faiss.downcast_index(index.index)
     if isinstance(inner, faiss.IndexRefine):
         inner = faiss.downcast_index(inner.base_index)
@@ -210,6 +226,7 @@ def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
 
 def _build_ivf(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     """An empty, trained IVF-SQ8 index re-ranking its shortlist exactly; k-means on a seeded sample of ``vectors``."""
+    faiss = _faiss()
     n, dim = vectors.shape
     cells = config.cells_for(n)
     ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, cells, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
@@ -271,7 +288,7 @@ def _extend(
     if len(ids):
         # A copy: other threads may be searching the old index right now (FAISS reads are
         # thread-safe, a read during a write is not).
-        grown = VectorIndex(faiss.clone_index(index._index), index.dim)
+        grown = VectorIndex(_faiss().clone_index(index._index), index.dim)
         grown._index.add_with_ids(np.ascontiguousarray(vectors), ids)
         max_id = int(ids[-1])
         return _Stamp(generation, total, max_id, _created_at(store, max_id)), grown
@@ -316,7 +333,7 @@ def _load_cache_file(index_path: Path, stamp_path: Path) -> tuple[_Stamp, Vector
         index = VectorIndex.load(index_path)
         # The two files are replaced one at a time, and another process may be writing its own pair:
         # they only belong together when the index holds exactly the rows its stamp describes.
-        ids = faiss.vector_to_array(index._index.id_map) if len(index) else np.zeros(0, np.int64)
+        ids = _faiss().vector_to_array(index._index.id_map) if len(index) else np.zeros(0, np.int64)
         return (stamp, index) if len(index) == stamp.count and int(ids.max(initial=-1)) == stamp.max_id else None
     except (OSError, ValueError, TypeError, RuntimeError):
         return None
