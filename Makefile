@@ -13,12 +13,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(APP_STAMP): requirements.txt | $(PY)
+# The pinned packages, then this project itself in editable mode: .venv/bin/conceptlab runs this checkout.
+$(APP_STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(TEST_STAMP): requirements.txt requirements-test.txt | $(PY)
+$(TEST_STAMP): requirements.txt requirements-test.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -r requirements-test.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(APP_STAMP) $@
 
 run: $(APP_STAMP)

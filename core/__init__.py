@@ -15,6 +15,8 @@ The functions a script needs, the same ones the command line and the pages call:
 ``docs/ARCHITECTURE.md`` maps the packages behind these names.
 """
 
+__version__ = "0.1.0"
+
 from core.embedding import describe_embedders, load_embedder
 from core.errors import ConceptlabError
 from core.evaluate import evaluate_inputs

@@ -253,7 +253,7 @@ def _command_spec(clip: ClipSpec) -> str:
 
 def _missing_message(clip: ClipSpec) -> str:
     return (
-        f"CLIP weights {clip.label} are not on this machine: run `python -m core models download "
+        f"CLIP weights {clip.label} are not on this machine: run `conceptlab models download "
         f"{_command_spec(clip)}` (needs internet), or use a local checkpoint with --embedder "
         f"clip:{clip.arch}:/path/to/checkpoint, or the offline 'lite' embedder."
     )

@@ -93,6 +93,17 @@ class ConceptRows:
         """All labels as (input_id, concept_id, value)."""
         return [tuple(map(int, r)) for r in self.query("SELECT input_id, concept_id, value FROM annotations")]
 
+    def count_examples(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Per concept, in ``list_concepts`` order: per input kind ("image", "video", "text"), (positives, negatives)."""
+        counts: dict[str, dict[str, tuple[int, int]]] = {name: {} for _, name in self.list_concepts()}
+        rows = self.query(
+            "SELECT c.name, i.kind, SUM(a.value > 0), SUM(a.value < 0) FROM annotations a "
+            "JOIN concepts c ON c.id = a.concept_id JOIN inputs i ON i.id = a.input_id GROUP BY c.id, i.kind ORDER BY c.id, i.kind"
+        )
+        for name, kind, positives, negatives in rows:
+            counts.setdefault(name, {})[kind] = (int(positives), int(negatives))
+        return counts
+
     def labels_of(self, input_id: int) -> dict[str, int]:
         rows = self.query(
             "SELECT c.name, a.value FROM annotations a JOIN concepts c ON c.id = a.concept_id WHERE a.input_id = ?", (input_id,)

@@ -67,7 +67,7 @@ def test_weights_found_in_local_hub_cache(filename):
     [
         ("clip:ViT-B-32:random", None, does_not_raise()),
         ("checkpoint", "checkpoint", does_not_raise()),
-        ("clip", None, pytest.raises(WeightsMissingError, match="python -m core models download clip`")),
+        ("clip", None, pytest.raises(WeightsMissingError, match="conceptlab models download clip`")),
         (
             "clip:ViT-B-16:openai",
             None,
@@ -90,7 +90,7 @@ def test_loading_clip_without_weights_names_the_remedy():
     message = str(info.value)
     assert time.monotonic() - started < 30
     assert message.startswith("CLIP weights ViT-B-32/laion2b_s34b_b79k are not on this machine")
-    assert "python -m core models download clip" in message
+    assert "conceptlab models download clip" in message
     assert "--embedder clip:ViT-B-32:/path/to/checkpoint" in message and "'lite'" in message
     assert _one_sentence(message)
 

@@ -1,0 +1,153 @@
+"""The command line's grammar: ``conceptlab [--json] [-v] COMMAND ...``, global options before or after the command."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.embedding.base import DEFAULT_EMBEDDER
+from core.inputs.video_plan import VideoConfig
+
+# Exit statuses a script can rely on (also in --help and the README).
+EXIT_OK = 0  # everything asked was done
+EXIT_ERROR = 1  # an error: nothing was done
+EXIT_USAGE = 2  # bad usage (argparse's own status)
+EXIT_PARTIAL = 3  # partly done: some inputs could not be used, the rest were stored, predicted or evaluated
+
+EPILOG = """exit status:
+  0  done
+  1  error: nothing was done (one line on stderr)
+  2  bad usage
+  3  partly done: some inputs could not be used (each named on stderr, or under "failed" with --json);
+     the rest were stored, predicted or evaluated"""
+
+
+def _global_options(defaults: bool) -> argparse.ArgumentParser:
+    """--json and -v, for the top parser (with defaults) and every command (without, so they do not reset them)."""
+    options = argparse.ArgumentParser(add_help=False)
+    default = False if defaults else argparse.SUPPRESS
+    options.add_argument("--json", action="store_true", default=default, help="print JSON instead of text")
+    options.add_argument("-v", "--verbose", action="store_true", default=default, help="log what the engine does")
+    return options
+
+
+def build_parser(version: str) -> argparse.ArgumentParser:
+    """The parser of every command; ``--json`` and ``-v`` are accepted anywhere on the line."""
+    common = _global_options(defaults=False)
+    parser = argparse.ArgumentParser(
+        prog="conceptlab",
+        description="conceptlab: teach a concept in seconds.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_global_options(defaults=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"conceptlab {version}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent, name: str, help: str) -> argparse.ArgumentParser:
+        return parent.add_parser(
+            name, help=help, description=help, parents=[common], epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+
+    project = command(commands, "project", "create, list, rename or delete projects").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = command(project, "create", "create a project")
+    create.add_argument("name")
+    create.add_argument(
+        "--embedder",
+        default=DEFAULT_EMBEDDER,
+        help="clip (default), lite, tiny, clip:ARCH:TAG, clip:ARCH:/path/to/checkpoint or clip:ARCH:random",
+    )
+    create.add_argument("--exclusive", action="store_true", help="concepts are mutually exclusive (one per input)")
+    command(project, "list", "list projects")
+    delete = command(project, "delete", "delete a project and everything in it")
+    delete.add_argument("name")
+    rename = command(project, "rename", "rename a project")
+    rename.add_argument("name")
+    rename.add_argument("new_name")
+
+    def add_read_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--text-column", help="CSV/TSV column holding the text (default: 'text', or the only column)")
+        p.add_argument("--fps", type=float, default=VideoConfig.fps, help="video frames sampled per second (default 1)")
+        p.add_argument("--max-frames", type=int, default=VideoConfig.max_frames, help="most frames sampled per video")
+        p.add_argument("--text", action="append", default=[], metavar="T", help="a text to use as an input (repeatable)")
+
+    ingest = command(commands, "ingest", "add images, videos, texts, CSV/TSV or zip archives")
+    ingest.add_argument("name")
+    ingest.add_argument("paths", nargs="*")
+    labels = ingest.add_mutually_exclusive_group()
+    labels.add_argument("--concept", help="label every input with this concept")
+    labels.add_argument("--labels-from-folders", action="store_true", help="each file's folder name is its concept")
+    ingest.add_argument("--negative", action="store_true", help="with --concept: label the inputs as negatives")
+    ingest.add_argument("--label-column", help="CSV/TSV column holding each row's concept")
+    add_read_options(ingest)
+
+    concepts = command(commands, "concepts", "list concepts with their examples; create, rename or delete one")
+    concepts.add_argument("name")
+    change = concepts.add_mutually_exclusive_group()
+    change.add_argument("--create", metavar="CONCEPT")
+    change.add_argument("--rename", nargs=2, metavar=("OLD", "NEW"))
+    change.add_argument("--delete", metavar="CONCEPT")
+
+    inputs = command(commands, "inputs", "list stored inputs with their ids and labels")
+    inputs.add_argument("name")
+    inputs.add_argument("--limit", type=int, default=100)
+    inputs.add_argument("--offset", type=int, default=0)
+
+    label = command(commands, "label", "label a stored input positive (or negative) for a concept")
+    label.add_argument("name")
+    label.add_argument("input_id", help="input id, or the first characters of its sha256")
+    label.add_argument("concept")
+    what = label.add_mutually_exclusive_group()
+    what.add_argument("--negative", action="store_true")
+    what.add_argument("--remove", action="store_true", help="remove the label")
+
+    train = command(commands, "train", "train a new model version")
+    train.add_argument("name")
+    train.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="skip cross-validation: default heads, thresholds at 0.5, no quality figures (faster on large projects)",
+    )
+
+    predict = command(commands, "predict", "predict concepts (one JSON object per input)")
+    predict.add_argument("name")
+    predict.add_argument("paths", nargs="*")
+    predict.add_argument("--version", type=int, help="model version (default: the active one)")
+    add_read_options(predict)
+
+    evaluate = command(commands, "evaluate", "measure a model version on labelled inputs it was not trained on")
+    evaluate.add_argument("name")
+    evaluate.add_argument("paths", nargs="*")
+    evaluate.add_argument("--labels-from-folders", action="store_true", help="each file's folder name is its concept")
+    evaluate.add_argument("--label-column", help="CSV/TSV column holding each row's concept")
+    evaluate.add_argument("--version", type=int, help="model version (default: the active one)")
+    add_read_options(evaluate)
+
+    threshold = command(commands, "threshold", "set the probability at which a concept matches")
+    threshold.add_argument("name")
+    threshold.add_argument("concept")
+    threshold.add_argument("value", type=float, help="between 0 and 1")
+    threshold.add_argument("--version", type=int, help="model version (default: the active one)")
+
+    search = command(commands, "search", "find the stored inputs most similar to a file, a text or a stored input")
+    search.add_argument("name")
+    search.add_argument("path", nargs="?")
+    search.add_argument("--text")
+    search.add_argument("--input", help="id of a stored input")
+    search.add_argument("-k", type=int, default=10)
+
+    export = command(commands, "export", "write a model version to one file (to share it or keep it)")
+    export.add_argument("name")
+    export.add_argument("out", help="the model file to write (a .zip)")
+    export.add_argument("--version", type=int, help="model version (default: the active one)")
+    imported = command(commands, "import", "add a model file as the newest version of a project (created if missing)")
+    imported.add_argument("name")
+    imported.add_argument("file")
+
+    models = command(commands, "models", "model weights").add_subparsers(dest="action", required=True, metavar="ACTION")
+    download = command(models, "download", "download pretrained weights (needs internet)")
+    download.add_argument("model", help="clip, or clip:ARCH:TAG")
+    download.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    command(models, "list", "the embedders on offer")
+    return parser
