@@ -7,12 +7,14 @@ page. A screenshot of every page is saved in the test's temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,11 +40,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path, data_home):
+@contextlib.contextmanager
+def _streamlit(home: Path, log_path: Path) -> Iterator[str]:
+    """A fresh `streamlit run app.py` on a free port, serving ``home``; yields its URL once it answers."""
     port = _free_port()
-    env = {**os.environ, "CONCEPTLAB_HOME": str(data_home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed below
+    env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1"]
     command += ["--server.headless", "true"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -56,7 +59,7 @@ def server(tmp_path, data_home):
                         break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "streamlit.log").read_text()) from None
+                    raise RuntimeError(log_path.read_text()) from None
                 time.sleep(0.3)
         yield url
     finally:
@@ -66,6 +69,12 @@ def server(tmp_path, data_home):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path, data_home):
+    with _streamlit(data_home, tmp_path / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture
@@ -91,7 +100,7 @@ def _photos(folder: Path, photo: str, count: int, seed: int) -> list[str]:
     return paths
 
 
-def test_create_upload_label_train_try(server, browser, tmp_path):
+def test_create_upload_label_train_try(server, browser, tmp_path, data_home):
     expect = sync_api.expect
     expect.set_options(timeout=TIMEOUT_MS)
     shots = tmp_path / "screenshots"
@@ -184,3 +193,42 @@ def test_create_upload_label_train_try(server, browser, tmp_path):
         page.screenshot(path=str(shots / "failure.png"), full_page=True)
         raise
     print(f"screenshots in {shots}")
+
+
+def test_first_prediction_after_a_fresh_start(browser, tmp_path, data_home):
+    """A trained project, a new server process, one photo on the Try page: the answer, and how long it took.
+
+    The times go to ``timing.log`` in the test's folder and to the test's output (pytest -s shows them).
+    """
+    from core.ingestion import ingest
+    from core.inputs import ReadConfig, read_inputs
+    from core.learning import train
+    from core.storage.projects import create_project
+
+    for concept, photo in (("cat", "chelsea"), ("coffee", "coffee")):
+        _photos(tmp_path / "train" / concept, photo, 4, seed=3)
+    project = create_project("Pets", "lite")
+    ingest(project, read_inputs([tmp_path / "train"], ReadConfig(labels_from_folders=True)))
+    train(project)
+    query = _photos(tmp_path / "new", "chelsea", 1, seed=99)
+    started = time.monotonic()
+    with _streamlit(data_home, tmp_path / "streamlit.log") as url:
+        answering = time.monotonic()
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(TIMEOUT_MS)
+        main = page.get_by_test_id("stMain")
+        page.goto(f"{url}/try")
+        file_input = main.locator("input[type=file]").first
+        file_input.wait_for(state="attached")
+        page_shown = time.monotonic()
+        file_input.set_input_files(query)
+        sync_api.expect(main.get_by_role("heading", name="cat", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+        answered = time.monotonic()
+    timing = (
+        f"server start to /_stcore/health: {answering - started:.1f} s\n"
+        f"Try page shown: {page_shown - answering:.1f} s later\n"
+        f"first prediction after a fresh start: {answered - page_shown:.1f} s from the upload, "
+        f"{answered - started:.1f} s from starting the server\n"
+    )
+    (tmp_path / "timing.log").write_text(timing)
+    print(timing)

@@ -1,0 +1,98 @@
+"""Cold start: each command in a fresh process, as a person at a terminal meets it, against a bare ``import torch``.
+
+Every figure is the median of 5 runs of the installed ``conceptlab`` command (wall clock, one process
+per run), on a ``lite`` project of 8 labelled photos plus 150 unlabelled ones. The floor is the median
+of 5 runs of ``python -c "import torch"`` in the same run; the image model's own load (after torch) is
+measured in a fresh process too, so the predict goal is the floor plus it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .common import DATA, Row, fresh_home, make_photos, met
+
+RUNS = 5
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "conceptlab")
+_IMAGE_MODEL_LOAD = (
+    "import time, torch\n"
+    "from core.embedding.lite import LiteEmbedder\n"
+    "start = time.perf_counter()\n"
+    "LiteEmbedder().load_image_model()\n"
+    "print(time.perf_counter() - start)\n"
+)
+
+
+def _median_wall(command: list[str], runs: int = RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, timeout=600)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _conceptlab(*args: str) -> list[str]:
+    return [CONSOLE_SCRIPT, *args]
+
+
+def bench_cold_start(rows: list[Row]) -> None:
+    """The quick commands under 1 s; train and re-ingest within 1.5x the floor; predict within the floor plus the image model."""
+    if not os.path.exists(CONSOLE_SCRIPT):
+        raise SystemExit(f"{CONSOLE_SCRIPT} is missing: make bench installs it (pip install -e .)")
+    fresh_home()
+    photos = make_photos(150, DATA / "photos-150", megapixels=(0.5, 1.5), seed=7)
+    labelled = DATA / "photos-8"
+    shutil.rmtree(labelled, ignore_errors=True)
+    for i, path in enumerate(sorted(photos.glob("*.jpg"))[:8]):
+        (labelled / ("even" if i % 2 == 0 else "odd")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, labelled / ("even" if i % 2 == 0 else "odd") / path.name)
+    for args in (("project", "create", "cold", "--embedder", "lite"), ("ingest", "cold", str(labelled), "--labels-from-folders")):
+        subprocess.run(_conceptlab(*args), check=True, capture_output=True, timeout=600)
+    subprocess.run(_conceptlab("ingest", "cold", str(photos)), check=True, capture_output=True, timeout=600)
+    subprocess.run(_conceptlab("train", "cold"), check=True, capture_output=True, timeout=600)
+
+    floor = _median_wall([sys.executable, "-c", "import torch"])
+    model_load = statistics.median(
+        float(subprocess.run([sys.executable, "-c", _IMAGE_MODEL_LOAD], check=True, capture_output=True, text=True).stdout)
+        for _ in range(RUNS)
+    )
+    rows.append(Row("cold start floor: python -c 'import torch'", f"{floor:.2f} s"))
+    rows.append(Row("  lite image model load, after torch", f"{model_load:.2f} s"))
+    query = str(next(photos.glob("*.jpg")))
+    quick = {
+        "concepts": ("concepts", "cold"),
+        "inputs": ("inputs", "cold"),
+        "label": ("label", "cold", "9", "even", "--negative"),
+        "threshold": ("threshold", "cold", "even", "0.6"),
+        "project list": ("project", "list"),
+    }
+    for name, args in quick.items():
+        took = _median_wall(_conceptlab(*args))
+        rows.append(Row(f"  {name}, cold", f"{took:.2f} s", f"{floor:.2f} s", f"{took / floor:.2f}x", "< 1 s", met(took < 1.0)))
+    for name, args, goal in (
+        ("train, 8 labelled photos", ("train", "cold"), 1.5),
+        ("re-ingest of 150 known photos", ("ingest", "cold", str(photos)), 1.5),
+    ):
+        took = _median_wall(_conceptlab(*args))
+        rows.append(
+            Row(f"  {name}, cold", f"{took:.2f} s", f"{floor:.2f} s", f"{took / floor:.2f}x", f"<= {goal}x", met(took <= goal * floor))
+        )
+    took = _median_wall(_conceptlab("predict", "cold", query))
+    limit = floor + model_load
+    rows.append(
+        Row(
+            "  predict one photo, cold",
+            f"{took:.2f} s",
+            f"{limit:.2f} s",
+            f"{took / limit:.2f}x",
+            "<= floor + model, <= 4 s",
+            met(took <= limit and took <= 4.0),
+        )
+    )
