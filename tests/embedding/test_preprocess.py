@@ -80,3 +80,26 @@ def test_lookup_table_is_bit_identical_to_the_float_formula(mean, std, exception
         expected = pixels.float().div(255.0).sub(m).div(s)
         assert batch.dtype == torch.float32 and batch.shape == (len(images), 3, 48, 48)
         assert torch.equal(batch, expected)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(300, 200), (200, 300), (256, 256), (256, 400), (1000, 257), (257, 1000), (100, 80), (4032, 3024), (225, 224)],
+)
+def test_lite_preprocessing_equals_torchvision_resize_and_center_crop(size):
+    """lite writes Resize(256, bicubic) + CenterCrop(224) out in PIL; the tensors must be the very same."""
+    from core.embedding.lite import LiteEmbedder
+
+    rng = np.random.default_rng(sum(size))
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    torchvision_steps = transforms.Compose(
+        [
+            transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
+        ]
+    )
+    ours = LiteEmbedder()._batch_transform([image])
+    assert ours.shape == (1, 3, 224, 224)
+    assert torch.equal(ours[0], torchvision_steps(image))
