@@ -27,6 +27,8 @@ MAY_IMPORT = {
     "core.exchange": FOUNDATION | {"core.inputs", "core.embedding", "core.storage", "core.learning"},
     "core.views": FOUNDATION
     | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingestion", "core.prediction", "core.evaluate"},
+    "core.serving": FOUNDATION
+    | {"core.inputs", "core.embedding", "core.storage", "core.learning", "core.ingestion", "core.prediction", "core.evaluate"},
     "core.cli": {"core"},  # the command line may use everything
     "core.__main__": {"core.cli"},
     "core": {"core"},  # core/__init__.py: the public API re-exports from every part

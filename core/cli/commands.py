@@ -64,6 +64,12 @@ def run_command(args: argparse.Namespace) -> int:
             _out(args, {"renamed": args.name, "to": project.name}, f"renamed project '{args.name}' to '{project.name}'")
         return EXIT_OK
 
+    if args.command == "serve":
+        return _serve(args)
+
+    if args.command == "tokens":
+        return _tokens(args)
+
     if args.command == "models":
         if args.action == "list":
             specs = describe_embedders()
@@ -231,3 +237,39 @@ def _status(failed: int, done: int) -> int:
     if not failed:
         return EXIT_OK
     return EXIT_PARTIAL if done else EXIT_ERROR
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from core.serving import ServerConfig, serve  # here: the server stack costs half a second to import
+
+    config = ServerConfig(
+        projects=tuple(args.project),
+        max_body_bytes=int(args.max_body_mb * 1024**2),
+        requests_per_minute=args.requests_per_minute,
+    )
+    for name in args.project:
+        open_project(name)  # an unknown project is an error now, not a 404 later
+    print(f"serving on http://{args.host}:{args.port} (API docs at /docs); Ctrl+C stops", file=sys.stderr, flush=True)
+    serve(args.host, args.port, config)
+    return EXIT_OK
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    from core.serving.tokens import TokenStore
+
+    store = TokenStore()
+    if args.action == "create":
+        if args.project:
+            open_project(args.project)
+        token = store.create_token(args.token_name, args.project, args.read_only)
+        scope = f"project '{args.project}'" if args.project else "every project"
+        data = {"name": args.token_name, "token": token, "project": args.project, "read_only": args.read_only}
+        _out(args, data, f"{token}\n(shown once: token '{args.token_name}' for {scope}{', read-only' if args.read_only else ''})")
+    elif args.action == "list":
+        records = store.list_tokens()
+        rows = [f"{r.name}\t{r.project or 'every project'}\t{'read-only' if r.read_only else 'read-write'}" for r in records]
+        _out(args, [{k: v for k, v in asdict(r).items() if k != "sha256"} for r in records], "\n".join(rows) or "no tokens")
+    else:
+        store.revoke_token(args.token_name)
+        _out(args, {"revoked": args.token_name}, f"revoked token '{args.token_name}'")
+    return EXIT_OK

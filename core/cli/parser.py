@@ -145,6 +145,22 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     imported.add_argument("name")
     imported.add_argument("file")
 
+    serve = command(commands, "serve", "serve trained models over HTTP (API docs at /docs)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--project", action="append", default=[], metavar="NAME", help="serve only this project (repeatable)")
+    serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body accepted (default 64 MB)")
+    serve.add_argument("--requests-per-minute", type=int, default=600, help="per token (default 600)")
+
+    tokens = command(commands, "tokens", "API tokens for `conceptlab serve`").add_subparsers(dest="action", required=True, metavar="ACTION")
+    token_create = command(tokens, "create", "make a token (shown once) for all projects or one")
+    token_create.add_argument("token_name", metavar="NAME")
+    token_create.add_argument("--project", help="the token may use only this project")
+    token_create.add_argument("--read-only", action="store_true", help="the token may predict and search only")
+    command(tokens, "list", "the tokens (never the secrets)")
+    token_revoke = command(tokens, "revoke", "forget a token for good")
+    token_revoke.add_argument("token_name", metavar="NAME")
+
     models = command(commands, "models", "model weights").add_subparsers(dest="action", required=True, metavar="ACTION")
     download = command(models, "download", "download pretrained weights (needs internet)")
     download.add_argument("model", help="clip, or clip:ARCH:TAG")

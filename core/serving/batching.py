@@ -1,0 +1,100 @@
+"""Dynamic batching: inputs from requests that arrive together are embedded in one forward pass.
+
+One worker thread per embedder takes the first waiting request, waits a few milliseconds for
+more (up to a batch's worth), embeds them all at once and hands each request its own results.
+The queue is bounded in inputs: when it is full a request is refused at once (the server answers
+503 with Retry-After) instead of memory growing without end.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from core.embedding.base import Embedder
+from core.errors import ConceptlabError, InputError
+from core.ingestion import EmbeddedInput, embed_inputs
+from core.inputs.raw import RawInput
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFullError(ConceptlabError):
+    """Too many inputs are waiting to be embedded; the client should try again shortly."""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How long a batch waits to fill, how big it may get, and how many inputs may wait in all."""
+
+    window_s: float = 0.005
+    max_batch: int = 32
+    max_waiting: int = 256
+
+
+@dataclass
+class _Request:
+    raws: list[RawInput]
+    future: Future
+
+
+class EmbedBatcher:
+    """Embeds the inputs of concurrent callers together; ``embed`` blocks until the caller's own results are in."""
+
+    def __init__(self, embedder: Embedder, config: BatchConfig = BatchConfig()) -> None:
+        self.embedder = embedder
+        self.config = config
+        self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self.batches = 0  # forward batches run so far (for tests and logs)
+        threading.Thread(target=self._work, name=f"conceptlab-batch-{embedder.spec}", daemon=True).start()
+
+    def embed(self, raws: list[RawInput]) -> list[EmbeddedInput | InputError]:
+        """Embed ``raws`` (in order), batched with whatever other requests are waiting.
+
+        Raises:
+            QueueFullError: more than ``max_waiting`` inputs would be waiting.
+        """
+        if not raws:
+            return []
+        with self._lock:
+            if self._waiting + len(raws) > self.config.max_waiting:
+                raise QueueFullError(f"{self._waiting} inputs are waiting to be embedded: try again in a moment")
+            self._waiting += len(raws)
+        request = _Request(raws, Future())
+        self._queue.put(request)
+        return request.future.result()
+
+    def _work(self) -> None:
+        while True:
+            requests = [self._queue.get()]
+            size = len(requests[0].raws)
+            deadline = time.monotonic() + self.config.window_s
+            while size < self.config.max_batch:
+                try:
+                    request = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    break
+                requests.append(request)
+                size += len(request.raws)
+            self._run(requests, size)
+
+    def _run(self, requests: list[_Request], size: int) -> None:
+        with self._lock:
+            self._waiting -= size
+        try:
+            results = embed_inputs(self.embedder, [raw for r in requests for raw in r.raws])
+        except Exception as e:  # noqa: BLE001 - handed to every waiting caller, who raises it in its own request
+            for request in requests:
+                request.future.set_exception(e)
+            return
+        self.batches += 1
+        start = 0
+        for request in requests:
+            request.future.set_result(results[start : start + len(request.raws)])
+            start += len(request.raws)

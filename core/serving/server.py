@@ -1,0 +1,45 @@
+"""Start the API under uvicorn: loopback by default, and never on a network without tokens."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+
+from core.errors import ConceptlabError
+from core.serving.api import ServerConfig, create_app
+from core.serving.tokens import TokenStore
+
+logger = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is reachable from this computer only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, config: ServerConfig = ServerConfig(), tokens: TokenStore | None = None) -> None:
+    """Serve until interrupted.
+
+    Raises:
+        ConceptlabError: ``host`` is not loopback and no token exists (anyone on the network could use every project).
+    """
+    import uvicorn  # here: only this command needs the server stack
+
+    tokens = tokens or TokenStore()
+    if not tokens.list_tokens() and not is_loopback(host):
+        raise ConceptlabError(
+            f"refusing to serve on {host} without tokens: anyone on the network could use every project. "
+            "Create one first (conceptlab tokens create NAME), or serve on 127.0.0.1"
+        )
+    if not tokens.list_tokens():
+        logger.warning("no tokens exist: serving without authentication, on %s only", host)
+    uvicorn.run(create_app(config, tokens), host=host, port=port, log_level="warning", access_log=False)
