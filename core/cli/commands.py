@@ -93,7 +93,12 @@ def run_command(args: argparse.Namespace) -> int:
 
     project = open_project(args.name)
     if args.command == "export":
-        path = export_model_to(project, args.out, args.version)
+        if args.format == "onnx":
+            from core.exchange.onnx_export import export_onnx  # here: it imports torch and onnx
+
+            path = export_onnx(project, args.out, args.version)
+        else:
+            path = export_model_to(project, args.out, args.version)
         _out(args, {"file": str(path), "bytes": path.stat().st_size}, f"exported to {path} ({path.stat().st_size:,} bytes)")
         return EXIT_OK
 

@@ -139,8 +139,14 @@ def build_parser(version: str) -> argparse.ArgumentParser:
 
     export = command(commands, "export", "write a model version to one file (to share it or keep it)")
     export.add_argument("name")
-    export.add_argument("out", help="the model file to write (a .zip)")
+    export.add_argument("out", help="the model file to write (a .zip, or a .onnx with --format onnx)")
     export.add_argument("--version", type=int, help="model version (default: the active one)")
+    export.add_argument(
+        "--format",
+        choices=("conceptlab", "onnx"),
+        default="conceptlab",
+        help="conceptlab: the model file other conceptlab installs import (default); onnx: photo in, probabilities out, for any program",
+    )
     imported = command(commands, "import", "add a model file as the newest version of a project (created if missing)")
     imported.add_argument("name")
     imported.add_argument("file")

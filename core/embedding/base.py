@@ -100,6 +100,18 @@ class Embedder(abc.ABC):
     def text_dim(self) -> int:
         return self.dims[self.text_space]
 
+    def build_image_graph(self):
+        """A torch module, in eval mode, from a preprocessed image batch (n, 3, h, w) to unit vectors: for export.
+
+        Raises:
+            EmbedderError: this embedder has no such model (``tiny``).
+        """
+        raise EmbedderError(f"embedder '{self.spec}' has no image model to export")
+
+    def describe_image_preprocessing(self) -> dict:
+        """How a photo becomes the tensor ``build_image_graph`` takes, written down for other programs."""
+        raise EmbedderError(f"embedder '{self.spec}' has no image model to export")
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed RGB images.
 

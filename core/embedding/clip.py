@@ -48,6 +48,7 @@ class ClipEmbedder(Embedder):
             EmbedderError: the model or checkpoint cannot be loaded.
         """
         self.spec = clip.spec
+        self._clip = clip
         self.description = describe_spec(clip.spec)
         self.image_space, self.text_space = describe_spaces(clip.spec)
         checkpoint = resolve_clip_weights(clip.spec)
@@ -73,6 +74,29 @@ class ClipEmbedder(Embedder):
         self._lock = threading.Lock()
         logger.info("CLIP %s ready (%d dims, %s, agreement with fp32 %.4f)", clip.label, dim, self.precision, self.agreement)
 
+    def build_image_graph(self) -> torch.nn.Module:
+        # The fp32 model, whatever this process runs: int8 layers do not export, and fp32 is the reference.
+        model = self._model if self.precision == "fp32" else _create_model(self._clip, resolve_clip_weights(self.spec))[0]
+        return _ImageGraph(model).eval()
+
+    def describe_image_preprocessing(self) -> dict:
+        steps = {type(step).__name__: step for step in getattr(self._preprocess, "transforms", [])}
+        resize, crop, normalize = steps.get("Resize"), steps.get("CenterCrop"), steps.get("Normalize")
+        if resize is None or crop is None or normalize is None:
+            raise EmbedderError(f"CLIP {self.spec}: its preprocessing is not resize, crop and normalize; cannot describe it")
+        size = resize.size if isinstance(resize.size, int) else min(resize.size)
+        crop_size = crop.size[0] if isinstance(crop.size, (tuple, list)) else int(crop.size)
+        return {
+            "convert": "RGB",
+            "resize_short_side": int(size),
+            "interpolation": str(resize.interpolation.value),
+            "center_crop": int(crop_size),
+            "scale": "pixel / 255",
+            "mean": [float(v) for v in normalize.mean],
+            "std": [float(v) for v in normalize.std],
+            "layout": "NCHW float32",
+        }
+
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
         batch = self._batch_preprocess(images)
         with self._lock, torch.inference_mode():
@@ -84,6 +108,17 @@ class ClipEmbedder(Embedder):
         with self._lock, torch.inference_mode():
             features = self._model.encode_text(tokens, normalize=True)
         return features.float().numpy()
+
+
+class _ImageGraph(torch.nn.Module):
+    """CLIP's image tower as one exportable graph: preprocessed batch -> unit vectors."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(batch, normalize=True)
 
 
 def _create_model(clip: ClipSpec, checkpoint: str | None) -> tuple[torch.nn.Module, Any]:

@@ -98,6 +98,21 @@ class LiteEmbedder(Embedder):
                     raise EmbedderError(f"could not load the all-MiniLM-L6-v2 text model of embedder 'lite': {e}") from e
             return self._text_model
 
+    def build_image_graph(self) -> torch.nn.Module:
+        return _PooledImageGraph(self.load_image_model()).eval()
+
+    def describe_image_preprocessing(self) -> dict:
+        return {
+            "convert": "RGB",
+            "resize_short_side": RESIZE_SIZE,
+            "interpolation": "bicubic",
+            "center_crop": INPUT_SIZE,
+            "scale": "pixel / 255",
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.5, 0.5, 0.5],
+            "layout": "NCHW float32",
+        }
+
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
         model = self.load_image_model()
         batch = self._batch_transform(images)
@@ -108,6 +123,17 @@ class LiteEmbedder(Embedder):
         model = self.load_text_model()
         with self._text_lock:
             return model.encode(texts).numpy()
+
+
+class _PooledImageGraph(torch.nn.Module):
+    """The image model as one exportable graph: preprocessed batch -> pooled features -> unit vectors."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(_pooled_features(self.model, batch), dim=1)
 
 
 def _resize_short_side(image: Image.Image) -> Image.Image:
