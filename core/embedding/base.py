@@ -112,6 +112,18 @@ class Embedder(abc.ABC):
         """How a photo becomes the tensor ``build_image_graph`` takes, written down for other programs."""
         raise EmbedderError(f"embedder '{self.spec}' has no image model to export")
 
+    def build_text_graph(self):
+        """A torch module, in eval mode, from the tokenizer's inputs (int64 (n, length) each) to unit vectors.
+
+        Raises:
+            EmbedderError: this embedder has no such model (``tiny``).
+        """
+        raise EmbedderError(f"embedder '{self.spec}' has no text model to export")
+
+    def describe_text_tokenizer(self) -> dict:
+        """The tokenizer ``build_text_graph`` expects: its file (copied beside an export), kind, lengths, and ``inputs``."""
+        raise EmbedderError(f"embedder '{self.spec}' has no text model to export")
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed RGB images.
 

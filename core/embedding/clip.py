@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +98,22 @@ class ClipEmbedder(Embedder):
             "layout": "NCHW float32",
         }
 
+    def build_text_graph(self) -> torch.nn.Module:
+        model = self._model if self.precision == "fp32" else _create_model(self._clip, resolve_clip_weights(self.spec))[0]
+        return _TextGraph(model).eval()
+
+    def describe_text_tokenizer(self) -> dict:
+        from open_clip import tokenizer as clip_tokenizer
+
+        vocabulary = Path(clip_tokenizer.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+        return {
+            "file": str(vocabulary),
+            "kind": "CLIP byte-pair encoding (open_clip SimpleTokenizer's vocabulary)",
+            "max_length": int(getattr(self._tokenizer, "context_length", 77)),
+            "padding": "<start_of_text> ids <end_of_text>, zero-padded to max_length",
+            "inputs": ["text_ids"],
+        }
+
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
         batch = self._batch_preprocess(images)
         with self._lock, torch.inference_mode():
@@ -119,6 +136,17 @@ class _ImageGraph(torch.nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(batch, normalize=True)
+
+
+class _TextGraph(torch.nn.Module):
+    """CLIP's text tower as one exportable graph: token ids (n, 77) -> unit vectors (it needs no mask)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(ids, normalize=True)
 
 
 def _create_model(clip: ClipSpec, checkpoint: str | None) -> tuple[torch.nn.Module, Any]:

@@ -113,6 +113,19 @@ class LiteEmbedder(Embedder):
             "layout": "NCHW float32",
         }
 
+    def build_text_graph(self) -> torch.nn.Module:
+        return _TextGraph(self.load_text_model().model).eval()
+
+    def describe_text_tokenizer(self) -> dict:
+        encoder = self.load_text_model()
+        return {
+            "file": str(encoder.tokenizer_file),
+            "kind": "huggingface-tokenizers (tokenizer.json)",
+            "max_length": encoder.max_length,
+            "padding": "pad with id 0 to the longest text; text_mask 1 for real tokens, 0 for padding",
+            "inputs": ["text_ids", "text_mask"],
+        }
+
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
         model = self.load_image_model()
         batch = self._batch_transform(images)
@@ -134,6 +147,17 @@ class _PooledImageGraph(torch.nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(_pooled_features(self.model, batch), dim=1)
+
+
+class _TextGraph(torch.nn.Module):
+    """MiniLM as one exportable graph: token ids and attention mask -> unit vectors (token types are all 0)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.model(ids, torch.zeros_like(ids), mask), dim=1)
 
 
 def _resize_short_side(image: Image.Image) -> Image.Image:

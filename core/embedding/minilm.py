@@ -107,6 +107,8 @@ class MiniLMEncoder:
         ):
             raise EmbedderError(f"MiniLM in {folder} does not pool by the mean of its tokens: not the bundled model")
         # sentence-transformers truncates to max_seq_length tokens, special tokens included.
+        self.tokenizer_file = folder / "tokenizer.json"
+        self.max_length = max_length
         self._tokenizer.enable_truncation(max_length)
         self._tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)), pad_token="[PAD]")
         self.model = MiniLM(config, state).eval()

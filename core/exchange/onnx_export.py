@@ -167,38 +167,94 @@ class HeadsGraph(torch.nn.Module):
         return affinity @ pos - affinity @ neg
 
 
-class _PhotoToProbabilities(torch.nn.Module):
-    def __init__(self, image: torch.nn.Module, heads: HeadsGraph) -> None:
-        super().__init__()
-        self.image, self.heads = image, heads
+class _InputsToProbabilities(torch.nn.Module):
+    """The exported graph: each input kind through its model and its space's heads."""
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.heads(self.image(batch))
+    def __init__(self, image: torch.nn.Module | None, image_heads, text: torch.nn.Module | None, text_heads, text_inputs: int) -> None:
+        super().__init__()
+        self.image, self.image_heads, self.text, self.text_heads = image, image_heads, text, text_heads
+        self.text_inputs = text_inputs
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs, rest = [], list(inputs)
+        if self.image is not None:
+            outputs.append(self.image_heads(self.image(rest.pop(0))))
+        if self.text is not None:
+            outputs.append(self.text_heads(self.text(*rest[: self.text_inputs])))
+        return tuple(outputs)
+
+
+def _trained(heads: SpaceHeads | None) -> bool:
+    return heads is not None and any(kind != NO_HEAD for kind in heads.kinds)
 
 
 def export_onnx(project: Project, out: str | Path, version: int | None = None) -> Path:
-    """Write the image concepts of a model version (the active one by default) as one ONNX file.
+    """Write a model version (the active one by default) as one ONNX file, plus its tokenizer file for texts.
 
-    Inputs: ``image``, float32 (n, 3, size, size), preprocessed as the metadata's ``preprocessing``
-    says. Output: ``probabilities``, float32 (n, C), one column per concept in ``concepts``.
+    Inputs, as the version has image and text concepts: ``image``, float32 (n, 3, size, size), preprocessed
+    as the metadata's ``conceptlab.preprocessing`` says; ``text_ids`` (and ``text_mask`` for lite), int64 (n, length),
+    from the tokenizer file written beside the model (``conceptlab.tokenizer``). Outputs: ``image_probabilities``
+    and ``text_probabilities``, float32 (n, C), one column per concept of ``conceptlab.image_concepts`` and
+    ``conceptlab.text_concepts``.
 
     Raises:
-        ModelVersionError: no such version, or it has no image concepts.
+        ModelVersionError: no such version, or nothing trained in it.
         EmbedderError: the embedder has no exportable model (``tiny``).
     """
+    import shutil
+
     import onnx  # here: only this export needs it
 
     model = load_model(project, version)
     embedder = project.embedder()
-    space = embedder.image_space
-    heads = model.spaces.get(space)
-    if heads is None or all(kind == NO_HEAD for kind in heads.kinds):
-        raise ModelVersionError(f"model version {model.version} of '{project.name}' has no trained image concepts to export")
-    graph = HeadsGraph(heads).eval()
-    preprocessing = embedder.describe_image_preprocessing()
-    size = preprocessing["center_crop"]
-    whole = _PhotoToProbabilities(embedder.build_image_graph(), graph).eval()
+    image_heads, text_heads = model.spaces.get(embedder.image_space), model.spaces.get(embedder.text_space)
+    if not (_trained(image_heads) or _trained(text_heads)):
+        raise ModelVersionError(f"model version {model.version} of '{project.name}' has no trained concepts to export")
     path = Path(out)
+    metadata = {
+        "conceptlab.embedder": project.embedder_spec,
+        "conceptlab.exclusive": json.dumps(project.exclusive),
+        "conceptlab.source": json.dumps({"project": project.name, "version": model.version}, ensure_ascii=False),
+    }
+    inputs, names, dynamic, dummies = [], [], {}, []
+    image_graph = text_graph = None
+    heads_graphs = {}
+    for kind, heads, space in (("image", image_heads, embedder.image_space), ("text", text_heads, embedder.text_space)):
+        if not _trained(heads):
+            continue
+        graph = heads_graphs.get(space) or HeadsGraph(heads).eval()
+        heads_graphs[space] = graph
+        thresholds = thresholds_for(project, model, space)
+        metadata[f"conceptlab.{kind}_concepts"] = json.dumps(
+            [model.concept_names[int(heads.concept_ids[j])] for j in graph.scored], ensure_ascii=False
+        )
+        metadata[f"conceptlab.{kind}_thresholds"] = json.dumps([round(float(thresholds[j]), 6) for j in graph.scored])
+        names.append(f"{kind}_probabilities")
+        dynamic[f"{kind}_probabilities"] = {0: "n"}
+    if "conceptlab.image_concepts" in metadata:
+        preprocessing = embedder.describe_image_preprocessing()
+        image_graph = embedder.build_image_graph()
+        size = preprocessing["center_crop"]
+        inputs.append("image")
+        dynamic["image"] = {0: "n"}
+        dummies.append(torch.zeros(1, 3, size, size))
+        metadata["conceptlab.preprocessing"] = json.dumps(preprocessing)
+    if "conceptlab.text_concepts" in metadata:
+        tokenizer = embedder.describe_text_tokenizer()
+        text_graph = embedder.build_text_graph()
+        variable = "tokenizers" in tokenizer["kind"]  # MiniLM takes any length up to its limit; CLIP exactly 77
+        length = 8 if variable else tokenizer["max_length"]
+        for name in tokenizer["inputs"]:
+            inputs.append(name)
+            dynamic[name] = {0: "n", 1: "length"} if variable else {0: "n"}
+            dummies.append(torch.ones(1, length, dtype=torch.long))
+        beside = path.with_name(f"{path.stem}.{Path(tokenizer['file']).name}")
+        tokenizer = {**tokenizer, "file": beside.name}
+        metadata["conceptlab.tokenizer"] = json.dumps(tokenizer)
+    text_inputs = len(json.loads(metadata.get("conceptlab.tokenizer", '{"inputs": []}'))["inputs"])
+    whole = _InputsToProbabilities(
+        image_graph, heads_graphs.get(embedder.image_space), text_graph, heads_graphs.get(embedder.text_space), text_inputs
+    ).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     # nn.MultiheadAttention's fused inference kernel (CLIP's text and ViT towers) has no ONNX form: trace the plain one.
     fast_path = torch.backends.mha.get_fastpath_enabled()
@@ -206,30 +262,22 @@ def export_onnx(project: Project, out: str | Path, version: int | None = None) -
     try:
         torch.onnx.export(
             whole,
-            (torch.zeros(1, 3, size, size),),
+            tuple(dummies),
             str(path),
-            input_names=["image"],
-            output_names=["probabilities"],
-            dynamic_axes={"image": {0: "n"}, "probabilities": {0: "n"}},
+            input_names=inputs,
+            output_names=names,
+            dynamic_axes=dynamic,
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
-    thresholds = thresholds_for(project, model, space)
-    names = [model.concept_names[int(heads.concept_ids[j])] for j in graph.scored]
     described = onnx.load(str(path))
-    metadata = {
-        "conceptlab.concepts": json.dumps(names, ensure_ascii=False),
-        "conceptlab.thresholds": json.dumps([round(float(thresholds[j]), 6) for j in graph.scored]),
-        "conceptlab.exclusive": json.dumps(bool(heads.exclusive)),
-        "conceptlab.preprocessing": json.dumps(preprocessing),
-        "conceptlab.embedder": project.embedder_spec,
-        "conceptlab.source": json.dumps({"project": project.name, "version": model.version}, ensure_ascii=False),
-    }
     for key, value in metadata.items():
         entry = described.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(described, str(path))
-    logger.info("exported version %d of %s to %s (%d concepts)", model.version, project.name, path, len(names))
+    if text_graph is not None:
+        shutil.copyfile(embedder.describe_text_tokenizer()["file"], path.with_name(json.loads(metadata["conceptlab.tokenizer"])["file"]))
+    logger.info("exported version %d of %s to %s", model.version, project.name, path)
     return path

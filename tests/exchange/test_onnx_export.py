@@ -18,7 +18,7 @@ from PIL import Image
 from core.embedding import clear_embedder_cache
 from core.exchange.onnx_export import HeadsGraph, export_onnx
 from core.ingestion import ingest
-from core.inputs import ReadConfig, read_inputs
+from core.inputs import ReadConfig, read_inputs, read_texts
 from core.learning import HeadConfig, load_model, train
 from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, PROTOTYPE, TIP_ADAPTER
 from core.learning.selection import SelectionConfig
@@ -102,7 +102,7 @@ def test_the_onnx_file_gives_conceptlabs_probabilities_on_real_photos(tmp_path, 
     assert ("zero-shot" in {p.head for p in result.concepts}) == zero_shot
     path = export_onnx(project, tmp_path / "photos.onnx")
     metadata = {entry.key: entry.value for entry in onnx.load(str(path)).metadata_props}
-    names = json.loads(metadata["conceptlab.concepts"])
+    names = json.loads(metadata["conceptlab.image_concepts"])
     assert sorted(names) == sorted([*photos, *(["rocket"] if zero_shot else [])])
     assert metadata["conceptlab.embedder"] == project.embedder_spec
 
@@ -117,12 +117,61 @@ def test_the_onnx_file_gives_conceptlabs_probabilities_on_real_photos(tmp_path, 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     steps = json.loads(metadata["conceptlab.preprocessing"])
     batch = np.concatenate([_preprocess(Image.open(f), steps) for f in files])
-    probabilities = session.run(None, {"image": batch})[0]
+    probabilities = session.run(["image_probabilities"], {"image": batch, **_text_inputs(session, metadata, path, ["a"])})[0]
     reference = np.array([[row[name] for name in names] for row in expected])
     assert reference.shape == probabilities.shape == (len(files), len(names))
     assert float(np.abs(probabilities - reference).max()) <= 1e-3
     if spec == "lite":  # real weights: the file also gets the photos right (random CLIP weights mean nothing)
         assert [names[i] for i in probabilities.argmax(axis=1)] == [f.name.split("-")[0] for f in files]
+    clear_embedder_cache()
+
+
+def _text_inputs(session, metadata: dict, path, texts: list[str]) -> dict:
+    """text_ids and text_mask for ``texts``, from the tokenizer file beside the model (when the graph takes texts)."""
+    wanted = {i.name for i in session.get_inputs()}
+    if "text_ids" not in wanted:
+        return {}
+    tokenizer = json.loads(metadata["conceptlab.tokenizer"])
+    file = path.with_name(tokenizer["file"])
+    if file.name.endswith("tokenizer.json"):
+        from tokenizers import Tokenizer
+
+        encoder = Tokenizer.from_file(str(file))
+        encoder.enable_truncation(tokenizer["max_length"])
+        encoder.enable_padding(pad_id=0, pad_token="[PAD]")
+        encoded = encoder.encode_batch(texts)
+        ids = np.array([e.ids for e in encoded], np.int64)
+        return {"text_ids": ids, "text_mask": np.array([e.attention_mask for e in encoded], np.int64)}
+    import open_clip
+
+    return {"text_ids": open_clip.tokenizer.SimpleTokenizer(str(file))(texts).numpy().astype(np.int64)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["lite", "clip:ViT-B-32:random"])
+def test_text_concepts_in_the_onnx_file_give_conceptlabs_probabilities(tmp_path, monkeypatch, spec):
+    monkeypatch.setenv("CONCEPTLAB_PRECISION", "fp32")
+    clear_embedder_cache()
+    rows = [("the striker scored a late goal", "sport"), ("the final whistle went", "sport"), ("a fine tennis rally", "sport")]
+    rows += [("simmer the sauce slowly", "food"), ("bake the bread until golden", "food"), ("a pinch of salt and pepper", "food")]
+    table = tmp_path / "texts.csv"
+    table.write_text("text,topic\n" + "\n".join(f"{t},{c}" for t, c in rows) + "\n")
+    project = create_project("texts", spec)
+    ingest(project, read_inputs([table], ReadConfig(label_column="topic")))
+    train(project)
+    path = export_onnx(project, tmp_path / "texts.onnx")
+    metadata = {entry.key: entry.value for entry in onnx.load(str(path)).metadata_props}
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    queries = ["who won the match", "stir the soup", "Ünïcödé café — 東京", "x"]
+    feeds = _text_inputs(session, metadata, path, queries)
+    if "image" in {i.name for i in session.get_inputs()}:
+        feeds["image"] = np.zeros((1, 3, 224, 224), np.float32)
+    probabilities = session.run(["text_probabilities"], feeds)[0]
+    names = json.loads(metadata["conceptlab.text_concepts"])
+    expected = [{c.concept: c.score for c in p.concepts} for p in predict(project, read_texts(queries))]
+    reference = np.array([[row[name] for name in names] for row in expected])
+    assert sorted(names) == ["food", "sport"] and reference.shape == probabilities.shape
+    assert float(np.abs(probabilities - reference).max()) <= 1e-3
     clear_embedder_cache()
 
 
