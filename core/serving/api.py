@@ -77,6 +77,7 @@ class _State:
         self.rates = RateLimiter(config.requests_per_minute)
         self._lock = threading.Lock()
         self._batchers: dict[str, EmbedBatcher] = {}
+        self._projects: dict[str, Project] = {}
         self.in_flight = 0
 
     def project(self, name: str, access: TokenRecord | None) -> Project:
@@ -84,16 +85,61 @@ class _State:
             raise ApiError(404, "unknown_project", f"this server does not serve a project named '{name}'")
         if access is not None and not access.may_use(name):
             raise ApiError(403, "forbidden", f"this token may not use project '{name}'")
+        cached = self._projects.get(name)
+        if cached is not None and (cached.root / "project.db").exists():  # deleted or renamed meanwhile: open again
+            return cached
         try:
-            return open_project(name)
+            project = open_project(name)
         except ProjectError as e:
             raise ApiError(404, "unknown_project", str(e)) from e
+        with self._lock:
+            self._projects[name] = project
+        return project
 
     def batcher(self, project: Project) -> EmbedBatcher:
         with self._lock:
             if project.embedder_spec not in self._batchers:
-                self._batchers[project.embedder_spec] = EmbedBatcher(project.embedder(), self.config.batch)
+                self._batchers[project.embedder_spec] = EmbedBatcher(project.embedder(), self.config.batch, lambda: self.in_flight)
             return self._batchers[project.embedder_spec]
+
+
+class _Guard:
+    """Body size and requests in flight, checked before anything is read (plain ASGI: no cost per request)."""
+
+    def __init__(self, app, state: _State) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+        state = self.state
+        with state._lock:
+            busy = state.in_flight >= state.config.max_in_flight
+            if not busy:
+                state.in_flight += 1
+        if busy:
+            body = error_body("busy", "too many requests at once: try again shortly")
+            return await JSONResponse(body, status_code=503, headers={"Retry-After": "1"})(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with state._lock:
+                state.in_flight -= 1
+
+    def _refusal(self, scope) -> JSONResponse | None:
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return None
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is None and headers.get(b"transfer-encoding"):
+            return JSONResponse(error_body("length_required", "send a Content-Length (chunked bodies are refused)"), status_code=411)
+        limit = self.state.config.max_body_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse(error_body("too_large", f"the request body is over the limit of {limit / 1024**2:.0f} MB"), status_code=413)
+        return None
 
 
 def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None = None) -> FastAPI:
@@ -116,31 +162,7 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
         return JSONResponse(error_body(code, str(e.detail)), status_code=e.status_code)
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next):
-        """Body size, requests in flight: refused before anything is read."""
-        length = request.headers.get("content-length")
-        if request.method in ("POST", "PUT", "PATCH"):
-            if length is None and request.headers.get("transfer-encoding"):
-                return JSONResponse(error_body("length_required", "send a Content-Length (chunked bodies are refused)"), status_code=411)
-            if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
-                limit = f"{config.max_body_bytes / 1024**2:.0f} MB"
-                return JSONResponse(error_body("too_large", f"the request body is over the limit of {limit}"), status_code=413)
-        with state._lock:
-            if state.in_flight >= config.max_in_flight:
-                busy = True
-            else:
-                busy = False
-                state.in_flight += 1
-        if busy:
-            return JSONResponse(
-                error_body("busy", "too many requests at once: try again shortly"), status_code=503, headers={"Retry-After": "1"}
-            )
-        try:
-            return await call_next(request)
-        finally:
-            with state._lock:
-                state.in_flight -= 1
+    app.add_middleware(_Guard, state=state)
 
     def authorise(request: Request, write: bool = False) -> TokenRecord | None:
         """The caller's token (None when the server has no tokens: loopback-only, single user)."""

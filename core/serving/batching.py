@@ -1,7 +1,8 @@
 """Dynamic batching: inputs from requests that arrive together are embedded in one forward pass.
 
 One worker thread per embedder takes the first waiting request, waits a few milliseconds for
-more (up to a batch's worth), embeds them all at once and hands each request its own results.
+more (up to a batch's worth) when other requests are being handled, embeds them all at once and
+hands each request its own results.
 The queue is bounded in inputs: when it is full a request is refused at once (the server answers
 503 with Retry-After) instead of memory growing without end.
 """
@@ -12,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -45,9 +47,11 @@ class _Request:
 class EmbedBatcher:
     """Embeds the inputs of concurrent callers together; ``embed`` blocks until the caller's own results are in."""
 
-    def __init__(self, embedder: Embedder, config: BatchConfig = BatchConfig()) -> None:
+    def __init__(self, embedder: Embedder, config: BatchConfig = BatchConfig(), callers: Callable[[], int] | None = None) -> None:
+        """``callers``: how many requests are being handled now; the batch waits for more only when others are."""
         self.embedder = embedder
         self.config = config
+        self._callers = callers or (lambda: 2)
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._waiting = 0
         self._lock = threading.Lock()
@@ -74,7 +78,9 @@ class EmbedBatcher:
         while True:
             requests = [self._queue.get()]
             size = len(requests[0].raws)
-            deadline = time.monotonic() + self.config.window_s
+            # A lone request does not wait for company that is not coming: that would only add the window to it.
+            window = self.config.window_s if self._callers() > 1 else 0.0
+            deadline = time.monotonic() + window
             while size < self.config.max_batch:
                 try:
                     request = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
