@@ -204,6 +204,7 @@ def export_onnx(project: Project, out: str | Path, version: int | None = None) -
     import shutil
 
     import onnx  # here: only this export needs it
+    import onnx.numpy_helper
 
     model = load_model(project, version)
     embedder = project.embedder()
@@ -272,7 +273,13 @@ def export_onnx(project: Project, out: str | Path, version: int | None = None) -
         )
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
+    metadata["conceptlab.inputs"] = json.dumps(inputs)
     described = onnx.load(str(path))
+    if len(inputs) > 1:
+        # Each input gets a default of its own (an initializer of the same name): a program asking only
+        # about photos need not send token ids, and one asking about texts need not send a photo.
+        for name, dummy in zip(inputs, dummies, strict=True):
+            described.graph.initializer.append(onnx.numpy_helper.from_array(dummy.numpy(), name))
     for key, value in metadata.items():
         entry = described.metadata_props.add()
         entry.key, entry.value = key, value
