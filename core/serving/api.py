@@ -142,6 +142,33 @@ class _Guard:
         return None
 
 
+def _request_body(options: dict[str, dict]) -> dict:
+    """The OpenAPI description of a body read by ``_read_request``: files (multipart) or texts (JSON), and options."""
+    multipart = {
+        "type": "object",
+        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}, **options},
+    }
+    json_body = {"type": "object", "properties": {"texts": {"type": "array", "items": {"type": "string"}}, **options}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": multipart}, "application/json": {"schema": json_body}},
+        }
+    }
+
+
+_PREDICT_OPTIONS = {
+    "version": {"type": "integer", "description": "model version (default: the active one)"},
+    "top_k": {"type": "integer", "description": "keep only the k best concepts of each result"},
+    "include_neighbours": {"type": "boolean", "default": True, "description": "the labelled inputs closest to each one"},
+}
+_SEARCH_OPTIONS = {"k": {"type": "integer", "default": 10, "description": "how many stored inputs to return"}}
+_INPUT_OPTIONS = {
+    "concept": {"type": "string", "description": "label every input with this concept"},
+    "negative": {"type": "boolean", "default": False, "description": "as negatives of the concept"},
+}
+
+
 def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None = None) -> FastAPI:
     """The API as an ASGI app; ``conceptlab serve`` runs it under uvicorn."""
     state = _State(config, tokens or TokenStore())
@@ -195,7 +222,7 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
         project = state.project(name, authorise(request))
         return _describe_project(project)
 
-    @app.post("/v1/projects/{name}/predict")
+    @app.post("/v1/projects/{name}/predict", openapi_extra=_request_body(_PREDICT_OPTIONS))
     async def predict_inputs(name: str, request: Request) -> JSONResponse:
         """Files (multipart, field ``files``) or ``{"texts": [...]}``: one result object per input, in order."""
         access = authorise(request)
@@ -207,7 +234,7 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
         results = await run_in_threadpool(_predict, state, project, items, version, top_k, neighbours)
         return JSONResponse({"results": results})
 
-    @app.post("/v1/projects/{name}/search")
+    @app.post("/v1/projects/{name}/search", openapi_extra=_request_body(_SEARCH_OPTIONS))
     async def search(name: str, request: Request) -> dict:
         """The ``k`` stored inputs most similar to one file or one text."""
         access = authorise(request)
@@ -225,7 +252,7 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
             raise ApiError(422, "bad_input", e.reason, e.name) from e
         return {"results": [{"id": h.record.id, "name": h.record.name, "kind": h.record.kind, "similarity": h.similarity} for h in hits]}
 
-    @app.post("/v1/projects/{name}/inputs")
+    @app.post("/v1/projects/{name}/inputs", openapi_extra=_request_body(_INPUT_OPTIONS))
     async def add_inputs(name: str, request: Request) -> JSONResponse:
         """Store files or texts, labelled with ``concept`` (``negative``: as its negatives) when given."""
         access = authorise(request, write=True)

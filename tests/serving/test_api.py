@@ -275,3 +275,21 @@ def test_no_network_address_without_tokens(home, tmp_path):
     bare = tmp_path / "bare-home"
     done = _conceptlab(bare, "serve", "--host", "0.0.0.0", "--port", str(_free_port()))
     assert done.returncode == 1 and "refusing to serve on 0.0.0.0 without tokens" in done.stderr
+
+
+def test_the_api_documents_itself(open_server):
+    with open_server.client() as client:
+        assert "swagger" in client.get("/docs").text.lower()
+        spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]) == {
+        "/v1/projects",
+        "/v1/projects/{name}",
+        "/v1/projects/{name}/predict",
+        "/v1/projects/{name}/search",
+        "/v1/projects/{name}/inputs",
+        "/v1/projects/{name}/train",
+        "/v1/jobs/{job_id}",
+    }
+    predict_body = spec["paths"]["/v1/projects/{name}/predict"]["post"]["requestBody"]["content"]
+    assert set(predict_body) == {"multipart/form-data", "application/json"}
+    assert {"files", "top_k", "version", "include_neighbours"} <= set(predict_body["multipart/form-data"]["schema"]["properties"])
