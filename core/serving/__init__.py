@@ -1,5 +1,6 @@
 """``conceptlab serve``: trained models behind an HTTP API (``api``), with tokens (``tokens``), training
-jobs (``jobs``), dynamic batching (``batching``) and request limits (``limits``); ``server`` starts it.
+jobs (``jobs``), dynamic batching (``batching``), request limits (``limits``) and reading requests
+(``requests``); ``server`` starts it.
 """
 
 from core.serving.api import ServerConfig, create_app

@@ -8,7 +8,6 @@ Handlers that embed or train run in worker threads; the embedding itself goes th
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import asdict, dataclass
@@ -21,9 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import ConceptlabError, InputError, ModelVersionError, ProjectError
 from core.ingestion import ingest
-from core.inputs.raw import RawInput, ReadConfig
-from core.inputs.sources import read_texts
-from core.inputs.uploads import read_uploads
+from core.inputs.raw import RawInput
 from core.learning.heads import HeadConfig
 from core.learning.models import resolve_version
 from core.learning.training import plan_training, train
@@ -31,6 +28,17 @@ from core.prediction import get_model, predict_embedded, search_similar
 from core.serving.batching import BatchConfig, EmbedBatcher, QueueFullError
 from core.serving.jobs import JobConflictError, TrainingJobs
 from core.serving.limits import RateLimiter
+from core.serving.requests import (
+    INPUT_OPTIONS,
+    PREDICT_OPTIONS,
+    SEARCH_OPTIONS,
+    ApiError,
+    describe_request_body,
+    error_body,
+    read_bool_option,
+    read_int_option,
+    read_request,
+)
 from core.serving.tokens import TokenRecord, TokenStore
 from core.storage.projects import Project, list_projects, open_project
 
@@ -49,18 +57,6 @@ class ServerConfig:
     max_in_flight: int = 64  # requests being handled at once; more get 503
     requests_per_minute: int = 600  # per token (per client address without tokens)
     batch: BatchConfig = BatchConfig()
-
-
-class ApiError(Exception):
-    """An error answered as ``{"error": {...}}`` with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str, input: str | None = None, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.input, self.headers = status, code, message, input, headers or {}
-
-
-def error_body(code: str, message: str, input: str | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "input": input}}
 
 
 def _input_error(error: InputError) -> dict:
@@ -142,33 +138,6 @@ class _Guard:
         return None
 
 
-def _request_body(options: dict[str, dict]) -> dict:
-    """The OpenAPI description of a body read by ``_read_request``: files (multipart) or texts (JSON), and options."""
-    multipart = {
-        "type": "object",
-        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}, **options},
-    }
-    json_body = {"type": "object", "properties": {"texts": {"type": "array", "items": {"type": "string"}}, **options}}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": multipart}, "application/json": {"schema": json_body}},
-        }
-    }
-
-
-_PREDICT_OPTIONS = {
-    "version": {"type": "integer", "description": "model version (default: the active one)"},
-    "top_k": {"type": "integer", "description": "keep only the k best concepts of each result"},
-    "include_neighbours": {"type": "boolean", "default": True, "description": "the labelled inputs closest to each one"},
-}
-_SEARCH_OPTIONS = {"k": {"type": "integer", "default": 10, "description": "how many stored inputs to return"}}
-_INPUT_OPTIONS = {
-    "concept": {"type": "string", "description": "label every input with this concept"},
-    "negative": {"type": "boolean", "default": False, "description": "as negatives of the concept"},
-}
-
-
 def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None = None) -> FastAPI:
     """The API as an ASGI app; ``conceptlab serve`` runs it under uvicorn."""
     state = _State(config, tokens or TokenStore())
@@ -222,24 +191,24 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
         project = state.project(name, authorise(request))
         return _describe_project(project)
 
-    @app.post("/v1/projects/{name}/predict", openapi_extra=_request_body(_PREDICT_OPTIONS))
+    @app.post("/v1/projects/{name}/predict", openapi_extra=describe_request_body(PREDICT_OPTIONS))
     async def predict_inputs(name: str, request: Request) -> JSONResponse:
         """Files (multipart, field ``files``) or ``{"texts": [...]}``: one result object per input, in order."""
         access = authorise(request)
-        options, items = await _read_request(request, config)
-        version = _int_option(options, "version")
-        top_k = _int_option(options, "top_k")
-        neighbours = _bool_option(options, "include_neighbours", True)
+        options, items = await read_request(request, config.max_files)
+        version = read_int_option(options, "version")
+        top_k = read_int_option(options, "top_k")
+        neighbours = read_bool_option(options, "include_neighbours", True)
         project = state.project(name, access)
         results = await run_in_threadpool(_predict, state, project, items, version, top_k, neighbours)
         return JSONResponse({"results": results})
 
-    @app.post("/v1/projects/{name}/search", openapi_extra=_request_body(_SEARCH_OPTIONS))
+    @app.post("/v1/projects/{name}/search", openapi_extra=describe_request_body(SEARCH_OPTIONS))
     async def search(name: str, request: Request) -> dict:
         """The ``k`` stored inputs most similar to one file or one text."""
         access = authorise(request)
-        options, items = await _read_request(request, config)
-        k = _int_option(options, "k") or 10
+        options, items = await read_request(request, config.max_files)
+        k = read_int_option(options, "k") or 10
         project = state.project(name, access)
         if len(items) != 1:
             raise ApiError(422, "bad_request", f"search takes exactly one file or one text, not {len(items)}")
@@ -252,13 +221,13 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
             raise ApiError(422, "bad_input", e.reason, e.name) from e
         return {"results": [{"id": h.record.id, "name": h.record.name, "kind": h.record.kind, "similarity": h.similarity} for h in hits]}
 
-    @app.post("/v1/projects/{name}/inputs", openapi_extra=_request_body(_INPUT_OPTIONS))
+    @app.post("/v1/projects/{name}/inputs", openapi_extra=describe_request_body(INPUT_OPTIONS))
     async def add_inputs(name: str, request: Request) -> JSONResponse:
         """Store files or texts, labelled with ``concept`` (``negative``: as its negatives) when given."""
         access = authorise(request, write=True)
-        options, items = await _read_request(request, config)
+        options, items = await read_request(request, config.max_files)
         concept = options.get("concept") or None
-        negative = _bool_option(options, "negative", False)
+        negative = read_bool_option(options, "negative", False)
         project = state.project(name, access)
         try:
             report = await run_in_threadpool(lambda: ingest(project, items, concept=concept, negative=negative))
@@ -310,58 +279,6 @@ def _check_rate(state: _State, who: str) -> None:
         raise ApiError(
             429, "rate_limited", f"too many requests from {who}: slow down", headers={"Retry-After": str(max(int(wait + 0.999), 1))}
         )
-
-
-async def _read_request(request: Request, config: ServerConfig) -> tuple[dict, list[RawInput | InputError]]:
-    """(options, inputs) from a multipart form (files and fields) or a JSON object (``texts`` and options)."""
-    kind = request.headers.get("content-type", "")
-    if kind.startswith("multipart/form-data"):
-        form = await request.form(max_files=config.max_files, max_fields=64)
-        try:
-            files, options = [], {}
-            for key, value in form.multi_items():
-                if hasattr(value, "read"):
-                    files.append((value.filename or "upload", await value.read()))
-                elif key == "texts":
-                    options.setdefault("texts", []).append(value)
-                else:
-                    options[key] = value
-        finally:
-            await form.close()
-        items = list(read_uploads(files, ReadConfig())) if files else []
-        return options, items + list(read_texts(options.pop("texts", [])))
-    if kind.startswith("application/json"):
-        try:
-            body = json.loads(await request.body())
-        except ValueError as e:
-            raise ApiError(422, "bad_request", f"the body is not JSON: {e}") from e
-        if not isinstance(body, dict):
-            raise ApiError(422, "bad_request", 'the body must be a JSON object such as {"texts": ["..."]}')
-        texts = body.pop("texts", [])
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise ApiError(422, "bad_request", "texts must be a list of strings")
-        return body, list(read_texts(texts))
-    raise ApiError(415, "unsupported_media_type", "send multipart/form-data (files) or application/json (texts)")
-
-
-def _int_option(options: dict, key: str) -> int | None:
-    value = options.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ApiError(422, "bad_request", f"{key} must be a whole number, not {value!r}") from None
-    if number < 1:
-        raise ApiError(422, "bad_request", f"{key} must be at least 1")
-    return number
-
-
-def _bool_option(options: dict, key: str, default: bool) -> bool:
-    value = options.get(key, default)
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def _predict(state: _State, project: Project, items: list, version: int | None, top_k: int | None, neighbours: bool) -> list[dict]:
