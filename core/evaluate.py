@@ -20,6 +20,7 @@ from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
 from core.learning.metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
 from core.learning.models import Model, load_model, resolve_version, thresholds_for
+from core.names import make_name_key
 from core.storage.inputs import InputRecord
 from core.storage.projects import Project
 
@@ -66,7 +67,7 @@ def evaluate_inputs(
         ConceptError: no input carries a concept of this version.
     """
     model = load_model(project, version)
-    by_name = {name.lower(): cid for cid, name in model.concept_names.items()}
+    by_name = {make_name_key(name): cid for cid, name in model.concept_names.items()}
     embedder = project.embedder()
     skipped: list[tuple[str, str]] = []
     failed: list[InputError] = []
@@ -101,7 +102,7 @@ def evaluate_inputs(
 
 
 def _collect(result: EmbeddedInput, by_name: dict[str, int], rows: dict, skipped: list) -> None:
-    concept = (result.raw.concept or "").strip().lower()
+    concept = make_name_key(result.raw.concept or "")
     if concept not in by_name:
         skipped.append((result.raw.name, f"'{result.raw.concept}' is not a concept of this model version"))
         return
@@ -149,10 +150,10 @@ def _scores(number: int, report: dict, space: str, concept: str) -> tuple[np.nda
     stored = report.get("scores", {}).get(space)
     if not stored:
         raise ModelVersionError(f"model version {number} kept no cross-validated scores for {space}")
-    names = [n.lower() for n in stored["names"]]
-    if concept.lower() not in names:
+    names = [make_name_key(n) for n in stored["names"]]
+    if make_name_key(concept) not in names:
         raise ConceptError(f"model version {number} has no measured concept '{concept}' in {space}")
-    j = names.index(concept.lower())
+    j = names.index(make_name_key(concept))
     ids = np.asarray(stored["ids"], np.int64)
     labels = np.asarray(stored["labels"], np.int64).reshape(len(ids), -1)[:, j]
     probabilities = np.array([np.nan if row[j] is None else row[j] for row in stored["probabilities"]], np.float64)

@@ -230,3 +230,15 @@ def test_which_commands_import_torch_or_load_a_model(pets, args, torch, models):
     root, home = pets
     report = _loaded(args, root, home)
     assert (report["torch"], report["embedders"]) == (torch, models)
+
+
+@pytest.mark.parametrize("args", [["project", "list"], ["inputs", "many"], ["concepts", "many"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path, args):
+    home = tmp_path / "home"
+    for setup in (["project", "create", "many", "--embedder", "tiny"], ["ingest", "many", "--text", "a line of text"]):
+        assert _conceptlab(setup, tmp_path, home).returncode == 0
+    env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([CONSOLE_SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    process.stdout.close()  # like `conceptlab ... | head -0`: nobody reads
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr

@@ -6,18 +6,22 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from core.errors import ConceptError
+from core.errors import ConceptError, one_line
+from core.names import describe_forbidden_character, make_name_key, normalize_name
 
 MAX_CONCEPT_NAME = 100
 
 
 def validate_concept_name(name: str) -> str:
-    """Return the stripped concept name, or raise ConceptError saying what is wrong with it."""
-    cleaned = " ".join(str(name).split())
+    """Return the concept name as stored (``names.normalize_name``), or raise ConceptError saying what is wrong with it."""
+    cleaned = normalize_name(name)
     if not cleaned:
         raise ConceptError("a concept needs a name")
     if len(cleaned) > MAX_CONCEPT_NAME:
         raise ConceptError(f"concept name is longer than {MAX_CONCEPT_NAME} characters")
+    reason = describe_forbidden_character(cleaned)
+    if reason is not None:
+        raise ConceptError(f"concept name '{one_line(cleaned)}' cannot be used: {reason}")
     return cleaned
 
 
@@ -28,37 +32,74 @@ class ConceptRows:
         return [(int(i), n) for i, n in self.query("SELECT id, name FROM concepts ORDER BY name COLLATE NOCASE")]
 
     def concept_id(self, name: str) -> int | None:
-        rows = self.query("SELECT id FROM concepts WHERE name = ?", (validate_concept_name(name),))
-        return int(rows[0][0]) if rows else None
+        """The id of the concept that ``name`` names (the same name by ``names.make_name_key``), or None."""
+        return self._ids_by_key(self.query("SELECT id, name FROM concepts")).get(make_name_key(validate_concept_name(name)))
 
     def ensure_concepts(self, names: Iterable[str]) -> dict[str, int]:
-        """Return name -> id for each name, creating the concepts that do not exist yet."""
+        """Return name -> id for each name, creating the concepts that do not exist yet.
+
+        Names that are the same name (``Éclair`` and ``éclair``) get the same concept: the first one stored.
+        """
         cleaned = {validate_concept_name(n) for n in names}
         with self.transaction() as conn:
-            for name in cleaned:
-                conn.execute("INSERT OR IGNORE INTO concepts (name, created_at) VALUES (?, ?)", (name, time.time()))
-            marks = ",".join("?" * len(cleaned))
-            rows = conn.execute(f"SELECT name, id FROM concepts WHERE name IN ({marks})", list(cleaned)).fetchall() if cleaned else []
-        by_lower = {n.lower(): i for n, i in rows}
-        return {n: int(by_lower[n.lower()]) for n in cleaned}
+            # Read and insert inside one write transaction: another process cannot add a same-name concept between.
+            ids = self._ids_by_key(conn.execute("SELECT id, name FROM concepts").fetchall())
+            for name in sorted(cleaned):
+                key = make_name_key(name)
+                if key not in ids:
+                    cur = conn.execute("INSERT INTO concepts (name, created_at) VALUES (?, ?)", (name, time.time()))
+                    ids[key] = int(cur.lastrowid)
+        return {name: ids[make_name_key(name)] for name in cleaned}
 
     def create_concept(self, name: str) -> int:
         cleaned = validate_concept_name(name)
-        try:
-            with self.transaction() as conn:
-                cur = conn.execute("INSERT INTO concepts (name, created_at) VALUES (?, ?)", (cleaned, time.time()))
-        except sqlite3.IntegrityError as e:
-            raise ConceptError(f"concept '{cleaned}' already exists") from e
+        with self.transaction() as conn:
+            ids = self._ids_by_key(conn.execute("SELECT id, name FROM concepts").fetchall())
+            if make_name_key(cleaned) in ids:
+                raise ConceptError(f"concept '{cleaned}' already exists")
+            cur = conn.execute("INSERT INTO concepts (name, created_at) VALUES (?, ?)", (cleaned, time.time()))
         return int(cur.lastrowid)
 
     def rename_concept(self, old: str, new: str) -> None:
         cid = self._require_concept(old)
         cleaned = validate_concept_name(new)
-        try:
-            with self.transaction() as conn:
-                conn.execute("UPDATE concepts SET name = ? WHERE id = ?", (cleaned, cid))
-        except sqlite3.IntegrityError as e:
-            raise ConceptError(f"concept '{cleaned}' already exists") from e
+        with self.transaction() as conn:
+            taken = self._ids_by_key(conn.execute("SELECT id, name FROM concepts").fetchall()).get(make_name_key(cleaned))
+            if taken is not None and taken != cid:  # renaming "cat" to "Cat" is fine; to another concept's name is not
+                raise ConceptError(f"concept '{cleaned}' already exists")
+            conn.execute("UPDATE concepts SET name = ? WHERE id = ?", (cleaned, cid))
+
+    def merge_same_name_concepts(self) -> int:
+        """Merge concepts whose names are the same name (stored before the rule held); return how many went.
+
+        The oldest keeps its name; the others' labels move to it (where an input has both, the oldest's
+        label stays), and they are deleted, all in one transaction.
+        """
+        names = [name for _, name in self.query("SELECT id, name FROM concepts")]
+        if len({make_name_key(name) for name in names}) == len(names):
+            return 0  # the usual case: nothing to merge, and no write lock taken to find that out
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT id, name FROM concepts ORDER BY id").fetchall()
+            kept: dict[str, int] = {}
+            merged = 0
+            for cid, name in rows:
+                key = make_name_key(name)
+                if key not in kept:
+                    kept[key] = int(cid)
+                    continue
+                conn.execute("UPDATE OR IGNORE annotations SET concept_id = ? WHERE concept_id = ?", (kept[key], cid))
+                conn.execute("DELETE FROM annotations WHERE concept_id = ?", (cid,))
+                conn.execute("DELETE FROM concepts WHERE id = ?", (cid,))
+                merged += 1
+        return merged
+
+    @staticmethod
+    def _ids_by_key(rows: Iterable[tuple]) -> dict[str, int]:
+        """key -> id, the oldest concept winning where (old) rows share a key."""
+        ids: dict[str, int] = {}
+        for cid, name in sorted(rows, key=lambda row: int(row[0])):
+            ids.setdefault(make_name_key(name), int(cid))
+        return ids
 
     def delete_concept(self, name: str) -> None:
         cid = self._require_concept(name)

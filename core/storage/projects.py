@@ -8,6 +8,7 @@ import re
 import shutil
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,9 @@ def open_project(name: str) -> Project:
         raise ProjectError(f"no project named '{cleaned}'")
     project = Project(cleaned, root)
     project.store.remove_orphans_if_due()
+    with suppress(StorageError):  # a read-only data home keeps its old concepts until it can be written
+        if merged := project.store.merge_same_name_concepts():
+            log.warning("project %s: merged %d concepts whose names are the same name", cleaned, merged)
     _remove_abandoned_folders()
     return project
 
@@ -187,7 +191,9 @@ def rename_project(old: str, new: str) -> Project:
     project = open_project(old)
     new = validate_project_name(new)
     target = projects_dir() / new
-    if target.exists() and new.lower() != project.name.lower():
+    # On a case-insensitive disk "foo" and "Foo" are one folder (a rename of its spelling); anywhere else
+    # an existing folder is another project.
+    if target.exists() and not os.path.samefile(target, project.root):
         raise ProjectError(f"a project named '{new}' already exists")
     project.store.set_meta("name", new)
     project.store.close()

@@ -342,7 +342,8 @@ def test_linear_heads_fit_without_importing_the_compiler_and_to_the_same_numbers
     import sys
 
     def fit(mode: str) -> list[str]:
-        done = subprocess.run([sys.executable, "-c", _FIT_IN_A_FRESH_PROCESS, mode], capture_output=True, text=True, timeout=300, check=True)
+        command = [sys.executable, "-c", _FIT_IN_A_FRESH_PROCESS, mode]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
         return done.stdout.split()
 
     (fast, fast_imported), (plain, plain_imported) = fit("fast"), fit("with-dynamo")
