@@ -32,6 +32,7 @@ def _read(args: argparse.Namespace, with_labels: bool = False):
         text_column=args.text_column,
         label_column=getattr(args, "label_column", None) if with_labels else None,
         labels_from_folders=getattr(args, "labels_from_folders", False),
+        follow_links=args.follow_links,
     )
     yield from read_inputs(args.paths, config)
     yield from read_texts(args.text)

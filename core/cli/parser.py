@@ -71,6 +71,7 @@ def build_parser(version: str) -> argparse.ArgumentParser:
         p.add_argument("--fps", type=float, default=VideoConfig.fps, help="video frames sampled per second (default 1)")
         p.add_argument("--max-frames", type=int, default=VideoConfig.max_frames, help="most frames sampled per video")
         p.add_argument("--text", action="append", default=[], metavar="T", help="a text to use as an input (repeatable)")
+        p.add_argument("--follow-links", action="store_true", help="read files that links in a folder point to outside it")
 
     ingest = command(commands, "ingest", "add images, videos, texts, CSV/TSV or zip archives")
     ingest.add_argument("name")

@@ -45,6 +45,7 @@ class ReadConfig:
     text_column: str | None = None
     label_column: str | None = None
     labels_from_folders: bool = False
+    follow_links: bool = False  # read files that links inside a folder point to outside it
     max_text_chars: int = 20_000
     max_file_bytes: int = 2 * 1024**3
     max_zip_entries: int = 20_000

@@ -120,6 +120,9 @@ def _walk_folder(root: str, config: ReadConfig) -> Iterator[RawInput | InputErro
             else:
                 folders.append(path)
                 listings.append(listing)
+        elif is_file and entry.is_symlink() and not config.follow_links and not _inside(path, root):
+            # A link in a shared folder (passwd.txt -> /etc/passwd) must not put that file in front of every visitor.
+            yield InputError(path, "link to a file outside the folder (not followed; --follow-links reads it)")
         elif is_file:
             concept = clean_concept(os.path.basename(folder)) if config.labels_from_folders and folder != root else None
             yield from _read_file(path, concept, config)
@@ -161,3 +164,9 @@ def _read_file(name: str, concept: str | None, config: ReadConfig) -> Iterator[R
             yield make_input(name, data, suffix, concept, config)
     except OSError as e:
         yield InputError(name, f"cannot read ({e.strerror or e})")
+
+
+def _inside(path: str, root: str) -> bool:
+    """Whether ``path``, links resolved, lies within ``root`` (also resolved)."""
+    target, base = os.path.realpath(path), os.path.realpath(root)
+    return os.path.commonpath([target, base]) == base

@@ -140,3 +140,25 @@ def test_read_texts(texts, concept, expected):
     for item in items:
         if isinstance(item, RawInput):
             assert (item.kind, item.suffix, item.data) == ("text", ".txt", item.text.encode())
+
+
+@pytest.mark.parametrize(
+    "target, follow, expected",
+    [
+        ("outside", False, (None, "link to a file outside the folder (not followed; --follow-links reads it)")),
+        ("outside", True, ("text", None)),
+        ("inside", False, ("text", None)),  # a link to a file of the same folder is that file
+        ("nowhere", False, (None, "link to a folder or to nothing (not followed)")),
+    ],
+)
+def test_links_in_a_folder_never_read_files_outside_it_unless_asked(tmp_path, target, follow, expected):
+    secret = write_file(tmp_path / "secret.txt", "a private file")
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    write_file(folder / "real.txt", "a shared file")
+    pointed = {"outside": secret, "inside": folder / "real.txt", "nowhere": tmp_path / "gone.txt"}[target]
+    (folder / "link.txt").symlink_to(pointed)
+    items = list(read_inputs([folder], ReadConfig(follow_links=follow)))
+    assert describe_outcomes(items) == [(f"{folder}/link.txt", *expected), (f"{folder}/real.txt", "text", None)]
+    if expected[0] == "text" and target == "outside":
+        assert items[0].text == "a private file"
