@@ -28,7 +28,7 @@ from PIL import Image
 from core.embedding.base import Embedder, make_probe_images
 from core.embedding.minilm import MiniLMEncoder
 from core.embedding.preprocess import BatchPreprocess
-from core.embedding.specs import describe_spaces, describe_spec
+from core.embedding.specs import describe_dims, describe_spaces, describe_spec
 from core.errors import EmbedderError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class LiteEmbedder(Embedder):
         self.spec = "lite"
         self.description = describe_spec("lite")
         self.image_space, self.text_space = describe_spaces("lite")
-        self.dims = {self.image_space: IMAGE_DIM, self.text_space: TEXT_DIM}
+        self.dims = describe_dims("lite")  # IMAGE_DIM and TEXT_DIM; known to model files without loading
         self.image_size = RESIZE_SIZE
         # Lite models were trained on pixels scaled to [-1, 1] (TF: (x - 127) / 128), not ImageNet mean/std.
         half = torch.full((1, 3, 1, 1), 0.5)

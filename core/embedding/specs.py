@@ -102,6 +102,16 @@ def describe_spaces(spec: str) -> tuple[str, str]:
     raise EmbedderError(f"unknown embedder '{spec}': {_KINDS_HINT}")
 
 
+# The embedding sizes of the specs whose models are fixed; CLIP's depend on the architecture.
+_KNOWN_DIMS = {"lite": {"lite-image": 1280, "lite-text": 384}, "tiny": {"tiny-image": 768, "tiny-text": 256}}
+
+
+def describe_dims(spec: str) -> dict[str, int] | None:
+    """Space -> embedding size for ``lite`` and ``tiny`` (known without loading them); None for CLIP."""
+    known = _KNOWN_DIMS.get(spec)
+    return dict(known) if known else None
+
+
 def _looks_like_path(text: str) -> bool:
     return any(c in text for c in "/\\~") or Path(text).suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from core.embedding.base import Embedder
-from core.embedding.specs import describe_spaces, describe_spec
+from core.embedding.specs import describe_dims, describe_spaces, describe_spec
 
 
 class TinyEmbedder(Embedder):
@@ -21,7 +21,7 @@ class TinyEmbedder(Embedder):
         self.spec = "tiny"
         self.description = describe_spec("tiny")
         self.image_space, self.text_space = describe_spaces("tiny")
-        self.dims = {self.image_space: self.THUMB * self.THUMB * 3, self.text_space: self.TEXT_DIM}
+        self.dims = describe_dims("tiny")  # THUMB * THUMB * 3 and TEXT_DIM; known to model files without loading
         self.image_size = self.THUMB
 
     @property

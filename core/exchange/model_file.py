@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from core.embedding.specs import describe_dims, describe_spaces
 from core.errors import ConceptError, ModelFileError
 from core.inputs.archives import describe_zip_bomb
 from core.learning.heads import HEAD_KINDS
@@ -324,6 +325,7 @@ def _check_model(manifest: dict, arrays: dict[str, np.ndarray]) -> None:
         raise ModelFileError("model file's version manifest is malformed")
     if sorted(names.values(), key=str.casefold) != sorted(manifest["concepts"], key=str.casefold):
         raise ModelFileError("model file's concept list and version manifest disagree")
+    _check_embedder(manifest["embedder"], spaces, arrays)
     for space in spaces:
         ids = arrays.get(f"{space}/concept_ids")
         space_kinds = kinds.get(space)
@@ -345,6 +347,34 @@ def _check_model(manifest: dict, arrays: dict[str, np.ndarray]) -> None:
         hashes = manifest["examples"].get(space)
         if hashes is not None and (memory_ids is None or len(hashes) != len(memory_ids)):
             raise ModelFileError(f"model file's example hashes for space {space!r} do not match its examples")
+
+
+def _check_embedder(spec: str, spaces: list[str], arrays: dict[str, np.ndarray]) -> None:
+    """The embedder is one conceptlab knows, names no file on this machine, and fits the arrays.
+
+    A tampered file could claim another embedder (its heads would then score nothing) or a local
+    checkpoint path (a server or a new project would open that path): both are refused.
+    """
+    kind, _, rest = spec.partition(":")
+    if kind not in ("clip", "lite", "tiny") or (kind != "clip" and rest):
+        raise ModelFileError(f"model file names an unknown embedder {spec[:100]!r}")
+    weights = rest.partition(":")[2]
+    if kind == "clip" and (os.path.isabs(weights) or "/" in weights or "\\" in weights):
+        raise ModelFileError(
+            "model file was made with a local CLIP checkpoint, which a file may not name: create a project with "
+            "--embedder clip:ARCH:/path/to/your/copy of that checkpoint, and import the file into it"
+        )
+    allowed = set(describe_spaces(spec))
+    if not set(spaces) <= allowed:
+        raise ModelFileError(f"model file's spaces {sorted(spaces)} are not those of embedder {spec} ({sorted(allowed)})")
+    dims = describe_dims(spec)
+    for space in spaces if dims else ():
+        for name in _VECTOR_ARRAYS:
+            array = arrays.get(f"{space}/{name}")
+            if array is not None and array.ndim == 2 and array.size and array.shape[1] != dims[space]:
+                raise ModelFileError(
+                    f"model file's {space} arrays are {array.shape[1]}-d, but embedder {spec}'s embedding size is {dims[space]}"
+                )
 
 
 def _expect(manifest: dict, key: str, kind: type) -> None:

@@ -237,6 +237,16 @@ def _first_array(data: bytes, key: str):
     return json.loads(_unpack(data)["manifest.json"])["arrays"][0][key]
 
 
+def _with_embedder(data: bytes, spec: str) -> bytes:
+    """A tampered file claiming another embedder, consistently in both manifests."""
+
+    def claim(manifest: dict) -> None:
+        manifest["embedder"] = spec
+        manifest["model"]["embedder"] = spec
+
+    return _with_manifest(data, claim)
+
+
 def _lying_shape(data: bytes) -> bytes:
     """An array whose header (and manifest) claim 2**31 x 64 floats, 512 GiB, backed by 64 bytes."""
     entries = _unpack(data)
@@ -298,6 +308,11 @@ HOSTILE = [
     pytest.param(lambda d: _with_array(d, "tiny-image/memory_ids", np.arange(18)[::-1].copy()), "not increasing", id="unsorted-ids"),
     pytest.param(lambda d: _with_array(d, "tiny-image/bias", np.zeros(2, np.float32)), "does not load", id="wrong-bias-shape"),
     pytest.param(lambda d: _with_array(d, "tiny-image/memory_labels", np.zeros((18, 2), np.int8)), "does not load", id="labels-shape"),
+    pytest.param(lambda d: _with_embedder(d, "lite"), "are not those of embedder lite", id="claims-lite"),
+    pytest.param(lambda d: _with_embedder(d, "clip:ViT-B-32:/etc/passwd"), "local CLIP checkpoint", id="checkpoint-path"),
+    pytest.param(lambda d: _with_embedder(d, "clip:ViT-B-32:../../x.pt"), "local CLIP checkpoint", id="relative-checkpoint"),
+    pytest.param(lambda d: _with_embedder(d, "sklearn"), "unknown embedder", id="unknown-embedder"),
+    pytest.param(lambda d: _with_embedder(d, "tiny:extra"), "unknown embedder", id="tiny-with-options"),
     pytest.param(_overlapping, "overlap|damaged|not a conceptlab", id="overlapping-entries"),
     pytest.param(_encrypted, "encrypted", id="encrypted-entry"),
     pytest.param(lambda d: _pack({**_unpack(d), **{f"arrays/{i + 100}.npy": b"" for i in range(1001)}}), "too many entries", id="entries"),
