@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
+import unicodedata
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass
@@ -15,7 +15,8 @@ from pathlib import Path
 from core.disk import as_storage_error
 from core.embedding import DEFAULT_EMBEDDER, Embedder, canonicalize_spec, describe_spaces, load_embedder
 from core.embedding.weights import resolve_clip_weights
-from core.errors import ProjectError, StorageError
+from core.errors import ProjectError, StorageError, one_line
+from core.names import describe_forbidden_character, make_name_key, normalize_name
 from core.paths import get_data_home
 from core.storage.index import drop_cached_indexes
 from core.storage.inputs import ORPHAN_MIN_AGE_S
@@ -23,7 +24,8 @@ from core.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+# Names Windows keeps for devices: a folder called so cannot be made there, or copied there.
+_RESERVED_NAMES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))})
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,38 @@ def projects_dir() -> Path:
 
 
 def validate_project_name(name: str) -> str:
-    """Return the stripped name, or raise ProjectError saying which names are allowed."""
-    cleaned = str(name).strip()
-    if not _NAME_PATTERN.match(cleaned) or cleaned.endswith("."):
-        raise ProjectError(
-            f"'{name}' is not a valid project name: use 1 to 64 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit"
-        )
+    """Return the name as stored (``names.normalize_name``), or raise ProjectError saying which names are allowed.
+
+    Letters and digits of any script, spaces, '.', '_' and '-', 1 to 64 characters, starting with a letter
+    or digit; never a path separator, '.' or '..', a name Windows reserves for a device, or a control character.
+    """
+    cleaned = normalize_name(name)
+    rule = "use 1 to 64 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit"
+    shown = one_line(str(name))
+    if not cleaned or len(cleaned) > 64 or not cleaned[0].isalnum() or cleaned.endswith("."):
+        raise ProjectError(f"'{shown}' is not a valid project name: {rule}")
+    reason = describe_forbidden_character(cleaned)
+    if reason is not None:
+        raise ProjectError(f"'{shown}' is not a valid project name: {reason}")
+    if not all(c.isalnum() or c in " ._-" or unicodedata.category(c).startswith("M") for c in cleaned):
+        raise ProjectError(f"'{shown}' is not a valid project name: {rule}")
+    if cleaned.split(".")[0].strip().upper() in _RESERVED_NAMES:
+        raise ProjectError(f"'{shown}' is not a valid project name: Windows keeps it for a device")
     return cleaned
+
+
+def _find_same_name(name: str, except_root: Path | None = None) -> str | None:
+    """The existing project whose name is the same name as ``name`` (``Éclair`` and ``éclair``), if any."""
+    key = make_name_key(name)
+    folder = projects_dir()
+    if not folder.is_dir():
+        return None
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") or not (entry / "project.db").exists():
+            continue
+        if make_name_key(entry.name) == key and (except_root is None or not os.path.samefile(entry, except_root)):
+            return entry.name
+    return None
 
 
 def create_project(name: str, embedder: str = DEFAULT_EMBEDDER, exclusive: bool = False) -> Project:
@@ -103,8 +130,9 @@ def create_project(name: str, embedder: str = DEFAULT_EMBEDDER, exclusive: bool 
     if spec.startswith("clip:"):
         resolve_clip_weights(spec)  # a project whose weights are missing could never ingest: say so now
     final = projects_dir() / name
-    if final.exists():
-        raise ProjectError(f"a project named '{name}' already exists")
+    taken = _find_same_name(name)
+    if final.exists() or taken is not None:
+        raise ProjectError(f"a project named '{taken or name}' already exists")
     staging = projects_dir() / f".creating-{uuid.uuid4().hex}"
     meta = {"name": name, "embedder": spec, "exclusive": "1" if exclusive else "0", "created_at": str(time.time())}
     try:
@@ -193,8 +221,9 @@ def rename_project(old: str, new: str) -> Project:
     target = projects_dir() / new
     # On a case-insensitive disk "foo" and "Foo" are one folder (a rename of its spelling); anywhere else
     # an existing folder is another project.
-    if target.exists() and not os.path.samefile(target, project.root):
-        raise ProjectError(f"a project named '{new}' already exists")
+    taken = _find_same_name(new, except_root=project.root)
+    if taken is not None or (target.exists() and not os.path.samefile(target, project.root)):
+        raise ProjectError(f"a project named '{taken or new}' already exists")
     project.store.set_meta("name", new)
     project.store.close()
     drop_cached_indexes(project.root)
