@@ -49,6 +49,7 @@ class _BoundedLines:
 def read_table(name: str, stream: IO[bytes], suffix: str, concept: str | None, config: ReadConfig) -> Iterator[RawInput | InputError]:
     """Yield one text input (or one error) per row of the table in ``stream``; the header row names the columns."""
     columns: tuple[int, int] | None = None
+    rows = 0
     label = "UTF-8"
     try:
         peek = getattr(stream, "peek", None)
@@ -66,8 +67,10 @@ def read_table(name: str, stream: IO[bytes], suffix: str, concept: str | None, c
                 continue
             row_name = f"{name}:row {row_number}"
             if isinstance(row, csv.Error):
+                rows += 1
                 yield InputError(row_name, f"malformed row ({row})")
             elif any(cell.strip() for cell in row):  # blank lines (often trailing) are not rows anyone meant
+                rows += 1
                 text_index, label_index = columns
                 text = row[text_index] if text_index < len(row) else ""
                 row_concept = concept
@@ -85,6 +88,8 @@ def read_table(name: str, stream: IO[bytes], suffix: str, concept: str | None, c
         return
     if columns is None:
         yield InputError(name, "empty file")
+    elif rows == 0:
+        yield InputError(name, "no rows under the header row")
 
 
 def _rows(reader: Iterator[list[str]], lines: _BoundedLines) -> Iterator[list[str] | csv.Error]:

@@ -40,7 +40,8 @@ TABLE_CASES = [
     pytest.param("notes.csv", LONG_ROW_CSV, ReadConfig(max_text_chars=20), LONG_ROW_ROWS, id="too-long-row"),
     pytest.param("notes.csv", b"text\nfine\n" + "caf\xe9\n".encode("latin-1"), ReadConfig(), [("", None, "not UTF-8 text")], id="latin-1"),
     pytest.param("notes.csv", "\n\n", ReadConfig(), [("", None, "no header row (the first line is empty)")], id="no-header"),
-    pytest.param("notes.csv", "text\n", ReadConfig(), [], id="header-only"),
+    pytest.param("notes.csv", "text\n", ReadConfig(), [("", None, "no rows under the header row")], id="header-only"),
+    pytest.param("notes.csv", "text\n\n \n", ReadConfig(), [("", None, "no rows under the header row")], id="header-and-blank-lines"),
 ]
 
 
