@@ -209,14 +209,32 @@ def _predict_batch(project, embedder, batch, version, video, explain) -> Iterato
     if not batch:
         return
     raws = [item for item in batch if not isinstance(item, InputError)]
-    embedded = iter(embed_inputs(embedder, raws, video))
+    yield from predict_embedded_batch(project, batch, embed_inputs(embedder, raws, video), version, explain)
+
+
+def predict_embedded_batch(
+    project: Project,
+    items: list[RawInput | InputError],
+    embedded: list[EmbeddedInput | InputError],
+    version: int | None = None,
+    explain: int = 3,
+) -> list[Prediction | InputError]:
+    """Score a batch whose raw inputs were embedded elsewhere, reading the model and concepts once.
+
+    Args:
+        items: the batch as read, errors in place.
+        embedded: one result per ``RawInput`` of ``items``, in order (what ``embed_inputs`` gives).
+
+    Returns:
+        One Prediction or InputError per item, in order.
+    """
     context = _Context.read(project, version)  # after embedding: a model trained meanwhile is the one used
-    for item in batch:
-        if isinstance(item, InputError):
-            yield item
-            continue
-        result = next(embedded)
-        yield result if isinstance(result, InputError) else _predict_one(context, result, explain)
+    results = iter(embedded)
+    scored: list[Prediction | InputError] = []
+    for item in items:
+        done = item if isinstance(item, InputError) else next(results)
+        scored.append(done if isinstance(done, InputError) else _predict_one(context, done, explain))
+    return scored
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from core.inputs.raw import RawInput
 from core.learning.heads import HeadConfig
 from core.learning.models import resolve_version
 from core.learning.training import plan_training, train
-from core.prediction import get_model, predict_embedded, search_similar
+from core.prediction import get_model, predict_embedded_batch, search_similar
 from core.serving.batching import BatchConfig, EmbedBatcher, QueueFullError
 from core.serving.jobs import JobConflictError, TrainingJobs
 from core.serving.limits import RateLimiter
@@ -290,19 +290,15 @@ def _predict(state: _State, project: Project, items: list, version: int | None, 
         raise ApiError(409 if version is None else 404, "no_model", str(e)) from e
     raws = [item for item in items if isinstance(item, RawInput)]
     try:
-        embedded = iter(state.batcher(project).embed(raws))
+        embedded = state.batcher(project).embed(raws)
     except QueueFullError as e:
         raise ApiError(503, "busy", str(e), headers={"Retry-After": "1"}) from e
     results = []
-    for item in items:
-        if isinstance(item, InputError):
-            results.append(_input_error(item))
+    for prediction in predict_embedded_batch(project, items, embedded, version):
+        if isinstance(prediction, InputError):
+            results.append(_input_error(prediction))
             continue
-        done = next(embedded)
-        if isinstance(done, InputError):
-            results.append(_input_error(done))
-            continue
-        data = predict_embedded(project, done, version).to_dict()
+        data = prediction.to_dict()
         if top_k is not None:
             data["concepts"] = data["concepts"][:top_k]
         if not neighbours:
