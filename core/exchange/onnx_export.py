@@ -240,6 +240,7 @@ def export_onnx(project: Project, out: str | Path, version: int | None = None) -
         dynamic["image"] = {0: "n"}
         dummies.append(torch.zeros(1, 3, size, size))
         metadata["conceptlab.preprocessing"] = json.dumps(preprocessing)
+    text_inputs, tokenizer_copy = 0, None  # (source, destination) of the tokenizer file written beside the model
     if "conceptlab.text_concepts" in metadata:
         tokenizer = embedder.describe_text_tokenizer()
         text_graph = embedder.build_text_graph()
@@ -249,10 +250,10 @@ def export_onnx(project: Project, out: str | Path, version: int | None = None) -
             inputs.append(name)
             dynamic[name] = {0: "n", 1: "length"} if variable else {0: "n"}
             dummies.append(torch.ones(1, length, dtype=torch.long))
+        text_inputs = len(tokenizer["inputs"])
         beside = path.with_name(f"{path.stem}.{Path(tokenizer['file']).name}")
-        tokenizer = {**tokenizer, "file": beside.name}
-        metadata["conceptlab.tokenizer"] = json.dumps(tokenizer)
-    text_inputs = len(json.loads(metadata.get("conceptlab.tokenizer", '{"inputs": []}'))["inputs"])
+        tokenizer_copy = (tokenizer["file"], beside)
+        metadata["conceptlab.tokenizer"] = json.dumps({**tokenizer, "file": beside.name})
     whole = _InputsToProbabilities(
         image_graph, heads_graphs.get(embedder.image_space), text_graph, heads_graphs.get(embedder.text_space), text_inputs
     ).eval()
@@ -284,7 +285,7 @@ def export_onnx(project: Project, out: str | Path, version: int | None = None) -
         entry = described.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(described, str(path))
-    if text_graph is not None:
-        shutil.copyfile(embedder.describe_text_tokenizer()["file"], path.with_name(json.loads(metadata["conceptlab.tokenizer"])["file"]))
+    if tokenizer_copy is not None:
+        shutil.copyfile(*tokenizer_copy)
     logger.info("exported version %d of %s to %s", model.version, project.name, path)
     return path
