@@ -33,6 +33,7 @@ from core.errors import ConceptError, ModelFileError
 from core.inputs.archives import describe_zip_bomb
 from core.learning.heads import HEAD_KINDS
 from core.learning.models import MODEL_FORMAT
+from core.names import make_name_key
 from core.storage.concepts import validate_concept_name
 
 FILE_FORMAT = "conceptlab-model"
@@ -244,12 +245,12 @@ def _read_manifest(archive: zipfile.ZipFile, limits: ExchangeLimits) -> dict:
             names.append(validate_concept_name(name) if isinstance(name, str) else validate_concept_name(""))
         except ConceptError as e:
             raise ModelFileError(f"model file has a bad concept name: {e}") from e
-    if len({n.casefold() for n in names}) != len(names):
+    if len({make_name_key(n) for n in names}) != len(names):
         raise ModelFileError("model file names the same concept twice")
     manifest["concepts"] = names
-    folded = {n.casefold() for n in names}
+    folded = {make_name_key(n) for n in names}
     for name, value in manifest["threshold_overrides"].items():
-        if name.casefold() not in folded or not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
+        if make_name_key(name) not in folded or not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
             raise ModelFileError(f"model file has a bad threshold for {name[:100]!r}")
     for space, hashes in manifest["examples"].items():
         if not isinstance(hashes, list) or not all(isinstance(h, str) and (h == "" or _SHA256.match(h)) for h in hashes):
@@ -323,7 +324,7 @@ def _check_model(manifest: dict, arrays: dict[str, np.ndarray]) -> None:
         raise ModelFileError("model file has no embedding spaces")
     if not isinstance(kinds, dict) or not isinstance(names, dict):
         raise ModelFileError("model file's version manifest is malformed")
-    if sorted(names.values(), key=str.casefold) != sorted(manifest["concepts"], key=str.casefold):
+    if sorted(names.values(), key=make_name_key) != sorted(manifest["concepts"], key=make_name_key):
         raise ModelFileError("model file's concept list and version manifest disagree")
     _check_embedder(manifest["embedder"], spaces, arrays)
     for space in spaces:

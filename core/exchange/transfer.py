@@ -31,6 +31,7 @@ from core.exchange.model_file import (
     read_model_file,
 )
 from core.learning.models import get_threshold_overrides, load_model, set_threshold
+from core.names import make_name_key
 from core.storage.projects import Project
 
 log = logging.getLogger(__name__)
@@ -151,13 +152,13 @@ def import_model(
     with naming_errors(source, name):
         _check_fits(project, model_file)
     store = project.store
-    existing = {name.casefold() for _, name in store.list_concepts()}
-    created = [n for n in model_file.concepts if n.casefold() not in existing]
+    existing = {make_name_key(name) for _, name in store.list_concepts()}
+    created = [n for n in model_file.concepts if make_name_key(n) not in existing]
     ids = store.ensure_concepts(model_file.concepts)
-    target = {n.casefold(): ids[n] for n in model_file.concepts}
-    target_names = {n.casefold(): n for n in model_file.concepts}
+    target = {make_name_key(n): ids[n] for n in model_file.concepts}
+    target_names = {make_name_key(n): n for n in model_file.concepts}
     source_names = {int(k): v for k, v in model_file.model["concepts"].items()}
-    id_map = {old: target[name.casefold()] for old, name in source_names.items()}
+    id_map = {old: target[make_name_key(name)] for old, name in source_names.items()}
     arrays = dict(model_file.arrays)
     for space in model_file.model["spaces"]:
         key = f"{space}/concept_ids"
@@ -184,7 +185,7 @@ def import_model(
         _delete_unused_concepts(project, created)
         raise
     for name, value in model_file.threshold_overrides.items():
-        set_threshold(project, version, target_names[name.casefold()], value)
+        set_threshold(project, version, target_names[make_name_key(name)], value)
     log.info("imported a model into %s as version %d", project.name, version)
     return ImportResult(version, list(model_file.concepts), created)
 
@@ -204,8 +205,8 @@ def _local_example_ids(project: Project, ids: np.ndarray, hashes: list[str] | No
 def _remap_report(report: dict, target: dict[str, int]) -> dict:
     report = json.loads(json.dumps(report))
     for plan in report.get("concepts", []) if isinstance(report.get("concepts"), list) else []:
-        if isinstance(plan, dict) and isinstance(plan.get("concept"), str) and plan["concept"].casefold() in target:
-            plan["concept_id"] = target[plan["concept"].casefold()]
+        if isinstance(plan, dict) and isinstance(plan.get("concept"), str) and make_name_key(plan["concept"]) in target:
+            plan["concept_id"] = target[make_name_key(plan["concept"])]
     return report
 
 
