@@ -10,6 +10,7 @@ from core.errors import ConceptError, one_line
 from core.names import describe_forbidden_character, make_name_key, normalize_name
 
 MAX_CONCEPT_NAME = 100
+_ALL_CONCEPTS = "SELECT id, name FROM concepts"
 
 
 def validate_concept_name(name: str) -> str:
@@ -33,7 +34,7 @@ class ConceptRows:
 
     def concept_id(self, name: str) -> int | None:
         """The id of the concept that ``name`` names (the same name by ``names.make_name_key``), or None."""
-        return self._ids_by_key(self.query("SELECT id, name FROM concepts")).get(make_name_key(validate_concept_name(name)))
+        return self._ids_by_key(self.query(_ALL_CONCEPTS)).get(make_name_key(validate_concept_name(name)))
 
     def ensure_concepts(self, names: Iterable[str]) -> dict[str, int]:
         """Return name -> id for each name, creating the concepts that do not exist yet.
@@ -43,7 +44,7 @@ class ConceptRows:
         cleaned = {validate_concept_name(n) for n in names}
         with self.transaction() as conn:
             # Read and insert inside one write transaction: another process cannot add a same-name concept between.
-            ids = self._ids_by_key(conn.execute("SELECT id, name FROM concepts").fetchall())
+            ids = self._ids_by_key(conn.execute(_ALL_CONCEPTS).fetchall())
             for name in sorted(cleaned):
                 key = make_name_key(name)
                 if key not in ids:
@@ -54,7 +55,7 @@ class ConceptRows:
     def create_concept(self, name: str) -> int:
         cleaned = validate_concept_name(name)
         with self.transaction() as conn:
-            ids = self._ids_by_key(conn.execute("SELECT id, name FROM concepts").fetchall())
+            ids = self._ids_by_key(conn.execute(_ALL_CONCEPTS).fetchall())
             if make_name_key(cleaned) in ids:
                 raise ConceptError(f"concept '{cleaned}' already exists")
             cur = conn.execute("INSERT INTO concepts (name, created_at) VALUES (?, ?)", (cleaned, time.time()))
@@ -64,7 +65,7 @@ class ConceptRows:
         cid = self._require_concept(old)
         cleaned = validate_concept_name(new)
         with self.transaction() as conn:
-            taken = self._ids_by_key(conn.execute("SELECT id, name FROM concepts").fetchall()).get(make_name_key(cleaned))
+            taken = self._ids_by_key(conn.execute(_ALL_CONCEPTS).fetchall()).get(make_name_key(cleaned))
             if taken is not None and taken != cid:  # renaming "cat" to "Cat" is fine; to another concept's name is not
                 raise ConceptError(f"concept '{cleaned}' already exists")
             conn.execute("UPDATE concepts SET name = ? WHERE id = ?", (cleaned, cid))
@@ -75,7 +76,7 @@ class ConceptRows:
         The oldest keeps its name; the others' labels move to it (where an input has both, the oldest's
         label stays), and they are deleted, all in one transaction.
         """
-        names = [name for _, name in self.query("SELECT id, name FROM concepts")]
+        names = [name for _, name in self.query(_ALL_CONCEPTS)]
         if len({make_name_key(name) for name in names}) == len(names):
             return 0  # the usual case: nothing to merge, and no write lock taken to find that out
         with self.transaction() as conn:
