@@ -31,6 +31,7 @@ def describe_forbidden_character(name: str) -> str | None:
     """Why a name cannot be used because of a character in it (``"it holds U+202E (RIGHT-TO-LEFT OVERRIDE)"``), or None."""
     for char in name:
         if unicodedata.category(char) in _FORBIDDEN_CATEGORIES and char not in _ALLOWED_FORMAT:
-            label = unicodedata.name(char, "a control character")
-            return f"it holds U+{ord(char):04X} ({label}), an invisible or control character"
+            named = f" ({unicodedata.name(char)})" if unicodedata.name(char, "") else ""
+            kind = "a control character" if unicodedata.category(char) == "Cc" else "an invisible character"
+            return f"it holds U+{ord(char):04X}{named}, {kind}"
     return None
