@@ -119,7 +119,11 @@ def test_create_upload_label_train_try(server, browser, tmp_path, data_home):
         page.get_by_test_id("stHeader").get_by_role("link", name=name, exact=True).click()
 
     def choose(label: str, option: str, within=main) -> None:
-        """Pick (or type a new) option in a selectbox."""
+        """Pick (or type a new) option in a selectbox, once the script has finished its last rerun.
+
+        Typing while a rerun redraws the page can land in the widget being replaced and be lost.
+        """
+        page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
         box = within.get_by_role("combobox", name=label)
         box.click()
         box.fill(option)
