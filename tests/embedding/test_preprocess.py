@@ -66,7 +66,7 @@ def test_open_clip_transform_is_batched():
         ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], does_not_raise()),
         ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711], does_not_raise()),
         ([0.5], [0.25], does_not_raise()),  # one value for every channel, as Normalize allows
-        ([0.5, 0.5], [0.5, 0.5], pytest.raises(RuntimeError)),  # two channels cannot normalise RGB
+        ([0.5, 0.5], [0.5, 0.5], pytest.raises(ValueError, match="3 channel means")),  # two channels cannot normalise RGB
     ],
 )
 def test_lookup_table_is_bit_identical_to_the_float_formula(mean, std, exception):
