@@ -225,10 +225,16 @@ def ingest(
             new_items.append(_to_new_input(result))
             ok_shas.add(result.raw.sha256)
         labels = _labels_for(store, prepared.raws, ok_shas, forced, value)
-        ids = store.add_inputs(new_items, labels)
-        stored_now.update({item.sha256: ids[item.sha256] for item in new_items})
-        report.added += [ids[item.sha256] for item in new_items]
-        report.already_stored += list(dict.fromkeys(known[r.sha256] for r in prepared.raws if r.sha256 in known))
+        stored = store.add_inputs(new_items, labels)
+        stored_now.update({item.sha256: stored.ids[item.sha256] for item in new_items})
+        report.added += [stored.ids[item.sha256] for item in new_items if item.sha256 in stored.inserted]
+        # Known before this batch, or stored by a parallel ingest between our check and our commit.
+        report.already_stored += list(
+            dict.fromkeys(
+                [known[r.sha256] for r in prepared.raws if r.sha256 in known]
+                + [stored.ids[item.sha256] for item in new_items if item.sha256 not in stored.inserted]
+            )
+        )
         report.labelled += sum(len(pairs) for pairs in labels.values())
         if progress:
             progress(report, f"{report.seen} inputs read")

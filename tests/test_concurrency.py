@@ -38,18 +38,19 @@ _WRITER = textwrap.dedent(
     who, rounds = sys.argv[1], int(sys.argv[2])
     project = open_project("p")
     rng = random.Random(who)
-    negatives = []
+    negatives, added = [], 0
     for r in range(rounds):
         texts = [f"{who} says thing {r} {i}" for i in range(8)] + [f"shared thing {r} {i}" for i in range(4)]
         report = ingest(project, read_texts(texts, concept=f"c-{who}"))
         ids = report.added + report.already_stored
+        added += len(report.added)
         concept = project.store.ensure_concepts([f"not-{who}"])[f"not-{who}"]
         picked = rng.sample(ids, 3)
         project.store.set_labels(picked, concept, -1)
         negatives += picked
         index = load_index(project.store, "tiny-text")
         assert len(index) >= len(ids)
-    print(json.dumps(negatives))
+    print(json.dumps({"negatives": negatives, "added": added}))
     """
 )
 
@@ -104,7 +105,9 @@ def test_two_processes_ingest_and_label_one_project(data_home):
         assert b"locked" not in err and b"Traceback" not in err
         outputs[who] = json.loads(out)
     assert searches > 0
-    _check_project(open_project("p"), outputs)
+    _check_project(open_project("p"), {who: output["negatives"] for who, output in outputs.items()})
+    # Each shared text was added by one of the two, whichever committed first: never counted twice.
+    assert sum(output["added"] for output in outputs.values()) == len(open_project("p").store.list_inputs())
 
 
 def test_threads_sharing_one_project_object():

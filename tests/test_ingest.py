@@ -200,3 +200,14 @@ def test_large_jpeg_keeps_its_real_size_in_the_record(project, tmp_path):
     Image.new("RGB", (2400, 1600), (10, 120, 200)).save(path, quality=80)
     (input_id,) = ingest(project, read_inputs([path])).added
     assert project.store.get_input(input_id).info == {"width": 2400, "height": 1600}
+
+
+def test_inputs_another_writer_stored_first_are_reported_as_already_stored(monkeypatch):
+    """Two ingests of the same bytes race: the one that commits second reports them stored, not added."""
+    project = create_project("p", "tiny")
+    texts = ["a shared line", "another shared line"]
+    first = ingest(open_project("p"), read_texts(texts))  # the other writer, through its own handle
+    monkeypatch.setattr(project.store, "find_input_ids", lambda shas: {})  # our check ran before its commit
+    second = ingest(project, read_texts(texts, concept="shared"))
+    assert (len(first.added), second.added, sorted(second.already_stored)) == (2, [], sorted(first.added))
+    assert second.labelled == 2 and len(project.store.list_inputs()) == 2

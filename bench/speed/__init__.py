@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cold_start, ingest, prediction, process, search, serving, training, video
+from . import cold_start, ingest, prediction, process, search, serving, tables, training, video
 from .common import DATA, Row, make_photos, make_video
 
 
@@ -41,11 +41,13 @@ def _machine() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not the figures")
-    parser.add_argument("--only", nargs="*", help="run only these sections: ingest lite video train predict search memory app cold serving")
+    parser.add_argument(
+        "--only", nargs="*", help="run only these sections: ingest lite video train predict search memory app cold serving table"
+    )
     parser.add_argument("--memory-images", type=int, default=10_000, help="how many images the peak-memory run ingests")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sections = set(args.only or ["ingest", "lite", "video", "train", "predict", "search", "memory", "app", "cold", "serving"])
+    sections = set(args.only or ["ingest", "lite", "video", "train", "predict", "search", "memory", "app", "cold", "serving", "table"])
     quick = args.quick
     seconds = 10 if quick else 60
     photos = make_photos(32 if quick else 512, DATA / ("photos-quick" if quick else "photos"))
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         ("app", lambda: process.bench_first_page(rows)),
         ("cold", lambda: cold_start.bench_cold_start(rows)),
         ("serving", lambda: serving.bench_serving(rows, requests=40 if quick else 400)),
+        ("table", lambda: tables.bench_tables(rows)),
     ]
     for name, step in steps:
         if name in sections:

@@ -51,7 +51,7 @@ def bench_training(rows: list[Row], sizes: tuple[int, ...]) -> None:
         items = [
             NewInput(hashlib.sha256(b"%d" % i).hexdigest(), "image", f"{i}", ".bin", b"%d" % i, "tiny-image", vectors[i]) for i in range(n)
         ]
-        ids = project.store.add_inputs(items)
+        ids = project.store.add_inputs(items).ids
         concepts = project.store.ensure_concepts([f"concept {c}" for c in range(CONCEPTS)])
         for c in range(CONCEPTS):
             project.store.set_labels([ids[items[i].sha256] for i in np.flatnonzero(labels == c)], concepts[f"concept {c}"], 1)

@@ -8,6 +8,7 @@ import codecs
 import hashlib
 import zipfile
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,9 +52,18 @@ class ReadConfig:
     max_zip_entries: int = 20_000
     max_zip_total_bytes: int = 8 * 1024**3
     max_zip_ratio: float = 250.0
+    max_table_rows: int = 100_000  # rows per CSV/TSV table, header not counted
+    max_inputs: int = 250_000  # inputs per batch (one read_inputs or read_uploads call)
 
     def __post_init__(self) -> None:
-        limits = (self.max_text_chars, self.max_file_bytes, self.max_zip_entries, self.max_zip_total_bytes)
+        limits = (
+            self.max_text_chars,
+            self.max_file_bytes,
+            self.max_zip_entries,
+            self.max_zip_total_bytes,
+            self.max_table_rows,
+            self.max_inputs,
+        )
         if min(limits) < 1 or self.max_zip_ratio <= 0:
             raise ValueError(f"ReadConfig limits must be positive: {self}")
 
@@ -75,6 +85,24 @@ class RawInput:
             raise ValueError(f"unknown kind {self.kind!r}")
         if (self.kind == "text") != (self.text is not None):
             raise ValueError("text is set exactly when kind is 'text'")
+
+
+def limit_inputs(items: Iterable[RawInput | InputError], config: ReadConfig) -> Iterator[RawInput | InputError]:
+    """``items`` up to ``config.max_inputs`` inputs; the first one past the limit becomes the one error that ends the batch.
+
+    Errors do not count: a batch of bad files is still read to the end, each with its line.
+    """
+    count = 0
+    for item in items:
+        if isinstance(item, RawInput):
+            if count == config.max_inputs:
+                yield InputError(
+                    item.name,
+                    f"more than {config.max_inputs:,} inputs in one batch: this one and the rest were not read (add them in another batch)",
+                )
+                return
+            count += 1
+        yield item
 
 
 def make_input(name: str, data: bytes, suffix: str, concept: str | None, config: ReadConfig) -> RawInput | InputError:

@@ -28,6 +28,7 @@ from core.inputs.raw import (
     describe_unsupported,
     format_bytes,
     is_hidden,
+    limit_inputs,
     make_input,
     make_text_input,
     max_text_bytes,
@@ -53,8 +54,7 @@ def read_inputs(paths: Iterable[str | os.PathLike[str]], config: ReadConfig = Re
     Yields:
         ``RawInput`` for each usable item, ``InputError`` (yielded, not raised) for each bad one.
     """
-    for path in paths:
-        yield from _read_path(str(os.fspath(path)), config)
+    yield from limit_inputs((item for path in paths for item in _read_path(str(os.fspath(path)), config)), config)
 
 
 def read_texts(texts: Iterable[str], concept: str | None = None) -> Iterator[RawInput | InputError]:

@@ -65,12 +65,19 @@ def read_table(name: str, stream: IO[bytes], suffix: str, concept: str | None, c
                     return
                 columns = found
                 continue
+            if not isinstance(row, csv.Error) and not any(cell.strip() for cell in row):
+                continue  # blank lines (often trailing) are not rows anyone meant
             row_name = f"{name}:row {row_number}"
+            if rows == config.max_table_rows:
+                yield InputError(
+                    row_name,
+                    f"more than {config.max_table_rows:,} rows (the limit per table): this row and the rest were not read; split the table",
+                )
+                return
+            rows += 1
             if isinstance(row, csv.Error):
-                rows += 1
                 yield InputError(row_name, f"malformed row ({row})")
-            elif any(cell.strip() for cell in row):  # blank lines (often trailing) are not rows anyone meant
-                rows += 1
+            else:
                 text_index, label_index = columns
                 text = row[text_index] if text_index < len(row) else ""
                 row_concept = concept

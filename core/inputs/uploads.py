@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import PurePath
 
 from core.errors import InputError
-from core.inputs.raw import ARCHIVE_SUFFIXES, TABLE_SUFFIXES, RawInput, ReadConfig
+from core.inputs.raw import ARCHIVE_SUFFIXES, TABLE_SUFFIXES, RawInput, ReadConfig, limit_inputs
 from core.inputs.sources import read_inputs
 
 _UNSAFE = re.compile(r"[^\w .()+-]")
@@ -43,6 +43,10 @@ def read_uploads(files: Iterable[tuple[str, bytes]], config: ReadConfig = ReadCo
     Zip archives and CSV/TSV tables are expanded as usual; names in inputs and errors are the
     uploaded file names (``photos.zip/cats/a.jpg``, ``notes.csv:row 3``), never temporary paths.
     """
+    yield from limit_inputs(_read_each_upload(files, config), config)
+
+
+def _read_each_upload(files: Iterable[tuple[str, bytes]], config: ReadConfig) -> Iterator[RawInput | InputError]:
     folder = tempfile.mkdtemp(prefix="conceptlab-upload-")
     prefix = folder + os.sep
     taken: set[str] = set()

@@ -4,6 +4,7 @@ and the clean-up of files a killed process left behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -41,6 +42,11 @@ class InputRecord:
     text: str | None = None
     info: dict = field(default_factory=dict)
 
+    @property
+    def is_its_own_text(self) -> bool:
+        """True for a text kept in the database alone (no file in ``blobs/``): its UTF-8 text is its original."""
+        return self.kind == "text" and self.text is not None and hashlib.sha256(self.text.encode("utf-8")).hexdigest() == self.sha256
+
 
 @dataclass(frozen=True)
 class NewInput:
@@ -59,8 +65,25 @@ class NewInput:
     frame_vectors: np.ndarray | None = None
 
 
+def _is_its_own_text(item: NewInput) -> bool:
+    """True for a text whose original bytes are its stored text in UTF-8: no file needed to keep them."""
+    return item.kind == "text" and item.text is not None and item.data == item.text.encode("utf-8")
+
+
 def _to_blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+@dataclass(frozen=True)
+class AddedInputs:
+    """What ``add_inputs`` stored: an id for every item, and which of them this call inserted.
+
+    An item missing from ``inserted`` was stored first by another writer (a parallel ingest of the
+    same bytes) or earlier: it is already stored, not added, whatever the caller believed.
+    """
+
+    ids: dict[str, int]
+    inserted: frozenset[str]
 
 
 class InputRows:
@@ -73,11 +96,13 @@ class InputRows:
         """Map the given content hashes to the ids of inputs already stored."""
         return dict(self.query_in("SELECT sha256, id FROM inputs WHERE sha256 IN ({marks})", sha256s))
 
-    def add_inputs(self, items: list[NewInput], labels: dict[str, list[tuple[int, int]]] | None = None) -> dict[str, int]:
+    def add_inputs(self, items: list[NewInput], labels: dict[str, list[tuple[int, int]]] | None = None) -> AddedInputs:
         """Store inputs with their embeddings (and optional labels) in one transaction.
 
         Originals are written to content-addressed files first; a crash after that but
-        before the commit only leaves an unreferenced file, never a row without data.
+        before the commit only leaves an unreferenced file, never a row without data. A text
+        whose stored text is its original (a table row, a typed text) gets no file: the
+        database row holds it.
 
         Args:
             items: inputs to add; hashes already stored are skipped.
@@ -85,7 +110,7 @@ class InputRows:
                 already stored (a hash no input has is skipped).
 
         Returns:
-            sha256 -> input id for every item (new or already there).
+            sha256 -> input id for every item (new or already there), and the hashes inserted now.
 
         Raises:
             StorageError: the disk is full or read-only; nothing of this batch is stored.
@@ -93,7 +118,7 @@ class InputRows:
         self._write_blobs(items)
         now = time.time()
         ids: dict[str, int] = {}
-        inserted = False
+        inserted: set[str] = set()
         with self.transaction() as conn:
             for item in items:
                 row = conn.execute("SELECT id FROM inputs WHERE sha256 = ?", (item.sha256,)).fetchone()
@@ -106,7 +131,7 @@ class InputRows:
                 )
                 input_id = int(cur.lastrowid)
                 ids[item.sha256] = input_id
-                inserted = True
+                inserted.add(item.sha256)
                 conn.execute(
                     "INSERT INTO embeddings (input_id, space, vector) VALUES (?, ?, ?)",
                     (input_id, item.space, _to_blob(item.vector)),
@@ -126,10 +151,12 @@ class InputRows:
         # An orphan sweep (another process) may have removed a reused blob between its check and our
         # commit; now that the rows are committed no sweep will touch these files, so restore any gap.
         self._write_blobs([item for item in items if not self.blob_path(item.sha256, item.suffix).exists()])
-        return ids
+        return AddedInputs(ids, frozenset(inserted))
 
     def _write_blobs(self, items: list[NewInput]) -> None:
         for item in items:
+            if _is_its_own_text(item):
+                continue
             path = self.blob_path(item.sha256, item.suffix)
             with storage_errors(path.parent):
                 try:
@@ -283,6 +310,9 @@ class InputRows:
         return removed
 
     def read_blob(self, record: InputRecord) -> bytes:
+        """The original bytes of an input (for a text stored without a file, its text's UTF-8 bytes)."""
+        if record.is_its_own_text:
+            return record.text.encode("utf-8")
         return self.blob_path(record.sha256, record.suffix).read_bytes()
 
     # -- embeddings --------------------------------------------------------------------

@@ -162,3 +162,40 @@ def test_links_in_a_folder_never_read_files_outside_it_unless_asked(tmp_path, ta
     assert describe_outcomes(items) == [(f"{folder}/link.txt", *expected), (f"{folder}/real.txt", "text", None)]
     if expected[0] == "text" and target == "outside":
         assert items[0].text == "a private file"
+
+
+@pytest.mark.parametrize(
+    "files, limit, expected",
+    [
+        # (file name, content); the limit counts inputs only, so bad files are still each named.
+        ([("a.txt", "one"), ("b.txt", "two")], 2, [("a.txt", "text", None), ("b.txt", "text", None)]),
+        (
+            [("a.txt", "one"), ("b.txt", ""), ("c.txt", "three"), ("d.txt", "four")],
+            2,
+            [("a.txt", "text", None), ("b.txt", None, "empty file"), ("c.txt", "text", None), ("d.txt", None, "more than 2 inputs")],
+        ),
+        # Rows of a table count one each: the batch stops inside it, at the row past the limit.
+        (
+            [("a.txt", "one"), ("b.csv", "text\nx\ny\nz\n")],
+            3,
+            [
+                ("a.txt", "text", None),
+                ("b.csv:row 2", "text", None),
+                ("b.csv:row 3", "text", None),
+                ("b.csv:row 4", None, "more than 3 inputs"),
+            ],
+        ),
+    ],
+    ids=["at-limit", "over-limit", "inside-a-table"],
+)
+def test_a_batch_stops_at_its_input_limit_with_one_line(tmp_path, files, limit, expected):
+    for name, content in files:
+        write_file(tmp_path / name, content)
+    items = list(read_inputs([tmp_path], ReadConfig(max_inputs=limit)))
+    outcomes = [
+        (name.removeprefix(f"{tmp_path}/"), kind, what if what is None or kind else what[:18])
+        for name, kind, what in describe_outcomes(items)
+    ]
+    assert outcomes == expected
+    if expected[-1][2] and expected[-1][2].startswith("more than"):
+        assert items[-1].reason == f"more than {limit} inputs in one batch: this one and the rest were not read (add them in another batch)"

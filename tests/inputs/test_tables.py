@@ -42,6 +42,21 @@ TABLE_CASES = [
     pytest.param("notes.csv", "\n\n", ReadConfig(), [("", None, "no header row (the first line is empty)")], id="no-header"),
     pytest.param("notes.csv", "text\n", ReadConfig(), [("", None, "no rows under the header row")], id="header-only"),
     pytest.param("notes.csv", "text\n\n \n", ReadConfig(), [("", None, "no rows under the header row")], id="header-and-blank-lines"),
+    # The row limit: exactly the limit is fine (blank lines do not count); one more row stops the table with one line.
+    pytest.param(
+        "notes.csv", "text\na\n\nb\n\n", ReadConfig(max_table_rows=2), [("row 2", "text", None), ("row 4", "text", None)], id="at-limit"
+    ),
+    pytest.param(
+        "notes.csv",
+        "text\na\nb\nc\nd\n",
+        ReadConfig(max_table_rows=2),
+        [
+            ("row 2", "text", None),
+            ("row 3", "text", None),
+            ("row 4", None, "more than 2 rows (the limit per table): this row and the rest were not read; split the table"),
+        ],
+        id="over-limit",
+    ),
 ]
 
 
@@ -54,3 +69,15 @@ def test_tables(tmp_path, filename, content, config, expected):
     if filename.endswith("sv") and config.label_column == "label":
         assert texts == ["a cat", "a dog", "quoted, with comma"]
         assert all(item.suffix == ".txt" and item.data == item.text.encode() for item in items if isinstance(item, RawInput))
+
+
+def test_a_table_of_a_million_rows_stops_at_the_limit_without_reading_the_rest(tmp_path):
+    path = tmp_path / "huge.csv"
+    with open(path, "w") as f:
+        f.write("text\n")
+        f.writelines(f"row {i}\n" for i in range(1_000_000))
+    items = read_inputs([path], ReadConfig(max_table_rows=1_000))
+    assert sum(isinstance(next(items), RawInput) for _ in range(1_000)) == 1_000
+    refusal = next(items)
+    assert refusal.name == f"{path}:row 1002" and "more than 1,000 rows (the limit per table)" in refusal.reason
+    assert next(items, None) is None

@@ -102,3 +102,10 @@ def test_describe_progress(done, total, elapsed, expected):
     from core.inputs.uploads import describe_progress
 
     assert describe_progress(done, total, elapsed) == expected
+
+
+def test_uploads_stop_at_the_batch_limit_with_one_line():
+    files = [(f"note {i}.txt", f"text {i}".encode()) for i in range(5)]
+    items = list(read_uploads(files, ReadConfig(max_inputs=3)))
+    assert [item.name for item in items] == ["note 0.txt", "note 1.txt", "note 2.txt", "note 3.txt"]
+    assert isinstance(items[-1], InputError) and "more than 3 inputs in one batch" in items[-1].reason

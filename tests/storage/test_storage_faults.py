@@ -99,7 +99,7 @@ def test_no_space_for_an_original_file(tmp_path, monkeypatch):
     ingest(project, read_texts(["already here"]))
     monkeypatch.setattr("core.disk.os.fsync", _enospc)
     with pytest.raises(StorageError, match="the disk is full"):
-        ingest(project, read_texts(["new text"]))
+        ingest(project, read_inputs([_noise_images(tmp_path / "new", 2, seed=4)]))  # originals need files; texts do not
     monkeypatch.undo()
     assert [r.text for r in project.store.list_inputs()] == ["already here"]
     assert list(project.root.rglob(".tmp-*")) == []
@@ -123,8 +123,9 @@ def test_no_space_for_an_export(tmp_path, monkeypatch):
 
 def test_command_line_says_it_in_one_line(tmp_path, monkeypatch, capsys):
     create_project("p", "tiny")
+    photos = _noise_images(tmp_path / "photos", 1, seed=5)
     monkeypatch.setattr("core.disk.os.fsync", _enospc)
-    assert run(["ingest", "p", "--text", "hello"]) == 1
+    assert run(["ingest", "p", str(photos)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: cannot write to ") and err.endswith("the disk is full (free some space and try again)\n")
     assert err.count("\n") == 1

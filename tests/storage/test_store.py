@@ -33,7 +33,7 @@ def test_missing_database_is_a_project_error(tmp_path):
 
 
 def test_inputs_round_trip_with_blob_and_embedding(store):
-    ids = store.add_inputs([_item(1), _item(2)])
+    ids = store.add_inputs([_item(1), _item(2)]).ids
     record = store.get_input(ids[_item(1).sha256])
     assert record.name == "in1.txt" and record.text == "input 1"
     assert store.read_blob(record) == b"input 1"
@@ -46,12 +46,13 @@ def test_same_bytes_are_stored_once_and_bump_no_generation(store):
     first = store.add_inputs([_item(1)])
     generation = store.generation()
     again = store.add_inputs([_item(1)])
-    assert first == again and len(store.list_inputs()) == 1
+    assert first.ids == again.ids and len(store.list_inputs()) == 1
+    assert first.inserted == {_item(1).sha256} and again.inserted == set()  # the second call added nothing
     assert store.generation() == generation  # nothing new: the FAISS cache stays valid
 
 
 def test_video_frames_are_kept_with_their_times(store):
-    ids = store.add_inputs([_item(3, kind="video", frames=4)])
+    ids = store.add_inputs([_item(3, kind="video", frames=4)]).ids
     times, vectors = store.load_frames(ids[_item(3).sha256])
     assert list(times) == [0.0, 1.0, 2.0, 3.0] and vectors.shape == (4, 4)
 
@@ -91,7 +92,7 @@ def test_concepts_create_rename_delete(store):
 
 
 def test_labels_positive_negative_remove_and_cascade(store):
-    ids = store.add_inputs([_item(1), _item(2)])
+    ids = store.add_inputs([_item(1), _item(2)]).ids
     a, b = ids[_item(1).sha256], ids[_item(2).sha256]
     cat = store.ensure_concepts(["cat"])["cat"]
     store.set_labels([a], cat, 1)
@@ -106,7 +107,7 @@ def test_labels_positive_negative_remove_and_cascade(store):
 
 
 def test_delete_inputs_removes_rows_and_files(store):
-    ids = store.add_inputs([_item(1), _item(2)])
+    ids = store.add_inputs([_item(1), _item(2)]).ids
     record = store.get_input(ids[_item(1).sha256])
     assert store.delete_inputs([record.id]) == 1
     assert store.get_input(record.id) is None and not store.blob_path(record.sha256, record.suffix).exists()
@@ -120,7 +121,7 @@ def test_resolve_input_id(store, ref, found):
 
 
 def test_resolve_input_id_by_hash_prefix(store):
-    ids = store.add_inputs([_item(7)])
+    ids = store.add_inputs([_item(7)]).ids
     assert store.resolve_input_id(_item(7).sha256[:10]) == ids[_item(7).sha256]
 
 
@@ -149,3 +150,24 @@ def test_versions_and_active(store):
     v2 = store.add_version("b.npz", 0.7, {"x": 2})
     assert [v[0] for v in store.list_versions()] == [v1, v2]
     assert store.get_meta("active_version") == str(v2)
+
+
+@pytest.mark.parametrize(
+    "kind, data, text, suffix, has_file",
+    [
+        ("text", b"a row of a table", "a row of a table", ".txt", False),  # the row's text is its original
+        ("text", b"  padded file text\n", "padded file text", ".txt", True),  # the file's own bytes differ from the text
+        ("text", "\ufeffUTF-16 text".encode("utf-16"), "UTF-16 text", ".txt", True),
+        ("image", b"\x89PNG not really", None, ".png", True),
+    ],
+    ids=["table-row", "padded-file", "utf-16-file", "image"],
+)
+def test_a_text_is_kept_in_the_database_alone_when_its_text_is_its_original(store, kind, data, text, suffix, has_file):
+    sha = hashlib.sha256(data).hexdigest()
+    item = NewInput(sha, kind, f"in{suffix}", suffix, data, "s", np.ones(4, np.float32) / 2, text=text)
+    added = store.add_inputs([item])
+    assert added.inserted == {sha}
+    record = store.get_input(added.ids[sha])
+    assert store.blob_path(sha, suffix).exists() == has_file
+    assert store.read_blob(record) == data  # the original, from the file or from the row
+    assert store.delete_inputs([record.id]) == 1 and not store.blob_path(sha, suffix).exists()
