@@ -54,10 +54,21 @@ class IngestReport:
     labelled: int = 0
     failed: list[InputError] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what went in but not as the person may have meant
 
     @property
     def seen(self) -> int:
         return len(self.added) + len(self.already_stored) + len(self.failed)
+
+
+def note_missing_folder_labels(report: IngestReport, labels_from_folders: bool) -> IngestReport:
+    """Add a note to ``report`` when folder names were to be concepts but no input was in a folder: nothing got a label."""
+    if labels_from_folders and report.labelled == 0 and (report.added or report.already_stored):
+        report.notes.append(
+            "no input was in a subfolder, so none got a concept from a folder name: "
+            "put each concept's files in a folder named after it (cats/a.jpg, dogs/b.jpg)"
+        )
+    return report
 
 
 IngestProgress = Callable[[IngestReport, str], None]

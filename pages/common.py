@@ -172,6 +172,8 @@ def render_ingest_report(project: Project, report: IngestReport) -> None:
     d.metric("Took", format_duration(report.seconds))
     if report.labelled:
         st.caption(f"{plural(report.labelled, 'label')} recorded.")
+    for note in report.notes:
+        st.info(md(note[0].upper() + note[1:] + "."), icon=":material/info:")
     if failed:
         st.warning(f"{plural(failed, 'file')} could not be used; the rest went in.", icon=":material/warning:")
         st.dataframe(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.ingestion import ingest
+from core.ingestion import ingest, note_missing_folder_labels
 from core.inputs import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
 from core.inputs.uploads import count_upload_items, read_uploads
 from core.views.samples import add_sample_data, build_sample_inputs
@@ -87,7 +87,13 @@ with files_tab:
         # Generators, so a big video's bytes are copied out of the upload once at a time, not all at once.
         total = count_upload_items((f.name, f.getvalue()) for f in uploads)
         items = read_uploads(((f.name, f.getvalue()) for f in uploads), config)
-        finish(ingest_with_progress(project, total, lambda progress: ingest(project, items, concept, negative, progress=progress)))
+        finish(
+            ingest_with_progress(
+                project,
+                total,
+                lambda progress: note_missing_folder_labels(ingest(project, items, concept, negative, progress=progress), folders),
+            )
+        )
 
 with paste_tab:
     pasted = st.text_area("Texts, one per line", height=180, key=f"pasted_{st.session_state.upload_round}")

@@ -6,6 +6,7 @@ import ast
 import io
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -228,6 +229,29 @@ def test_upload_files_with_a_concept_and_a_broken_file():
     assert [name for _, name in project.store.list_concepts()] == ["red"]
     assert all(project.store.labels_of(i) == {"red": 1} for i in range(1, 3))
     assert at.file_uploader[0].value == []  # a fresh uploader for the next batch
+
+
+@pytest.mark.parametrize(
+    "files, note",
+    [
+        ([("a.png", "png"), ("b.png", "png")], True),  # loose files: no folder, so folder names labelled nothing
+        ([("shapes.zip", "zip")], False),  # a zip of red/ and blue/ folders: labelled, nothing to say
+    ],
+)
+def test_folder_names_as_concepts_says_when_there_were_no_folders(files, note):
+    create_project("demo", "tiny")
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("red/1.png", png(RED, 1))
+        archive.writestr("blue/2.png", png(BLUE, 2))
+    content = {"png": lambda i: png(RED, 10 + i), "zip": lambda i: zipped.getvalue()}
+    at = run_app()
+    at.file_uploader[0].set_value([(name, content[kind](i), "application/octet-stream") for i, (name, kind) in enumerate(files)]).run()
+    at.radio(key="files_how").set_value("Folder names are concepts").run()
+    click(at, f"Add {len(files)} file" + ("s" if len(files) > 1 else ""))
+    infos = [i.value for i in at.info]
+    assert any("No input was in a subfolder" in value for value in infos) == note, infos
+    assert bool(open_project("demo").store.list_concepts()) != note
 
 
 def test_paste_texts_as_negatives():

@@ -246,3 +246,25 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path, args):
     process.stdout.close()  # like `conceptlab ... | head -0`: nobody reads
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+
+
+@pytest.mark.parametrize(
+    "layout, labelled, noted",
+    [
+        ({"a.txt": "one", "b.txt": "two"}, 0, True),  # no subfolder: nothing could be labelled, and it says so
+        ({"cats/a.txt": "one", "dogs/b.txt": "two"}, 2, False),
+        ({"cats/a.txt": "one", "b.txt": "two"}, 1, False),  # a loose file beside concept folders is normal
+    ],
+    ids=["no-subfolders", "subfolders", "mixed"],
+)
+def test_labels_from_folders_says_when_no_input_was_in_a_folder(tmp_path, capsys, layout, labelled, noted):
+    for name, text in layout.items():
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_text(text)
+    assert run(["project", "create", "notes", "--embedder", "tiny"]) == 0
+    capsys.readouterr()
+    code, report = _json(capsys, ["ingest", "notes", str(tmp_path / "in"), "--labels-from-folders"])
+    assert code == 0 and report["labelled"] == labelled and bool(report["notes"]) == noted
+    assert run(["ingest", "notes", str(tmp_path / "in"), "--labels-from-folders"]) == 0
+    err = capsys.readouterr().err
+    assert ("note: no input was in a subfolder" in err) == noted

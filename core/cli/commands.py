@@ -14,7 +14,7 @@ from core.embedding.weights import download_clip_weights
 from core.errors import ConceptlabError, ProjectError
 from core.evaluate import evaluate_inputs
 from core.exchange import export_model_to, import_model, read_model_file
-from core.ingestion import ingest
+from core.ingestion import ingest, note_missing_folder_labels
 from core.inputs import ReadConfig, VideoConfig, read_inputs, read_texts
 from core.learning.heads import HeadConfig
 from core.learning.models import load_model, set_threshold
@@ -118,13 +118,17 @@ def run_command(args: argparse.Namespace) -> int:
             progress=lambda so_far, message: progress.show(message),
         )
         progress.close()
+        note_missing_folder_labels(report, args.labels_from_folders)
         for failure in report.failed:
             print(str(failure), file=sys.stderr)
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
         data = {
             "added": report.added,
             "already_stored": report.already_stored,
             "labelled": report.labelled,
             "failed": [{"input": f.name, "error": f.reason} for f in report.failed],
+            "notes": report.notes,
             "seconds": round(report.seconds, 3),
         }
         _out(args, data, summarise_ingest(report))

@@ -162,6 +162,9 @@ def _read_file(name: str, concept: str | None, config: ReadConfig) -> Iterator[R
             with open(name, "rb") as stream:
                 data = stream.read()
             yield make_input(name, data, suffix, concept, config)
+    except FileNotFoundError:
+        # Listed a moment ago: moved or deleted while the batch was being read.
+        yield InputError(name, "gone before it could be read (moved or deleted during the ingest)")
     except OSError as e:
         yield InputError(name, f"cannot read ({e.strerror or e})")
 

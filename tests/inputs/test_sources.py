@@ -199,3 +199,14 @@ def test_a_batch_stops_at_its_input_limit_with_one_line(tmp_path, files, limit, 
     assert outcomes == expected
     if expected[-1][2] and expected[-1][2].startswith("more than"):
         assert items[-1].reason == f"more than {limit} inputs in one batch: this one and the rest were not read (add them in another batch)"
+
+
+def test_a_file_deleted_after_the_folder_was_listed_gets_its_line(tmp_path):
+    for name in ("a.txt", "b.txt", "c.txt"):
+        write_file(tmp_path / name, f"text {name}")
+    items = read_inputs([tmp_path])
+    first = next(items)  # the folder is listed now; b.txt goes before it is read
+    (tmp_path / "b.txt").unlink()
+    rest = list(items)
+    assert first.name.endswith("a.txt") and isinstance(rest[1], RawInput) and rest[1].name.endswith("c.txt")
+    assert rest[0].name == str(tmp_path / "b.txt") and rest[0].reason == "gone before it could be read (moved or deleted during the ingest)"
