@@ -33,8 +33,12 @@ HEAD_NAMES = {
     ZERO_SHOT: "zero-shot",
     NO_HEAD: "not trained yet",
 }
-_MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]()<>#|~:$&])")  # emphasis, links, code, HTML, icons, LaTeX
+_MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]()<>#|~:$&!^=])")  # emphasis, links, images, code, HTML, icons, LaTeX
 _MARKDOWN_LEADING = re.compile(r"^(\s*)([-+=]|\d+[.)])")  # lists and headings only count at the start
+# Where a word joiner (U+2060, invisible) goes: after a ':' that something follows (emoji and icon
+# shortcodes, "https://"), between "www" and its '.', and before '@' (e-mail addresses).
+_SHORTCODES_AND_AUTOLINKS = re.compile(r"(?<=:)(?=\S)|(?i:(?<=www)(?=\.))|(?=@)")
+WORD_JOINER = "\u2060"
 
 
 def start_page() -> None:
@@ -53,8 +57,16 @@ def start_page() -> None:
 
 
 def md(text: object) -> str:
-    """Escape text a person typed or named so Markdown shows it as it is."""
-    escaped = _MARKDOWN_INLINE.sub(r"\\\1", str(text)).replace("\n", " ")
+    """Escape text a person typed or named (or a file brought in) so Markdown shows it as it is, never as markup.
+
+    Every user-supplied string on a page goes through here: names in widget labels, captions, messages and
+    headings. Backslashes stop links, images, emphasis, HTML, LaTeX and colour directives. They cannot stop
+    autolinks (``www.x.com``, ``https://...``, ``a@b.com``) or emoji and icon shortcodes (``:smile:``):
+    Streamlit's Markdown finds those in the text *after* escapes are undone. An invisible word joiner in each
+    of them does, since those patterns must begin after a space or punctuation and run on letters.
+    """
+    joined = _SHORTCODES_AND_AUTOLINKS.sub(WORD_JOINER, str(text))
+    escaped = _MARKDOWN_INLINE.sub(r"\\\1", joined).replace("\n", " ")
     return _MARKDOWN_LEADING.sub(lambda m: f"{m.group(1)}{m.group(2)[:-1]}\\{m.group(2)[-1]}", escaped)
 
 

@@ -286,7 +286,7 @@ elif mode == "One at a time":
             st.markdown("**It shows…**")
             for c in concepts:
                 st.button(
-                    c,
+                    md(c),
                     key=f"yes_{c}",
                     icon=":material/check:",
                     type="primary",
@@ -297,7 +297,7 @@ elif mode == "One at a time":
             st.markdown("**It does not show…**")
             for c in concepts:
                 st.button(
-                    c,
+                    md(c),
                     key=f"no_{c}",
                     icon=":material/close:",
                     on_click=_label,

@@ -320,7 +320,7 @@ SHOWN = {"concepts", "config", "selection", "metrics", "choices", "thresholds", 
 for key, value in report.items():
     if key in SHOWN:
         continue
-    title = key.replace("_", " ").capitalize()
+    title = md(key.replace("_", " ").capitalize())  # keys of an imported model file: anyone's text
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         st.metric(title, f"{value:.3g}" if isinstance(value, float) else value)
     elif rows := report_rows(value):

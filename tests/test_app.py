@@ -77,8 +77,8 @@ def texts(at: AppTest) -> str:
 
 
 def plain(markdown: str) -> str:
-    """Markdown with its backslash escapes undone: the text people see."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """Markdown with its backslash escapes and word joiners undone: the text people see."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def picks(at: AppTest) -> list:
@@ -441,8 +441,36 @@ def test_names_from_people_are_escaped():
     ingest(project, read_uploads(files), concept="*star*")
     at = run_app("label", "demo")
     shown = texts(at)
-    assert r"\*\*bold\*\* \[link\]\(javascript\:x\) \<i\>x.png" in shown
+    assert "\\*\\*bold\\*\\* \\[link\\]\\(javascript\\:\u2060x\\) \\<i\\>x.png" in shown
     assert r":green-badge[\*star\*]" in shown
+
+
+@pytest.mark.parametrize(
+    "name, escaped",
+    [
+        ("photo 1.jpg", "photo 1.jpg"),  # nothing to do
+        ("**bold** _it_ ~~gone~~ `code`", r"\*\*bold\*\* \_it\_ \~\~gone\~\~ \`code\`"),
+        ("![t](http://x.invalid/t.png)", "\\!\\[t\\]\\(http\\:\u2060//x.invalid/t.png\\)"),
+        ("www.evil.com", "www\u2060.evil.com"),  # an autolink: backslashes cannot stop it, the word joiner does
+        ("WWW.Evil.com", "WWW\u2060.Evil.com"),
+        ("https://evil.com", "https\\:\u2060//evil.com"),
+        ("me@evil.com", "me\u2060@evil.com"),
+        (":smile: :material/home:", "\\:\u2060smile\\: \\:\u2060material/home\\:"),
+        ("$x^2$", r"\$x\^2\$"),
+        (":red[alarm]", "\\:\u2060red\\[alarm\\]"),
+        ("<b>x</b> &amp;", r"\<b\>x\</b\> \&amp;"),
+        ("# heading", r"\# heading"),
+        ("1. first", r"1\. first"),
+        ("- item", r"\- item"),
+        ("two\nlines", "two lines"),
+        ("a: b", "a\\: b"),  # a colon before a space starts nothing: no joiner
+    ],
+)
+def test_md_escapes_every_markup_a_name_could_hold(name, escaped):
+    from pages.common import md
+
+    assert md(name) == escaped
+    assert plain(md(name)) == name.replace("\n", " ")  # and the person sees exactly what they typed
 
 
 def test_report_fields_become_tables_of_plain_cells():

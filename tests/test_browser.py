@@ -236,3 +236,84 @@ def test_first_prediction_after_a_fresh_start(browser, tmp_path, data_home):
     )
     (tmp_path / "timing.log").write_text(timing)
     print(timing)
+
+
+# Concept and file names that would be markup if a page let them: each must show as the very text typed.
+HOSTILE_NAMES = [
+    "![t](http://attacker.invalid/t.png)",  # an image every visitor's browser would fetch
+    "[click](javascript:alert(1))",
+    "[here](https://attacker.invalid/)",
+    "www.evil.example",  # an autolink, which backslashes cannot stop
+    "mail me@evil.example",
+    "$x^2$ and $$y$$",  # KaTeX
+    ":red[alarm] :blue-background[calm]",  # colour directives
+    "<b>bold</b> <img src=x>",  # HTML
+    ":smile: :material/home:",  # emoji and icon shortcodes
+    "**loud** _slanted_ ~~gone~~ `code`",
+]
+# File names cannot hold '/', so no URL with a path.
+HOSTILE_FILE_NAMES = ["[click](javascript:alert(1)) www.evil.example.txt", "$x^2$ :smile: **loud**.txt", "<b>bold</b> me@evil.example.txt"]
+# What none of the pages may hold, whatever the names: links, remote images, formulas, shortcodes turned into symbols.
+_INTERPRETED = (
+    "a[href*='attacker.invalid'], a[href^='javascript'], a[href*='evil.example'], a[href^='mailto'], "
+    "img[src*='attacker.invalid'], .katex, main strong:text('loud'), main em:text('slanted'), main del, main code:text('code')"
+)
+
+
+def test_names_that_look_like_markup_are_shown_as_typed_on_every_page(browser, tmp_path, data_home):
+    from core.ingestion import ingest
+    from core.inputs import read_texts, read_uploads
+    from core.learning import train
+    from core.storage.projects import create_project
+
+    project = create_project("www.evil.example", "tiny")  # project names may hold dots: an autolink in the sidebar
+    files = [(name, f"note {i} about a topic".encode()) for i, name in enumerate(HOSTILE_FILE_NAMES)]
+    ingest(project, read_uploads(files))
+    for i, name in enumerate(HOSTILE_NAMES):
+        ingest(project, read_texts([f"first {i} example", f"second {i} example"], concept=name))
+    train(project)
+    requests: list[str] = []
+    with _streamlit(data_home, tmp_path / "streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("request", lambda request: requests.append(request.url))
+        main = page.get_by_test_id("stMain")
+
+        def settled_text(last: str) -> str:
+            """The page's text once ``last`` (text near the end of the page) shows and the script has finished."""
+            sync_api.expect(main.get_by_text(last).first).to_be_visible(timeout=TIMEOUT_MS)
+            page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
+            page.wait_for_timeout(500)
+            assert page.locator(_INTERPRETED).count() == 0, page.locator(_INTERPRETED).first.evaluate("e => e.outerHTML")
+            return page.inner_text("body").replace("\u2060", "")  # the word joiners md() puts in are invisible
+
+        def nav(name: str) -> None:
+            page.get_by_test_id("stHeader").get_by_role("link", name=name, exact=True).click()
+
+        seen: dict[str, str] = {}
+        page.goto(url)
+        seen["home"] = settled_text("In this project")
+        nav("Label")
+        seen["gallery"] = settled_text("inputs match")
+        main.get_by_text("One at a time", exact=True).click()
+        seen["one at a time"] = settled_text("Skip")
+        main.get_by_text("Suggestions", exact=True).click()
+        seen["suggestions"] = settled_text("None are")
+        nav("Train")
+        seen["train"] = settled_text("version so far")
+        nav("Try")
+        main.get_by_text("Text", exact=True).click()
+        main.get_by_role("textbox", name="Text").fill("first 1 example")
+        main.get_by_role("button", name="Predict").click()
+        seen["try"] = settled_text("Why:")
+        page.close()
+    for name in HOSTILE_NAMES:  # one at a time has a button per concept, for it and against it
+        assert seen["one at a time"].count(name) >= 2, f"{name!r} is not shown as typed: {seen['one at a time']}"
+    # Elsewhere names are in tables and charts (drawn, not text) or in one sentence: the first concept's.
+    for where in ("suggestions", "train"):
+        assert HOSTILE_NAMES[0] in seen[where], f"{HOSTILE_NAMES[0]!r} is not shown as typed on {where}: {seen[where]}"
+    assert HOSTILE_NAMES[1] in seen["try"], seen["try"]  # the answer to a text like its examples
+    # File names too: the unlabelled files are the ones "one at a time" shows first.
+    assert any(name in seen["one at a time"] for name in HOSTILE_FILE_NAMES), seen["one at a time"]
+    assert "Model says ![t](http://attacker.invalid/t.png)" in seen["gallery"]
+    assert not [r for r in requests if "attacker.invalid" in r or "evil.example" in r], requests
