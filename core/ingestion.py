@@ -275,7 +275,7 @@ def _to_new_input(e: EmbeddedInput) -> NewInput:
     return NewInput(
         sha256=e.raw.sha256,
         kind=e.raw.kind,
-        name=e.raw.name,
+        name=e.raw.stored_name or e.raw.name,
         suffix=e.raw.suffix,
         data=e.raw.data,
         space=e.space,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -268,3 +269,17 @@ def test_labels_from_folders_says_when_no_input_was_in_a_folder(tmp_path, capsys
     assert run(["ingest", "notes", str(tmp_path / "in"), "--labels-from-folders"]) == 0
     err = capsys.readouterr().err
     assert ("note: no input was in a subfolder" in err) == noted
+
+
+@pytest.mark.parametrize("keep_paths, expected", [(False, "photos/cat/{name}"), (True, "{root}/photos/cat/{name}")])
+def test_ingest_stores_names_relative_to_the_folder_given_unless_asked(photos, capsys, keep_paths, expected):
+    assert run(["project", "create", "paths", "--embedder", "tiny"]) == 0
+    capsys.readouterr()
+    flags = ["--keep-paths"] if keep_paths else []
+    folder = photos / "train"
+    shutil.copytree(folder / "cat", photos / "photos" / "cat", dirs_exist_ok=True)
+    code, report = _json(capsys, ["ingest", "paths", str(photos / "photos"), "--labels-from-folders", *flags])
+    assert code == 0 and len(report["added"]) == 5
+    code, listed = _json(capsys, ["inputs", "paths"])
+    first = sorted(os.listdir(photos / "photos" / "cat"))[0]
+    assert sorted(entry["name"] for entry in listed)[0] == expected.format(root=photos, name=first)

@@ -33,6 +33,7 @@ def _read(args: argparse.Namespace, with_labels: bool = False):
         label_column=getattr(args, "label_column", None) if with_labels else None,
         labels_from_folders=getattr(args, "labels_from_folders", False),
         follow_links=args.follow_links,
+        keep_paths=getattr(args, "keep_paths", False),
     )
     yield from read_inputs(args.paths, config)
     yield from read_texts(args.text)

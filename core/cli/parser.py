@@ -81,6 +81,11 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     labels.add_argument("--labels-from-folders", action="store_true", help="each file's folder name is its concept")
     ingest.add_argument("--negative", action="store_true", help="with --concept: label the inputs as negatives")
     ingest.add_argument("--label-column", help="CSV/TSV column holding each row's concept")
+    ingest.add_argument(
+        "--keep-paths",
+        action="store_true",
+        help="store each input under its path as given; by default names start at the folder or file given (photos/cats/a.jpg)",
+    )
     add_read_options(ingest)
 
     concepts = command(commands, "concepts", "list concepts with their examples; create, rename or delete one")

@@ -47,6 +47,7 @@ class ReadConfig:
     label_column: str | None = None
     labels_from_folders: bool = False
     follow_links: bool = False  # read files that links inside a folder point to outside it
+    keep_paths: bool = False  # store each input under its path as given, not relative to the folder or file given
     max_text_chars: int = 20_000
     max_file_bytes: int = 2 * 1024**3
     max_zip_entries: int = 20_000
@@ -79,6 +80,9 @@ class RawInput:
     suffix: str
     concept: str | None = None
     text: str | None = None
+    # The name the project keeps, when it differs from ``name``: relative to what was ingested
+    # (``photos/cats/a.jpg`` for ``/home/me/photos``), so a gallery never shows a visitor local paths.
+    stored_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "video", "text"):

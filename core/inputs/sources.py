@@ -9,6 +9,7 @@ Everything is lazy: one file, archive entry or table row at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import stat
@@ -54,7 +55,24 @@ def read_inputs(paths: Iterable[str | os.PathLike[str]], config: ReadConfig = Re
     Yields:
         ``RawInput`` for each usable item, ``InputError`` (yielded, not raised) for each bad one.
     """
-    yield from limit_inputs((item for path in paths for item in _read_path(str(os.fspath(path)), config)), config)
+    yield from limit_inputs((item for path in paths for item in _read_given(str(os.fspath(path)), config)), config)
+
+
+def _read_given(given: str, config: ReadConfig) -> Iterator[RawInput | InputError]:
+    """What ``_read_path`` reads, each input with the name to store: relative to where ``given`` lies.
+
+    ``/home/me/photos`` gives ``photos/cats/a.jpg``, ``../notes.csv`` gives ``notes.csv:row 2``: what was
+    ingested, as its owner would recognise it, without the folders above it (errors keep the path as
+    given: they are read by the person who gave it).
+    """
+    label = os.path.basename(os.path.normpath(os.path.abspath(given))) or given
+    for item in _read_path(given, config):
+        if isinstance(item, RawInput) and not config.keep_paths and item.name.startswith(given):
+            rest = item.name[len(given) :]
+            if given.endswith(os.sep) and rest:
+                rest = os.sep + rest  # "photos/" + "a.jpg": the separator belongs to what follows the label
+            item = dataclasses.replace(item, stored_name=label + rest)
+        yield item
 
 
 def read_texts(texts: Iterable[str], concept: str | None = None) -> Iterator[RawInput | InputError]:

@@ -70,7 +70,7 @@ def _rename(item: RawInput | InputError, temp_name: str, shown: str) -> RawInput
 
     if isinstance(item, InputError):
         return InputError(fix(item.name), item.reason)
-    return dataclasses.replace(item, name=fix(item.name))
+    return dataclasses.replace(item, name=fix(item.name), stored_name=None)  # an upload's name holds no local path
 
 
 def read_camera_photo(data: bytes, name: str = "camera photo") -> RawInput | InputError:

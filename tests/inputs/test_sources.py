@@ -210,3 +210,29 @@ def test_a_file_deleted_after_the_folder_was_listed_gets_its_line(tmp_path):
     rest = list(items)
     assert first.name.endswith("a.txt") and isinstance(rest[1], RawInput) and rest[1].name.endswith("c.txt")
     assert rest[0].name == str(tmp_path / "b.txt") and rest[0].reason == "gone before it could be read (moved or deleted during the ingest)"
+
+
+@pytest.mark.parametrize(
+    "given, keep_paths, stored",
+    [
+        # What was ingested, named from the folder or file given: never the folders above it.
+        ("{root}/photos", False, ["photos/cats/a.txt", "photos/notes.csv:row 2", "photos/pack.zip/b.txt"]),
+        ("{root}/photos/", False, ["photos/cats/a.txt", "photos/notes.csv:row 2", "photos/pack.zip/b.txt"]),
+        ("{root}/photos/cats/a.txt", False, ["a.txt"]),
+        ("{root}/photos/notes.csv", False, ["notes.csv:row 2"]),
+        ("{root}/photos/pack.zip", False, ["pack.zip/b.txt"]),
+        ("photos/cats/../cats", False, ["cats/a.txt"]),  # relative, with '..': still only what was given
+        # Asked for, the path as given.
+        ("{root}/photos", True, ["{root}/photos/cats/a.txt", "{root}/photos/notes.csv:row 2", "{root}/photos/pack.zip/b.txt"]),
+    ],
+)
+def test_inputs_are_stored_under_names_relative_to_what_was_ingested(tmp_path, monkeypatch, given, keep_paths, stored):
+    (tmp_path / "photos" / "cats").mkdir(parents=True)
+    write_file(tmp_path / "photos" / "cats" / "a.txt", "a cat")
+    write_file(tmp_path / "photos" / "notes.csv", "text\na note\n")
+    write_zip(tmp_path / "photos" / "pack.zip", [("b.txt", b"b in a zip")])
+    monkeypatch.chdir(tmp_path)
+    items = list(read_inputs([given.format(root=tmp_path)], ReadConfig(keep_paths=keep_paths)))
+    assert all(isinstance(item, RawInput) for item in items)
+    assert [item.stored_name or item.name for item in items] == [name.format(root=tmp_path) for name in stored]
+    assert all(item.name.startswith(given.format(root=tmp_path)) for item in items)  # messages keep the path as typed
