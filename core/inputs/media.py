@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from core.errors import InputError
+from core.inputs.metadata import MAX_METADATA_BYTES, describe_oversized_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,9 @@ _PIL_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
 _WHITE = (255, 255, 255)
 
 
-def decode_image(data: bytes, name: str, min_side: int | None = None, max_pixels: int = 64_000_000) -> Image.Image:
+def decode_image(
+    data: bytes, name: str, min_side: int | None = None, max_pixels: int = 64_000_000, max_metadata_bytes: int = MAX_METADATA_BYTES
+) -> Image.Image:
     """Decode image bytes into an upright RGB image.
 
     The EXIF orientation is applied, animated files give their first frame, transparency is
@@ -38,6 +41,8 @@ def decode_image(data: bytes, name: str, min_side: int | None = None, max_pixels
             stays at least ``min_side`` (cheaper; the result is not resized further).
         max_pixels: largest accepted width * height (Pillow's own ``Image.MAX_IMAGE_PIXELS``, about
             89 megapixels, still caps it: Pillow's decompression-bomb warning is turned into a refusal).
+        max_metadata_bytes: most bytes of EXIF, text and other non-pixel data (``core.inputs.metadata``),
+            measured before Pillow parses any of it: decoders spend time and memory on it out of proportion.
 
     Returns:
         A loaded ``PIL.Image.Image`` in mode ``"RGB"``; ``info["original_size"]`` holds the
@@ -48,12 +53,21 @@ def decode_image(data: bytes, name: str, min_side: int | None = None, max_pixels
     """
     if not data:
         raise InputError(name, "empty file")
-    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
+    oversized = describe_oversized_metadata(data, max_metadata_bytes)
+    if oversized is not None:
+        raise InputError(name, oversized)
+    with warnings.catch_warnings():
+        # Pillow's warnings ("Truncated File Read", odd EXIF) are about its parsing, not the person's to act
+        # on: a file it can still decode is used, one it cannot gets its line. The bomb warning, though,
+        # comes between Pillow's limit and twice it: that one is a refusal.
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return _decode(data, name, min_side, min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels))
+
+
+def _decode(data: bytes, name: str, min_side: int | None, limit: int) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (instead of refusing) between its limit and twice its limit.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         match = re.search(r"\((\d+) pixels\)", str(e))
         pixels = int(match.group(1)) if match else limit + 1
@@ -140,7 +154,11 @@ def _to_8_bit(values: np.ndarray, mode: str) -> np.ndarray:
 
 
 def _unreadable_reason(error: Exception) -> str:
-    return "truncated image" if "truncated" in str(error).lower() else "not a readable image"
+    if "truncated" in str(error).lower():
+        return "truncated image"
+    if "MAX_TEXT_CHUNK" in str(error) or "MAX_TEXT_MEMORY" in str(error):  # Pillow's caps on compressed PNG text
+        return "metadata too large (a compressed text chunk unpacks to more than Pillow reads)"
+    return "not a readable image"
 
 
 def _too_large_reason(pixels: int, limit: int) -> str:
