@@ -283,3 +283,33 @@ def test_ingest_stores_names_relative_to_the_folder_given_unless_asked(photos, c
     code, listed = _json(capsys, ["inputs", "paths"])
     first = sorted(os.listdir(photos / "photos" / "cat"))[0]
     assert sorted(entry["name"] for entry in listed)[0] == expected.format(root=photos, name=first)
+
+
+@pytest.mark.parametrize(
+    "args, lines, more",
+    [
+        ([], 5, None),
+        (["--limit", "2"], 2, "… 3 more of 5: --limit 0 lists all, --offset N skips N"),
+        (["--limit", "0"], 5, None),  # 0 lists every input
+        (["--limit", "2", "--offset", "4"], 1, None),
+        (["--offset", "9"], 1, None),  # past the end: one line saying so
+    ],
+)
+def test_inputs_lists_pages_and_says_what_is_left(tmp_path, capsys, args, lines, more):
+    assert run(["project", "create", "many", "--embedder", "tiny"]) == 0
+    assert run(["ingest", "many", *[arg for i in range(5) for arg in ("--text", f"text {i}")]]) == 0
+    capsys.readouterr()
+    assert run(["inputs", "many", *args]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == lines
+    assert (err.strip() or None) == more
+    if args == ["--offset", "9"]:
+        assert out.strip() == "no inputs after the first 5 (of 5)"
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_inputs_refuses_a_limit_that_is_not_a_count(capsys, value):
+    assert run(["project", "create", "few", "--embedder", "tiny"]) == 0
+    with pytest.raises(SystemExit) as stopped:
+        run(["inputs", "few", "--limit", value])
+    assert stopped.value.code == 2 and "--limit" in capsys.readouterr().err

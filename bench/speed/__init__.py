@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cold_start, ingest, prediction, process, search, serving, tables, training, video
+from . import cold_start, ingest, load, prediction, process, search, serving, tables, training, video
 from .common import DATA, Row, make_photos, make_video
 
 
@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-images", type=int, default=10_000, help="how many images the peak-memory run ingests")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sections = set(args.only or ["ingest", "lite", "video", "train", "predict", "search", "memory", "app", "cold", "serving", "table"])
+    sections = set(
+        args.only or ["ingest", "lite", "video", "train", "predict", "search", "memory", "app", "cold", "serving", "table", "load"]
+    )
     quick = args.quick
     seconds = 10 if quick else 60
     photos = make_photos(32 if quick else 512, DATA / ("photos-quick" if quick else "photos"))
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         ("cold", lambda: cold_start.bench_cold_start(rows)),
         ("serving", lambda: serving.bench_serving(rows, requests=40 if quick else 400)),
         ("table", lambda: tables.bench_tables(rows)),
+        ("load", lambda: load.bench_load(rows)),
     ]
     for name, step in steps:
         if name in sections:

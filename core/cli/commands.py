@@ -148,9 +148,14 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     if args.command == "inputs":
-        records = project.store.list_inputs(limit=args.limit, offset=args.offset)
+        records = project.store.list_inputs(limit=args.limit or -1, offset=args.offset)
         data = [{"id": r.id, "kind": r.kind, "name": r.name, "sha256": r.sha256, "labels": project.store.labels_of(r.id)} for r in records]
-        _out(args, data, "\n".join(f"{d['id']}\t{d['kind']}\t{d['name']}\t{d['labels'] or ''}" for d in data) or "no inputs yet")
+        total = sum(project.store.count_inputs().values())
+        empty = "no inputs yet" if not total else f"no inputs after the first {min(args.offset, total):,} (of {total:,})"
+        _out(args, data, "\n".join(f"{d['id']}\t{d['kind']}\t{d['name']}\t{d['labels'] or ''}" for d in data) or empty)
+        if not args.json and data and args.offset + len(data) < total:
+            # On stderr: stdout stays one line per input for whoever reads it.
+            print(f"… {total - args.offset - len(data):,} more of {total:,}: --limit 0 lists all, --offset N skips N", file=sys.stderr)
         return EXIT_OK
 
     if args.command == "label":

@@ -97,8 +97,8 @@ def build_parser(version: str) -> argparse.ArgumentParser:
 
     inputs = command(commands, "inputs", "list stored inputs with their ids and labels")
     inputs.add_argument("name")
-    inputs.add_argument("--limit", type=int, default=100)
-    inputs.add_argument("--offset", type=int, default=0)
+    inputs.add_argument("--limit", type=_count, default=100, help="most inputs to list (default 100; 0 lists all)")
+    inputs.add_argument("--offset", type=_count, default=0, help="inputs to skip first")
 
     label = command(commands, "label", "label a stored input positive (or negative) for a concept")
     label.add_argument("name")
@@ -179,3 +179,14 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     download.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     command(models, "list", "the embedders on offer")
     return parser
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0, for argparse (which words the refusal)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value

@@ -169,3 +169,27 @@ def test_video_moments_show_the_frames_where_the_concept_scores(tmp_path):
     assert [(m.time, m.score) for m in moments] == [(3.0, 0.9), (5.0, 0.7)]
     assert all(np.asarray(m.image)[..., 1].mean() > 150 for m in moments)
     assert load_video_moments(path.read_bytes(), "v.mp4", ".mp4", scores, "absent") == []
+
+
+@pytest.mark.parametrize(
+    "flt, page, scored",
+    [
+        # 10 photos (the one text has no trained space, so nothing to score).
+        (GalleryFilter(kind="image", order="newest"), 0, 4),  # a page of 4: only its 4 inputs are scored
+        (GalleryFilter(kind="image", order="oldest"), 99, 2),  # past the end: the last page's 2, still with their scores
+        (GalleryFilter(kind="image", labels="unlabelled", order="least certain"), 0, 4),  # ordered by the model: all it keeps
+        (GalleryFilter(predicted="red"), 0, 10),  # filtered by the model: every photo
+    ],
+)
+def test_a_gallery_page_scores_only_what_it_needs(project, monkeypatch, flt, page, scored):
+    from core.learning.heads import SpaceHeads
+    from core.views import gallery
+
+    train(project)
+    gallery._scores_cache.clear()
+    counted = []
+    original = SpaceHeads.score
+    monkeypatch.setattr(SpaceHeads, "score", lambda self, queries: counted.append(len(queries)) or original(self, queries))
+    shown = list_gallery(project, flt, page=page, page_size=4)
+    assert sum(counted) == scored
+    assert all(item.predicted is not None for item in shown.items)  # each card still says what the model thinks
