@@ -95,13 +95,14 @@ def bench_serving(rows: list[Row], requests: int = 400, clients: int = 8) -> Non
                 remote.append(time.perf_counter() - start)
                 assert answer.status_code == 200, answer.text
 
-        def one(i: int) -> int:
+        def client_session(c: int) -> list[int]:
+            # A client as programs are written: one connection kept alive, its share of the requests in turn.
             with httpx.Client(timeout=120) as client:
-                return client.post(url, files=[("files", queries[i % len(queries)])]).status_code
+                return [client.post(url, files=[("files", queries[i % len(queries)])]).status_code for i in range(c, requests, clients)]
 
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-            codes = list(pool.map(one, range(requests)))
+            codes = [code for session in pool.map(client_session, range(clients)) for code in session]
         loaded = requests / (time.perf_counter() - start)
     finally:
         server.terminate()
