@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import islice
 
@@ -81,6 +81,7 @@ class DecodedInput:
     raw: RawInput
     image: Image.Image | None = None
     info: dict = field(default_factory=dict)
+    prepared: object = None  # the image after ``Embedder.prepare_images``, when that ran ahead of the model
 
 
 def decode_inputs(raws: list[RawInput], min_side: int | None) -> list[DecodedInput | InputError]:
@@ -100,6 +101,20 @@ def decode_inputs(raws: list[RawInput], min_side: int | None) -> list[DecodedInp
     return decoded
 
 
+def prepare_decoded(embedder: Embedder, batch: list[DecodedInput | InputError]) -> list[DecodedInput | InputError]:
+    """Run the embedder's per-image preparation on a decoded batch now, so ``embed_decoded`` runs only the model.
+
+    A server calls this in each request's own thread: the resizing of many requests' photos runs side by
+    side, while one thread feeds the model batches of what is ready.
+    """
+    slots = [slot for slot, item in enumerate(batch) if isinstance(item, DecodedInput) and item.image is not None]
+    prepared = embedder.prepare_images([batch[slot].image for slot in slots])
+    out = list(batch)
+    for slot, ready in zip(slots, prepared, strict=True):
+        out[slot] = replace(batch[slot], image=None, prepared=ready)  # the pixels are not needed any more
+    return out
+
+
 def embed_decoded(
     embedder: Embedder, batch: list[DecodedInput | InputError], video: VideoConfig = VideoConfig()
 ) -> list[EmbeddedInput | InputError]:
@@ -110,6 +125,12 @@ def embed_decoded(
     """
     results: list[EmbeddedInput | InputError] = list(batch)  # errors stay where they are
     images = [(slot, item) for slot, item in enumerate(batch) if isinstance(item, DecodedInput) and item.raw.kind == "image"]
+    ready = [(slot, item) for slot, item in images if item.prepared is not None]
+    images = [(slot, item) for slot, item in images if item.prepared is None]
+    if ready:
+        vectors = embedder.embed_prepared_images([item.prepared for _, item in ready])
+        for (slot, item), vector in zip(ready, vectors):
+            results[slot] = EmbeddedInput(item.raw, embedder.image_space, vector, item.info)
     texts = [(slot, item) for slot, item in enumerate(batch) if isinstance(item, DecodedInput) and item.raw.kind == "text"]
     if images:
         vectors = embedder.embed_images([item.image for _, item in images])

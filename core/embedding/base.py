@@ -134,8 +134,23 @@ class Embedder(abc.ABC):
         Returns:
             ``(len(images), image_dim)`` float32, C-contiguous, rows of unit length.
         """
-        items = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        return self._run_batches(items, self._encode_images, self.batch_size, self.image_dim)
+        return self.embed_prepared_images(self.prepare_images(images))
+
+    def prepare_images(self, images: Sequence[Image.Image]) -> list:
+        """The per-image work before the model (resize, crop, normalise), one result per image.
+
+        Safe to run in any thread, in parallel: a server prepares each request's photos in its own
+        thread and hands only the model's part to ``embed_prepared_images``. By default the RGB images.
+        """
+        return [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+
+    def embed_prepared_images(self, prepared: Sequence) -> np.ndarray:
+        """Embed what ``prepare_images`` returned (from any number of calls): as ``embed_images``."""
+        return self._run_batches(list(prepared), self._encode_prepared, self.batch_size, self.image_dim)
+
+    def _encode_prepared(self, prepared: list) -> np.ndarray:
+        """Raw features for one batch of prepared images; by default they are RGB images."""
+        return self._encode_images(prepared)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts.

@@ -152,11 +152,18 @@ class LiteEmbedder(Embedder):
             "inputs": ["text_ids", "text_mask"],
         }
 
-    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
+    def prepare_images(self, images) -> list[np.ndarray]:
+        # Resized, cropped and normalised here (no model needed): (3, 224, 224) float32 each.
+        return list(self._batch_transform.to_array(images)) if len(images) else []
+
+    def _encode_prepared(self, prepared: list[np.ndarray]) -> np.ndarray:
         runner = self.load_image_runner()
-        batch = self._batch_transform.to_array(images)
+        batch = np.stack(prepared)
         with self._image_lock:
             return runner(batch)
+
+    def _encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self._encode_prepared(self.prepare_images(images))
 
     def _run_in_torch(self, batch: np.ndarray) -> np.ndarray:
         import torch

@@ -1,8 +1,9 @@
 """Dynamic batching: inputs from requests that arrive together are embedded in one forward pass.
 
-One worker thread per embedder takes the first waiting request, waits a few milliseconds for
-more (up to a batch's worth) when other requests are being handled, embeds them all at once and
-hands each request its own results.
+Each caller decodes and prepares its own photos (resize, crop, normalise) in its own thread, so
+many requests' photos are made ready side by side; one worker thread per embedder then takes the
+first waiting request, waits a few milliseconds for more (up to a batch's worth) when other
+requests are being handled, runs the model on them all at once and hands each request its own results.
 The queue is bounded in inputs: when it is full a request is refused at once (the server answers
 503 with Retry-After) instead of memory growing without end.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 from core.embedding.base import Embedder
 from core.errors import ConceptlabError, InputError
-from core.ingestion import EmbeddedInput, embed_inputs
+from core.ingestion import DecodedInput, EmbeddedInput, decode_inputs, embed_decoded, prepare_decoded
 from core.inputs.raw import RawInput
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class BatchConfig:
 
 @dataclass
 class _Request:
-    raws: list[RawInput]
+    decoded: list[DecodedInput | InputError]
     future: Future
 
 
@@ -70,14 +71,20 @@ class EmbedBatcher:
             if self._waiting + len(raws) > self.config.max_waiting:
                 raise QueueFullError(f"{self._waiting} inputs are waiting to be embedded: try again in a moment")
             self._waiting += len(raws)
-        request = _Request(raws, Future())
+        try:
+            decoded = prepare_decoded(self.embedder, decode_inputs(raws, self.embedder.image_size))
+        except BaseException:
+            with self._lock:
+                self._waiting -= len(raws)
+            raise
+        request = _Request(decoded, Future())
         self._queue.put(request)
         return request.future.result()
 
     def _work(self) -> None:
         while True:
             requests = [self._queue.get()]
-            size = len(requests[0].raws)
+            size = len(requests[0].decoded)
             # A lone request does not wait for company that is not coming: that would only add the window to it.
             window = self.config.window_s if self._callers() > 1 else 0.0
             deadline = time.monotonic() + window
@@ -87,14 +94,14 @@ class EmbedBatcher:
                 except queue.Empty:
                     break
                 requests.append(request)
-                size += len(request.raws)
+                size += len(request.decoded)
             self._run(requests, size)
 
     def _run(self, requests: list[_Request], size: int) -> None:
         with self._lock:
             self._waiting -= size
         try:
-            results = embed_inputs(self.embedder, [raw for r in requests for raw in r.raws])
+            results = embed_decoded(self.embedder, [item for r in requests for item in r.decoded])
         except Exception as e:  # noqa: BLE001 - handed to every waiting caller, who raises it in its own request
             for request in requests:
                 request.future.set_exception(e)
@@ -102,5 +109,5 @@ class EmbedBatcher:
         self.batches += 1
         start = 0
         for request in requests:
-            request.future.set_result(results[start : start + len(request.raws)])
-            start += len(request.raws)
+            request.future.set_result(results[start : start + len(request.decoded)])
+            start += len(request.decoded)
