@@ -174,12 +174,14 @@ def _explain(project: Project, model: Model, space: str, vector: np.ndarray, k: 
     if heads is None:
         return []
     scores, ids = heads.nearest_labelled(vector[None, :], k)
-    found = []
-    for score, input_id in zip(scores[0], ids[0]):
-        record = project.store.get_input(int(input_id)) if input_id >= 0 else None
-        if record is not None:
-            found.append(Neighbour(record.id, record.name, round(float(score), 6), project.store.labels_of(record.id)))
-    return found
+    wanted = [int(i) for i in ids[0] if i >= 0]
+    records = project.store.get_inputs(wanted)  # two queries for all k, not two per neighbour
+    labels = project.store.labels_of_inputs(records)
+    return [
+        Neighbour(records[i].id, records[i].name, round(float(score), 6), labels[i])
+        for score, i in zip(scores[0], ids[0].tolist())
+        if i in records
+    ]
 
 
 def predict(

@@ -187,6 +187,23 @@ def _read_file(name: str, concept: str | None, config: ReadConfig) -> Iterator[R
         yield InputError(name, f"cannot read ({e.strerror or e})")
 
 
+def read_file_bytes(name: str, data: bytes, concept: str | None, config: ReadConfig) -> RawInput | InputError:
+    """An image, video or text file already in memory (an upload), checked as ``read_inputs`` checks one on disk.
+
+    Archives and tables are read from a file (``read_inputs``): they are expanded entry by entry.
+    """
+    suffix = suffix_of(name)
+    if suffix not in KIND_BY_SUFFIX:
+        return InputError(name, describe_unsupported(suffix))
+    if not data:
+        return InputError(name, "empty file")
+    if len(data) > config.max_file_bytes:
+        return InputError(name, f"file too large ({format_bytes(len(data))}, limit {format_bytes(config.max_file_bytes)})")
+    if suffix in TEXT_SUFFIXES and len(data) > max_text_bytes(config):
+        return InputError(name, describe_text_too_large(len(data), config))
+    return make_input(name, data, suffix, concept, config)
+
+
 def _inside(path: str, root: str) -> bool:
     """Whether ``path``, links resolved, lies within ``root`` (also resolved)."""
     target, base = os.path.realpath(path), os.path.realpath(root)

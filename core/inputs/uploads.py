@@ -1,8 +1,8 @@
 """Files handed over in memory (browser uploads, a camera photo) as raw inputs.
 
-The readers in ``sources.py`` work on paths; uploads are written to a private
-temporary folder under their own names, read from there, and renamed back so
-every input and every error names the file the way the person sent it.
+Photos, videos and texts are read from memory; archives and tables, which ``sources.py`` expands
+from a path, are written to a private temporary folder under their own names, read from there,
+and renamed back, so every input and every error names the file the way the person sent it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import PurePath
 
 from core.errors import InputError
-from core.inputs.raw import ARCHIVE_SUFFIXES, TABLE_SUFFIXES, RawInput, ReadConfig, limit_inputs
-from core.inputs.sources import read_inputs
+from core.inputs.raw import ARCHIVE_SUFFIXES, TABLE_SUFFIXES, RawInput, ReadConfig, limit_inputs, suffix_of
+from core.inputs.sources import read_file_bytes, read_inputs
 
 _UNSAFE = re.compile(r"[^\w .()+-]")
 
@@ -47,21 +47,25 @@ def read_uploads(files: Iterable[tuple[str, bytes]], config: ReadConfig = ReadCo
 
 
 def _read_each_upload(files: Iterable[tuple[str, bytes]], config: ReadConfig) -> Iterator[RawInput | InputError]:
-    folder = tempfile.mkdtemp(prefix="conceptlab-upload-")
-    prefix = folder + os.sep
+    folder: str | None = None  # made for the first archive or table only: a photo is read from memory
     taken: set[str] = set()
     try:
         for original, data in files:
             safe = _safe_name(original, taken)
+            shown = PurePath(original.replace("\\", "/")).name or safe
+            if suffix_of(safe) not in ARCHIVE_SUFFIXES | TABLE_SUFFIXES:
+                yield read_file_bytes(shown, data, None, config)
+                continue
+            folder = folder or tempfile.mkdtemp(prefix="conceptlab-upload-")
             path = os.path.join(folder, safe)
             with open(path, "wb") as f:
                 f.write(data)
-            shown = PurePath(original.replace("\\", "/")).name or safe
             for item in read_inputs([path], config):
-                yield _rename(item, prefix + safe, shown)
+                yield _rename(item, path, shown)
             os.unlink(path)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _rename(item: RawInput | InputError, temp_name: str, shown: str) -> RawInput | InputError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from core.errors import InputError
 from core.inputs.raw import RawInput, ReadConfig
@@ -69,7 +70,8 @@ async def read_request(request: Request, max_files: int) -> tuple[dict, list[Raw
                     options[key] = value
         finally:
             await form.close()
-        items = list(read_uploads(files, ReadConfig())) if files else []
+        # Off the event loop: expanding a zip or a table is file work that would stall every other request.
+        items = await run_in_threadpool(lambda: list(read_uploads(files, ReadConfig()))) if files else []
         return options, items + list(read_texts(options.pop("texts", [])))
     if kind.startswith("application/json"):
         try:

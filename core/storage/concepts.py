@@ -152,4 +152,13 @@ class ConceptRows:
         )
         return {name: int(v) for name, v in rows}
 
+    def labels_of_inputs(self, input_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        """``labels_of`` for many inputs in one query: input id -> {concept: +1 or -1} (empty for unlabelled ones)."""
+        wanted = [int(i) for i in input_ids]
+        labels: dict[int, dict[str, int]] = {i: {} for i in wanted}
+        sql = "SELECT a.input_id, c.name, a.value FROM annotations a JOIN concepts c ON c.id = a.concept_id WHERE a.input_id IN ({marks})"
+        for input_id, name, value in self.query_in(sql, wanted):
+            labels[int(input_id)][name] = int(value)
+        return labels
+
     # -- model versions ----------------------------------------------------------------

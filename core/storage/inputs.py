@@ -169,6 +169,11 @@ class InputRows:
         rows = self.query("SELECT id, sha256, kind, name, suffix, created_at, text, info FROM inputs WHERE id = ?", (input_id,))
         return _to_record(rows[0]) if rows else None
 
+    def get_inputs(self, input_ids: Iterable[int]) -> dict[int, InputRecord]:
+        """``get_input`` for many ids in one query: id -> record, for those that exist."""
+        sql = "SELECT id, sha256, kind, name, suffix, created_at, text, info FROM inputs WHERE id IN ({marks})"
+        return {record.id: record for record in map(_to_record, self.query_in(sql, [int(i) for i in input_ids]))}
+
     def resolve_input_id(self, ref: str | int) -> int | None:
         """Accept an input id or a unique prefix (6+ characters) of its sha256."""
         text = str(ref).strip()

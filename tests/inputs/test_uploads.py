@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 
 import pytest
@@ -109,3 +110,16 @@ def test_uploads_stop_at_the_batch_limit_with_one_line():
     items = list(read_uploads(files, ReadConfig(max_inputs=3)))
     assert [item.name for item in items] == ["note 0.txt", "note 1.txt", "note 2.txt", "note 3.txt"]
     assert isinstance(items[-1], InputError) and "more than 3 inputs in one batch" in items[-1].reason
+
+
+def test_photos_and_texts_are_read_from_memory_and_archives_from_a_private_folder(monkeypatch):
+    import core.inputs.uploads as uploads
+
+    folders = []
+    real = uploads.tempfile.mkdtemp
+    monkeypatch.setattr(uploads.tempfile, "mkdtemp", lambda **kw: folders.append(real(**kw)) or folders[-1])
+    plain = list(read_uploads([("a.png", _png()), ("b.txt", b"a note"), ("c.exe", b"MZ")]))
+    assert [type(item).__name__ for item in plain] == ["RawInput", "RawInput", "InputError"] and folders == []
+    expanded = list(read_uploads([("pack.zip", _zip({"x.png": _png(1)})), ("d.png", _png(2))]))
+    assert [item.name for item in expanded] == ["pack.zip/x.png", "d.png"] and len(folders) == 1
+    assert not os.path.exists(folders[0])  # removed once read
