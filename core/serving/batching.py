@@ -77,6 +77,11 @@ class EmbedBatcher:
             with self._lock:
                 self._waiting -= len(raws)
             raise
+        if self._callers() <= 1 and self._queue.empty():
+            # Alone: nothing to batch with, so the model runs here rather than after a hop to the worker and back.
+            with self._lock:
+                self._waiting -= len(raws)
+            return embed_decoded(self.embedder, decoded)
         request = _Request(decoded, Future())
         self._queue.put(request)
         return request.future.result()

@@ -10,7 +10,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import InputError
-from core.inputs.raw import RawInput, ReadConfig
+from core.inputs.raw import ARCHIVE_SUFFIXES, TABLE_SUFFIXES, RawInput, ReadConfig, suffix_of
 from core.inputs.sources import read_texts
 from core.inputs.uploads import read_uploads
 
@@ -70,8 +70,7 @@ async def read_request(request: Request, max_files: int) -> tuple[dict, list[Raw
                     options[key] = value
         finally:
             await form.close()
-        # Off the event loop: expanding a zip or a table is file work that would stall every other request.
-        items = await run_in_threadpool(lambda: list(read_uploads(files, ReadConfig()))) if files else []
+        items = await _read_uploads(files) if files else []
         return options, items + list(read_texts(options.pop("texts", [])))
     if kind.startswith("application/json"):
         try:
@@ -85,6 +84,19 @@ async def read_request(request: Request, max_files: int) -> tuple[dict, list[Raw
             raise ApiError(422, "bad_request", "texts must be a list of strings")
         return body, list(read_texts(texts))
     raise ApiError(415, "unsupported_media_type", "send multipart/form-data (files) or application/json (texts)")
+
+
+# Uploads up to this size, with no archive or table among them, are read on the event loop itself:
+# hashing a few photos takes microseconds, less than the hop to a worker thread and back.
+_INLINE_UPLOAD_BYTES = 4 * 1024**2
+
+
+async def _read_uploads(files: list[tuple[str, bytes]]) -> list[RawInput | InputError]:
+    expanded = any(suffix_of(name) in ARCHIVE_SUFFIXES | TABLE_SUFFIXES for name, _ in files)
+    if not expanded and sum(len(data) for _, data in files) <= _INLINE_UPLOAD_BYTES:
+        return list(read_uploads(files, ReadConfig()))
+    # Off the event loop: expanding a zip or a table, or hashing large files, would stall every other request.
+    return await run_in_threadpool(lambda: list(read_uploads(files, ReadConfig())))
 
 
 def read_int_option(options: dict, key: str) -> int | None:

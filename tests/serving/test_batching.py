@@ -37,3 +37,17 @@ def test_a_full_queue_refuses_at_once():
     with pytest.raises(QueueFullError, match="waiting to be embedded"):
         batcher.embed(list(read_texts(["x"] * 5)))
     assert len(batcher.embed(list(read_texts(["x"] * 4)))) == 4
+
+
+@pytest.mark.parametrize("callers, inline", [(1, True), (3, False)])
+def test_a_lone_request_runs_the_model_itself_and_others_share_the_worker(monkeypatch, callers, inline):
+    import core.serving.batching as batching
+
+    embedder = load_embedder("tiny")
+    batcher = EmbedBatcher(embedder, BatchConfig(window_s=0.0), callers=lambda: callers)
+    ran_in: list[str] = []
+    original = batching.embed_decoded
+    monkeypatch.setattr(batching, "embed_decoded", lambda *a, **k: ran_in.append(threading.current_thread().name) or original(*a, **k))
+    (embedded,) = batcher.embed(list(read_texts(["a lone text"])))
+    assert np.allclose(embedded.vector, embedder.embed_texts(["a lone text"])[0])
+    assert (ran_in == [threading.current_thread().name]) == inline and (batcher.batches == 0) == inline
