@@ -189,6 +189,9 @@ def test_create_upload_label_train_try(server, browser, tmp_path, data_home):
 
         # Try a cat photo the model has never seen.
         nav("Try")
+        # The uploader must be the Try page's, drawn and idle: a file set during the page's first run is lost.
+        expect(main.get_by_role("region", name="An image, a video or a .txt file")).to_be_visible()
+        page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
         main.locator("input[type=file]").first.set_input_files(_photos(tmp_path / "new", "chelsea", 1, seed=99))
         expect(main.get_by_role("heading", name="cat", exact=True)).to_be_visible()
         expect(main.get_by_text("Why: the closest labelled examples")).to_be_visible()
