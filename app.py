@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.embedding.weights import clip_weights_available, download_clip_weights
 from core.errors import ConceptlabError, WeightsMissingError
+from core.names import make_name_key
 from core.storage.projects import create_project, delete_project, list_projects, rename_project
 from pages.common import LABEL, TRAIN, TRY, UPLOAD, flash, md, plural, sentence, show_flashes
 
@@ -77,6 +78,7 @@ def _create() -> None:
     state.creating = False
     state.new_name = ""
     state.pop("create_error", None)
+    state.open_upload = True  # a new project starts where its files go in, whatever page the form was opened on
     flash(f"Project **{md(project.name)}** is ready. Add some files below, or try it with sample data.")
 
 
@@ -206,9 +208,32 @@ def render_clip_download() -> None:
         st.rerun()
 
 
+def _follow_the_address(projects: list) -> None:
+    """Keep the project in the address (``?project=Pets``), so a reload, back and forward, a bookmark or a shared link keep it.
+
+    The address wins when it changed since this session last wrote it (a reload starts a new session,
+    back/forward and pasted links change it); otherwise the session's own choice (the picker) wins.
+    """
+    state, names = st.session_state, [p.name for p in projects]
+    asked = st.query_params.get("project")
+    if asked is not None and asked != state.get("address_project"):
+        found = next((n for n in names if n == asked), None) or next((n for n in names if make_name_key(n) == make_name_key(asked)), None)
+        if found is not None:
+            state.project = found
+        elif names:
+            shown = state.get("project") if state.get("project") in names else names[0]
+            flash(f"There is no project **{md(asked)}** here (the address named it): showing **{md(shown)}**.", "warning")
+    if state.get("project") not in names:
+        state.project = names[0] if names else None
+    if state.project is None:
+        st.query_params.pop("project", None)
+    elif asked != state.project:  # written only when it changes: each write is a step in the browser's history
+        st.query_params["project"] = state.project
+    state.address_project = state.project
+
+
 projects = list_projects()
-if st.session_state.get("project") not in {p.name for p in projects}:
-    st.session_state.project = projects[0].name if projects else None
+_follow_the_address(projects)
 with st.sidebar:
     render_sidebar(projects)
 show_flashes()
@@ -219,5 +244,7 @@ elif st.session_state.get("creating") not in (None, False, navigation.title):
     st.session_state.creating = False
 if st.session_state.get("creating") or not projects:
     render_create_project(first=not projects)
+elif st.session_state.pop("open_upload", False) and navigation.title != "Upload":
+    st.switch_page(UPLOAD)
 else:
     navigation.run()

@@ -22,6 +22,7 @@ from core.inputs.uploads import describe_progress, format_duration
 from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.storage import InputRecord
 from core.storage.projects import Project, open_project
+from core.views.batches import dismiss_upload_record, end_upload_record, find_stopped_upload, start_upload_record, update_upload_record
 from core.views.gallery import label_inputs, load_thumbnail, preview_text
 
 UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"
@@ -160,18 +161,41 @@ def ingest_with_progress(project: Project, total: int, run: Callable[..., Ingest
         return None
     bar = st.progress(0.0, text=f"Reading and embedding {plural(total, 'input')}…")
     started = time.monotonic()
+    start_upload_record(project, total)
+    finished = False
 
     def update(report: IngestReport, _message: str) -> None:
+        update_upload_record(project, len(report.added) + len(report.already_stored), len(report.failed))
         fraction, text = describe_progress(report.seen, total, time.monotonic() - started)
         bar.progress(fraction, text=f"Embedding: {text}")
 
     try:
-        return run(progress=update)
+        report = run(progress=update)
+        finished = True
+        return report
     except ConceptlabError as e:
+        finished = True  # refused, and said so here: nothing to tell on return
         show_error(e)
         return None
     finally:
+        # A reload or a closed tab stops this run mid-batch: the record says so to whoever opens the project next.
+        end_upload_record(project, finished)
         bar.empty()
+
+
+def render_stopped_upload(project: Project) -> None:
+    """Say, once, how far an upload that was cut short got."""
+    record = find_stopped_upload(project)
+    if record is None:
+        return
+    dismiss_upload_record(project)
+    st.warning(
+        f"The last upload stopped before the end (the page was reloaded or closed, or the server stopped): "
+        f"{record.stored} of {plural(record.total, 'input')} were stored"
+        + (f", {record.failed} could not be used" if record.failed else "")
+        + ". Add the same files again to store the rest: those already stored are skipped.",
+        icon=":material/history:",
+    )
 
 
 def render_ingest_report(project: Project, report: IngestReport) -> None:

@@ -8,10 +8,21 @@ from core.ingestion import ingest, note_missing_folder_labels
 from core.inputs import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
 from core.inputs.uploads import count_upload_items, read_uploads
 from core.views.samples import add_sample_data, build_sample_inputs
-from pages.common import LABEL, TRAIN, ingest_with_progress, md, plural, render_ingest_report, require_project, start_page
+from pages.common import (
+    LABEL,
+    TRAIN,
+    ingest_with_progress,
+    md,
+    plural,
+    render_ingest_report,
+    render_stopped_upload,
+    require_project,
+    start_page,
+)
 
 start_page()
 project = require_project()
+render_stopped_upload(project)
 st.title("Upload")
 st.caption("Add images, videos and texts. The same file twice is stored once.")
 

@@ -178,6 +178,50 @@ def test_taken_name_is_a_sentence():
     assert at.title[0].value == "Train"  # going to another page closes the form
 
 
+@pytest.mark.parametrize(
+    "address, shown, warned",
+    [
+        (None, "alpha", False),  # no project named: the first
+        ("beta", "beta", False),  # a reload, a bookmark or a shared link of beta's page
+        ("BETA", "beta", False),  # the same name as typed differently
+        ("gone", "alpha", True),  # a project deleted since the link was made: said, not silent
+    ],
+)
+def test_the_address_names_the_project(address, shown, warned):
+    create_project("alpha", "tiny")
+    create_project("beta", "tiny")
+    at = AppTest.from_file(APP, default_timeout=60)
+    if address is not None:
+        at.query_params["project"] = address
+    at.run()
+    assert at.session_state.project == shown and at.sidebar.selectbox[0].value == shown
+    assert at.query_params["project"] == shown  # the address now names what is shown
+    assert any("There is no project **gone** here" in w.value for w in at.warning) == warned
+
+
+def test_picking_a_project_changes_the_address_and_survives_the_next_run():
+    create_project("alpha", "tiny")
+    create_project("beta", "tiny")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["project"] = "alpha"
+    at.run()
+    at.sidebar.selectbox[0].select("beta").run()
+    assert at.session_state.project == "beta" and at.query_params["project"] == "beta"
+    at.switch_page("pages/train.py").run()
+    assert at.session_state.project == "beta" and at.query_params["project"] == "beta"
+
+
+def test_a_new_project_opens_on_upload_whatever_page_the_form_was_opened_on(monkeypatch):
+    create_project("alpha", "tiny")
+    at = run_app("train", "alpha")
+    click(at, "New project")
+    at.text_input(key="new_name").input("Pets")
+    at.selectbox(key="new_embedder").select("tiny")
+    click(at, "Create project")
+    assert at.session_state.project == "Pets" and at.title[0].value == "Upload"
+    assert "This project is empty" in texts(at)
+
+
 def test_switch_rename_and_delete_with_confirmation():
     create_project("alpha", "tiny")
     create_project("beta", "tiny")
@@ -252,6 +296,25 @@ def test_folder_names_as_concepts_says_when_there_were_no_folders(files, note):
     infos = [i.value for i in at.info]
     assert any("No input was in a subfolder" in value for value in infos) == note, infos
     assert bool(open_project("demo").store.list_concepts()) != note
+
+
+def test_an_upload_stopped_by_a_reload_is_told_on_return_once():
+    from pages.common import ingest_with_progress
+
+    project = create_project("demo", "tiny")
+
+    def stopped_after_some(progress):
+        # What Streamlit does to a page's run when the tab reloads: an exception at the next progress update.
+        report = ingest(project, read_uploads([(f"{i}.png", png(RED, i)) for i in range(3)]))
+        progress(report, "3 inputs read")
+        raise KeyboardInterrupt("the run was stopped")
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest_with_progress(project, 10, stopped_after_some)
+    at = run_app(None, "demo")
+    warnings = [w.value for w in at.warning]
+    assert any("3 of 10 inputs were stored" in w for w in warnings), warnings
+    assert not any("stopped before the end" in w.value for w in run_app(None, "demo").warning)  # once
 
 
 def test_paste_texts_as_negatives():

@@ -320,3 +320,30 @@ def test_names_that_look_like_markup_are_shown_as_typed_on_every_page(browser, t
     assert any(name in seen["one at a time"] for name in HOSTILE_FILE_NAMES), seen["one at a time"]
     assert "Model says ![t](http://attacker.invalid/t.png)" in seen["gallery"]
     assert not [r for r in requests if "attacker.invalid" in r or "evil.example" in r], requests
+
+
+def test_a_reload_back_and_forward_and_a_shared_link_keep_the_project(browser, tmp_path, data_home):
+    from core.storage.projects import create_project
+
+    for name in ("Ants", "Bees"):
+        create_project(name, "tiny")
+    with _streamlit(data_home, tmp_path / "streamlit.log") as url:
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        sidebar = page.get_by_test_id("stSidebar")
+
+        def showing(project: str, path: str) -> None:
+            sync_api.expect(sidebar.get_by_role("combobox", name="Project")).to_have_value(project, timeout=TIMEOUT_MS)
+            sync_api.expect(page).to_have_url(f"{url}{path}?project={project}", timeout=TIMEOUT_MS)
+
+        page.goto(f"{url}/label?project=Bees")  # a shared link to Bees' Label page
+        showing("Bees", "/label")
+        page.reload()
+        showing("Bees", "/label")  # not the first project alphabetically
+        page.get_by_test_id("stHeader").get_by_role("link", name="Train", exact=True).click()
+        showing("Bees", "/train")
+        page.go_back()
+        showing("Bees", "/label")
+        page.go_forward()
+        showing("Bees", "/train")
+        page.close()

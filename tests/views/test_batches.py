@@ -1,0 +1,47 @@
+"""Tests for core.views.batches: the record of a running upload, and telling one that was cut short."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.storage.projects import create_project
+from core.views.batches import (
+    STALE_AFTER_S,
+    dismiss_upload_record,
+    end_upload_record,
+    find_stopped_upload,
+    read_upload_record,
+    start_upload_record,
+    update_upload_record,
+)
+
+
+@pytest.mark.parametrize(
+    "steps, later_s, stopped",
+    [
+        (["start", "update"], 1.0, None),  # still running, refreshed a moment ago: not cut short
+        (["start", "update", "end-finished"], 1.0, None),  # done: nothing to tell
+        (["start", "update", "end-stopped"], 1.0, (150, 128, 2)),  # the page's run was stopped mid-batch
+        (["start", "update"], STALE_AFTER_S + 5, (150, 128, 2)),  # running, but silent too long: the server died
+        (["start", "update", "end-stopped", "dismiss"], 1.0, None),  # told once
+        (["corrupt"], 1.0, None),  # an unreadable record is no record
+    ],
+)
+def test_an_upload_cut_short_is_found_once(steps, later_s, stopped):
+    project = create_project("p", "tiny")
+    for step in steps:
+        if step == "start":
+            start_upload_record(project, 150)
+        elif step == "update":
+            update_upload_record(project, stored=128, failed=2)
+        elif step == "end-finished":
+            end_upload_record(project, finished=True)
+        elif step == "end-stopped":
+            end_upload_record(project, finished=False)
+        elif step == "dismiss":
+            dismiss_upload_record(project)
+        elif step == "corrupt":
+            project.store.set_meta("upload", "{not json")
+    record = read_upload_record(project)
+    found = find_stopped_upload(project, now=(record.updated if record else 0.0) + later_s)
+    assert (None if found is None else (found.total, found.stored, found.failed)) == stopped
