@@ -7,7 +7,8 @@ import streamlit as st
 from core.errors import ConceptlabError
 from core.prediction import search_similar
 from core.storage.projects import open_project
-from core.views.gallery import GalleryFilter, count_labels, label_inputs, list_gallery, suggest_labels
+from core.views.gallery import GalleryFilter, count_labels, label_inputs, list_gallery
+from core.views.suggestions import suggest_labels
 from pages.common import UPLOAD, flash, md, plural, render_cards, render_preview, require_project, sentence, show_error, start_page
 
 start_page()
@@ -321,13 +322,18 @@ else:
     except ConceptlabError as e:
         show_error(e)
         st.stop()
-    if not suggestions:
-        st.info(f"No suggestions for {md(concept)} yet: label a few examples of it first, or train a model.", icon=":material/lightbulb:")
+    if not suggestions.items:
+        st.info(md(sentence(suggestions.note)), icon=":material/lightbulb:")
         st.stop()
-    ids = [s.record.id for s in suggestions]
-    st.caption("The model's best guesses among inputs not yet labelled for this concept. Accept or reject each one.")
+    ids = [s.record.id for s in suggestions.items]
+    if suggestions.basis == "model":
+        why = f"Inputs not yet labelled that the model scores above {md(concept)}'s threshold ({suggestions.bar:.2f})"
+    else:
+        why = f"Inputs not yet labelled that are about as close to your {md(concept)} examples as those are to each other"
+    st.caption(f"{why}. Check each one: a wrong label teaches the model wrong.")
     a, b, _ = st.columns([2, 2, 5])
-    a.button(f"All {len(ids)} are {md(concept)}", type="primary", on_click=_label, args=(project.name, ids, concept, 1), width="stretch")
+    # Secondary, not primary: accepting all at once is for when every card has been looked at.
+    a.button(f"All {len(ids)} are {md(concept)}", on_click=_label, args=(project.name, ids, concept, 1), width="stretch")
     b.button(f"None are {md(concept)}", on_click=_label, args=(project.name, ids, concept, -1), width="stretch")
 
     def suggestion_footer(record) -> None:
@@ -336,7 +342,6 @@ else:
             "Yes",
             key=f"accept_{record.id}",
             icon=":material/check:",
-            type="primary",
             on_click=_label,
             args=(project.name, [record.id], concept, 1),
             width="stretch",
@@ -351,5 +356,8 @@ else:
         )
 
     render_cards(
-        project, [s.record for s in suggestions], footer=suggestion_footer, notes={s.record.id: f"match {s.score:.2f}" for s in suggestions}
+        project,
+        [s.record for s in suggestions.items],
+        footer=suggestion_footer,
+        notes={s.record.id: f"score {s.score:.2f}" for s in suggestions.items},
     )

@@ -1,5 +1,5 @@
-"""What the pages show, shaped but not drawn (no Streamlit here): gallery pages, report tables and
-the sample project.
+"""What the pages show, shaped but not drawn (no Streamlit here): gallery pages, label suggestions,
+report tables and the sample project.
 """
 
 from core.views.gallery import (
@@ -10,13 +10,14 @@ from core.views.gallery import (
     load_thumbnail,
     load_video_moments,
     preview_text,
-    suggest_labels,
 )
 from core.views.reports import build_confusion_chart, build_quality_rows, read_evaluations
 from core.views.samples import add_sample_data, build_sample_inputs
+from core.views.suggestions import Suggestions, suggest_labels
 
 __all__ = [
     "GalleryFilter",
+    "Suggestions",
     "add_sample_data",
     "build_confusion_chart",
     "build_quality_rows",

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from core.disk import write_file_atomically
-from core.errors import ConceptError, InputError, ModelVersionError
+from core.errors import InputError, ModelVersionError
 from core.inputs import VideoConfig, decode_image, make_thumbnail, sample_frames
 from core.prediction import FrameScores, get_model
 from core.storage.concepts import validate_concept_name
@@ -178,51 +178,6 @@ def label_inputs(project: Project, input_ids: list[int], concept: str, value: in
     cid = project.store.ensure_concepts([concept])[validate_concept_name(concept)]
     project.store.set_labels(input_ids, cid, value)
     return len(input_ids)
-
-
-def suggest_labels(project: Project, concept: str, k: int = 12) -> list[GalleryItem]:
-    """Inputs not yet labelled for ``concept`` that most look like it, best first.
-
-    Uses the active model's scores when it knows the concept, else the concept name's
-    zero-shot embedding (CLIP), else closeness to the concept's labelled positives.
-    """
-    name = validate_concept_name(concept)
-    cid = project.store.concept_id(name)
-    if cid is None:
-        raise ConceptError(f"no concept named '{name}'")
-    labelled = {i for i, c, _ in project.store.load_annotations() if c == cid}
-    ranked = _rank_by_model(project, name) or _rank_by_similarity(project, name, cid)
-    picks = [(i, s) for i, s in ranked if i not in labelled][:k]
-    items = []
-    for input_id, score in picks:
-        record = project.store.get_input(input_id)
-        if record is not None:
-            items.append(GalleryItem(record, project.store.labels_of(input_id), name, round(score, 6)))
-    return items
-
-
-def _rank_by_model(project: Project, name: str) -> list[tuple[int, float]]:
-    scores = score_stored_inputs(project)
-    ranked = [(i, s[name]) for i, s in scores.scores.items() if name in s]
-    return sorted(ranked, key=lambda x: -x[1])
-
-
-def _rank_by_similarity(project: Project, name: str, cid: int) -> list[tuple[int, float]]:
-    image_space, text_space = project.spaces
-    positives = [i for i, c, v in project.store.load_annotations() if c == cid and v > 0]
-    ranked: list[tuple[int, float]] = []
-    for space in project.store.spaces():
-        if image_space == text_space and space == text_space:  # zero-shot: the model reads the concept's name
-            query = project.embedder().build_zero_shot_vectors([name])[0]
-        else:
-            _, vectors = project.store.load_embeddings(space, positives)
-            if not len(vectors):
-                continue
-            query = vectors.mean(axis=0)
-            query /= np.linalg.norm(query) or 1.0
-        ids, vectors = project.store.load_embeddings(space)
-        ranked += zip(ids.tolist(), (vectors @ query).tolist())
-    return sorted(ranked, key=lambda x: -x[1])
 
 
 def load_thumbnail(project: Project, record: InputRecord, size: int = 256) -> bytes | None:

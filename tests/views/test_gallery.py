@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import ConceptError
 from core.ingestion import ingest
 from core.inputs import read_inputs, read_texts
 from core.learning import train
 from core.storage.projects import create_project
-from core.views.gallery import GalleryFilter, label_inputs, list_gallery, load_thumbnail, preview_text, score_stored_inputs, suggest_labels
+from core.views.gallery import GalleryFilter, label_inputs, list_gallery, load_thumbnail, preview_text, score_stored_inputs
 
 from ..photos import solid_image
 
@@ -89,20 +88,6 @@ def test_label_many_and_remove(project):
     assert list_gallery(project, GalleryFilter(negative_for="violet")).total == 0
     with pytest.raises(ValueError):
         label_inputs(project, ids, "violet", 2)
-
-
-def test_suggestions_without_a_model_use_the_positives(project):
-    suggestions = suggest_labels(project, "red", k=2)
-    assert [s.record.name.rsplit("/", 1)[-1][:4] for s in suggestions] == ["pink", "pink"]
-    with pytest.raises(ConceptError):
-        suggest_labels(project, "nothing")
-
-
-def test_suggestions_with_a_model_skip_labelled_inputs(project):
-    train(project)
-    suggestions = suggest_labels(project, "blue", k=20)
-    assert suggestions and all("blue" not in s.labels for s in suggestions)
-    assert [s.score for s in suggestions] == sorted((s.score for s in suggestions), reverse=True)
 
 
 def test_thumbnails_are_cached_jpegs(project):
