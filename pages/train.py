@@ -13,7 +13,15 @@ from core.errors import ConceptlabError
 from core.evaluate import list_mistakes
 from core.exchange import import_model
 from core.inputs.uploads import format_duration
-from core.learning import get_threshold_overrides, plan_training, set_active_version, set_threshold, train
+from core.learning import (
+    get_threshold_origins,
+    get_threshold_overrides,
+    plan_training,
+    reset_threshold,
+    set_active_version,
+    set_threshold,
+    train,
+)
 from core.learning.heads import NO_HEAD
 from core.views.reports import build_confusion_chart, build_quality_rows, read_evaluations
 from pages.common import (
@@ -262,18 +270,23 @@ if measured:
     best = float(report.get("thresholds", {}).get(row.space, {}).get(row.concept, row.threshold))
     concept_id = project.store.concept_id(row.concept)
     in_force = get_threshold_overrides(project, version).get(concept_id, best) if concept_id is not None else best
+    origin = get_threshold_origins(project, version).get(concept_id)
     slider_key = f"threshold_{version}_{row.space}_{row.concept}"
 
-    def save_threshold(value: float | None = None) -> None:
-        chosen = st.session_state[slider_key] if value is None else value
+    def save_threshold(reset: bool = False) -> None:
+        chosen = best if reset else st.session_state[slider_key]
         try:
-            set_threshold(project, version, row.concept, chosen)
+            if reset:
+                reset_threshold(project, version, row.concept)
+            else:
+                set_threshold(project, version, row.concept, chosen)
         except (ConceptlabError, ValueError) as e:
             flash(md(sentence(e)), "error")
             return
         st.session_state[slider_key] = round(chosen, 3)
         st.session_state.pop("try_result", None)  # the Try page must predict again with the new threshold
-        flash(f"{md(row.concept)} now matches at {chosen:.3f} or above in version {version}.")
+        kept = "" if reset else " Later training runs keep it until you reset it."
+        flash(f"{md(row.concept)} now matches at {chosen:.3f} or above in version {version}.{kept}")
 
     if slider_key not in st.session_state:
         st.session_state[slider_key] = round(in_force, 3)
@@ -300,13 +313,19 @@ if measured:
         n.metric("Found", f"{at.tp} of {at.positives}")
         st.caption(
             f"At this threshold: {plural(at.tp, 'example')} found, {at.fn} missed, "
-            f"{plural(at.fp, 'input')} wrongly matched, {at.tn} rightly left out. Best F1 at {best:.3f}; in use: {in_force:.3f}."
+            f"{plural(at.fp, 'input')} wrongly matched, {at.tn} rightly left out. Best F1 at {best:.3f}; in use: {in_force:.3f}"
+            + (
+                ""
+                if origin is None
+                else " (yours, set on this version)."
+                if origin == version
+                else f" (yours, set on version {origin} and kept since: reset it to use this version's best F1)."
+            )
+            + ("." if origin is None else "")
         )
         save_col, reset_col = st.columns(2)
         save_col.button("Save threshold", on_click=save_threshold, disabled=abs(threshold - in_force) < 5e-4, width="stretch")
-        reset_col.button(
-            "Reset to the best-F1 threshold", on_click=save_threshold, args=(best,), disabled=abs(in_force - best) < 1e-9, width="stretch"
-        )
+        reset_col.button("Reset to the best-F1 threshold", on_click=save_threshold, args=(True,), disabled=origin is None, width="stretch")
         if len(spaces) > 1:
             st.caption(f"A saved threshold applies to {md(row.concept)} on every kind of input.")
         render_mistakes(project, row.concept, mistakes, f"more_{slider_key}", MISTAKES_SHOWN)

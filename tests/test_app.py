@@ -631,11 +631,24 @@ def test_threshold_slider_updates_precision_live_and_saving_changes_predictions(
     (blue_image,) = read_uploads([("new.png", png(BLUE, 77))])
     scores = {c.concept: c for c in next(predict(project, [blue_image])).concepts}
     assert scores["red"].passes and scores["red"].threshold == 0.0
+    assert "(yours, set on this version)" in texts(at)
     click(at, "Reset to the best-F1 threshold")
-    assert get_threshold_overrides(project, 1) == {red: pytest.approx(best)}
+    assert get_threshold_overrides(project, 1) == {}  # the hand-set one is gone: training's own is in force
     assert at.slider[0].value == round(best, 3)
     scores = {c.concept: c for c in next(predict(project, [blue_image])).concepts}
     assert not scores["red"].passes
+
+
+def test_the_next_version_keeps_a_saved_threshold_and_says_whose_it_is(trained):
+    from core.learning import set_threshold
+
+    project, _ = trained
+    set_threshold(project, 1, "red", 0.7)
+    train(project)
+    at = run_app("train", "colours")
+    at.selectbox(key="tune_pick_2").select(1).run()  # red, in version 2
+    assert at.slider[0].value == 0.7
+    assert "(yours, set on version 1 and kept since: reset it to use this version's best F1)" in texts(at)
 
 
 def test_relabel_a_misclassified_input_in_place(trained):

@@ -19,6 +19,7 @@ from core.learning.heads import SpaceHeads
 from core.storage.projects import Project
 
 MODEL_FORMAT = 2
+_ORIGINS_KEY = "threshold_origins:v{}"
 _THRESHOLDS_KEY = "thresholds:v{}"
 
 
@@ -161,13 +162,53 @@ def set_threshold(project: Project, version: int, concept: str, value: float) ->
         raise ConceptError(f"model version {version} has no concept '{concept}'")
     overrides = get_threshold_overrides(project, version)
     overrides[concept_id] = value
-    project.store.set_meta(_THRESHOLDS_KEY.format(version), json.dumps({str(k): v for k, v in overrides.items()}))
+    origins = get_threshold_origins(project, version)
+    origins[concept_id] = version  # set here, by hand
+    _write_overrides(project, version, overrides, origins)
+
+
+def reset_threshold(project: Project, version: int, concept: str) -> None:
+    """Go back to the threshold training chose for ``concept`` in ``version`` (and stop carrying a hand-set one forward)."""
+    concept_id = project.store.concept_id(concept)
+    overrides, origins = get_threshold_overrides(project, version), get_threshold_origins(project, version)
+    if concept_id in overrides:
+        del overrides[concept_id]
+        origins.pop(concept_id, None)
+        _write_overrides(project, version, overrides, origins)
 
 
 def get_threshold_overrides(project: Project, version: int) -> dict[int, float]:
     """Thresholds set by hand on ``version``: concept id -> threshold."""
     raw = project.store.get_meta(_THRESHOLDS_KEY.format(version))
     return {int(k): float(v) for k, v in json.loads(raw).items()} if raw else {}
+
+
+def get_threshold_origins(project: Project, version: int) -> dict[int, int]:
+    """For each threshold set by hand in force on ``version``: the version it was set on (itself, or an earlier one)."""
+    raw = project.store.get_meta(_ORIGINS_KEY.format(version))
+    origins = {int(k): int(v) for k, v in json.loads(raw).items()} if raw else {}
+    return {cid: origins.get(cid, version) for cid in get_threshold_overrides(project, version)}
+
+
+def carry_threshold_overrides(project: Project, source: int | None, target: int) -> dict[int, float]:
+    """The thresholds a person set by hand on ``source``, carried to ``target`` for the concepts it has.
+
+    A training run must not drop a threshold someone chose on purpose: the new version starts with it,
+    and ``get_threshold_origins`` says where it came from. Returns what was carried.
+    """
+    if source is None or source == target:
+        return {}
+    concepts = set(load_model(project, target).concept_names)
+    origins = get_threshold_origins(project, source)
+    carried = {cid: t for cid, t in get_threshold_overrides(project, source).items() if cid in concepts}
+    if carried:
+        _write_overrides(project, target, carried, {cid: origins[cid] for cid in carried})
+    return carried
+
+
+def _write_overrides(project: Project, version: int, overrides: dict[int, float], origins: dict[int, int]) -> None:
+    project.store.set_meta(_THRESHOLDS_KEY.format(version), json.dumps({str(k): v for k, v in overrides.items()}))
+    project.store.set_meta(_ORIGINS_KEY.format(version), json.dumps({str(k): v for k, v in origins.items()}))
 
 
 def thresholds_for(project: Project, model: Model, space: str) -> np.ndarray:

@@ -25,7 +25,7 @@ from core.learning.heads import (
     ProgressCallback,
 )
 from core.learning.metrics import Evaluation
-from core.learning.models import MODEL_FORMAT, make_head_arrays, save_version_file
+from core.learning.models import MODEL_FORMAT, carry_threshold_overrides, make_head_arrays, save_version_file
 from core.learning.selection import SelectionConfig, SpaceFit, fit_space
 from core.storage.projects import Project
 
@@ -201,7 +201,11 @@ def train(
     file = save_version_file(project.root, manifest, arrays)
     evaluations = [fit.evaluation for fit in fits.values()]
     choices = [c for fit in fits.values() for c in fit.choices]
+    previous = project.store.get_meta("active_version")
     version = project.store.add_version(file, seconds, _report(plans, config, selection, fits))
+    carried = carry_threshold_overrides(project, int(previous) if previous else None, version)
+    if carried:
+        log.info("version %d keeps %d threshold(s) set by hand on version %s", version, len(carried), previous)
     report(1.0, f"saved as version {version}")
     log.info("trained version %d of %s in %.2fs", version, project.name, seconds)
     return TrainResult(version, seconds, plans, evaluations, choices)

@@ -13,6 +13,7 @@ from core.ingestion import ingest
 from core.inputs import RawInput, read_inputs
 from core.learning import load_model, plan_training, set_active_version, train
 from core.learning.heads import DEFAULT_THRESHOLD, LINEAR, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT, HeadConfig
+from core.learning.models import thresholds_for
 from core.learning.selection import NOT_EVALUATED, SelectionConfig
 from core.prediction import predict
 from core.storage.projects import create_project
@@ -259,3 +260,35 @@ def test_selection_kinds_force_the_head(tmp_path, kinds, evaluate, expected):
 def test_selection_kinds_must_be_head_kinds(kinds, raises):
     with raises:
         SelectionConfig(kinds=kinds)
+
+
+@pytest.mark.parametrize(
+    "steps, expected, origin",
+    [
+        # (what a person does between training runs, the threshold in force for red on version 3, where it came from)
+        ([("set", 1, 0.61)], 0.61, 1),  # set on v1: v2 and v3 keep it
+        ([("set", 1, 0.61), ("set", 2, 0.72)], 0.72, 2),  # changed on v2: the newer choice travels on
+        ([("set", 1, 0.61), ("reset", 2)], None, None),  # reset on v2: v3 uses its own best-F1 threshold
+        ([], None, None),  # never set: each version its own
+    ],
+)
+def test_a_threshold_set_by_hand_is_kept_by_the_next_training_runs(colours, steps, expected, origin):
+    from core.learning import get_threshold_origins, get_threshold_overrides, reset_threshold, set_threshold
+
+    project, first = colours
+    red = project.store.concept_id("red")
+    for version in (2, 3):
+        for step in [s for s in steps if s[1] == version - 1]:
+            if step[0] == "set":
+                set_threshold(project, step[1], "red", step[2])
+            else:
+                reset_threshold(project, step[1], "red")
+        assert train(project).version == version
+    in_force = get_threshold_overrides(project, 3).get(red)
+    assert (None if in_force is None else round(in_force, 3)) == expected
+    assert get_threshold_origins(project, 3).get(red) == origin
+    trained = load_model(project, 3).spaces["tiny-image"]
+    threshold = thresholds_for(project, load_model(project, 3), "tiny-image")[list(trained.concept_ids).index(red)]
+    assert round(float(threshold), 3) == (
+        expected if expected is not None else round(float(trained.thresholds[list(trained.concept_ids).index(red)]), 3)
+    )
