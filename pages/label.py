@@ -7,7 +7,7 @@ import streamlit as st
 from core.errors import ConceptlabError
 from core.prediction import search_similar
 from core.storage.projects import open_project
-from core.views.gallery import GalleryFilter, count_labels, label_inputs, list_gallery
+from core.views.gallery import GalleryFilter, count_labels, find_rival_labels, label_inputs, list_gallery
 from core.views.suggestions import suggest_labels
 from pages.common import UPLOAD, flash, md, plural, render_cards, render_preview, require_project, sentence, show_error, start_page
 
@@ -45,6 +45,30 @@ def _label(name: str, ids: list[int], concept: str | None, value: int | None) ->
     what = {1: f"as **{md(concept)}**", -1: f"as not **{md(concept)}**"}.get(value)
     flash(f"Labelled {plural(n, 'input')} {what}." if what else f"Removed the **{md(concept)}** label from {plural(n, 'input')}.")
     return True
+
+
+def _label_similar(name: str, work: dict, group: list[int], concept: str | None, confirmed: bool) -> None:
+    """'All N are X' on similar inputs: asks first when some of them are labelled as another concept."""
+    work["confirm_similar"] = None
+    if concept and not confirmed:
+        rivals = find_rival_labels(open_project(name), group, concept)
+        if rivals:
+            work["confirm_similar"] = {"concept": concept, "group": list(group), "rivals": rivals}
+            return
+    _label(name, group, concept, 1)
+
+
+def _toggle_left_out(work: dict, input_id: int) -> None:
+    work.setdefault("left_out", set()).symmetric_difference_update({input_id})
+    work["confirm_similar"] = None
+
+
+def _open_similar(work: dict, input_id: int) -> None:
+    work.update(similar_to=input_id, left_out=set(), confirm_similar=None)
+
+
+def _close_similar(work: dict) -> None:
+    work.update(similar_to=None, left_out=set(), confirm_similar=None)
 
 
 # The selection lives here, on the server, and each card's Select button toggles its input: a button
@@ -133,31 +157,75 @@ if similar_to is not None and project.store.get_input(similar_to) is not None:
         except ConceptlabError as e:
             show_error(e)
             hits = []
-        group = [similar_to] + [h.record.id for h in hits]
+        left_out = work.setdefault("left_out", set())
+        everyone = [similar_to] + [h.record.id for h in hits]
+        group = [i for i in everyone if i not in left_out]
         concept = st.selectbox(
             "Concept", concepts, index=None, accept_new_options=True, placeholder="Choose or type a concept", key="similar_concept"
         )
+        confirm = work.get("confirm_similar")
+        if confirm and (confirm["concept"], confirm["group"]) != (concept, group):
+            confirm = work["confirm_similar"] = None  # asked about another choice: ask again if need be
+        if confirm:
+            others = sorted(confirm["rivals"].items())
+            named = ", ".join(f"{len(ids)} {md(c)}" for c, ids in others)
+            relabelled = {i for _, ids in others for i in ids}
+            st.warning(
+                f"{plural(len(relabelled), 'of these is', 'of these are')} already labelled as another concept ({named}). "
+                + (f"In this project an input is one concept: labelling it {md(concept)} removes that label." if project.exclusive else ""),
+                icon=":material/warning:",
+            )
+            rest = [i for i in group if i not in relabelled]
+            y, o, n = st.columns(3)
+            y.button(
+                f"Label all {len(group)} as {md(concept)}",
+                on_click=_label_similar,
+                args=(project.name, work, group, concept, True),
+                width="stretch",
+            )
+            o.button(
+                f"Only the {len(rest)} others",
+                disabled=not rest,
+                on_click=_label_similar,
+                args=(project.name, work, rest, concept, True),
+                width="stretch",
+            )
+            n.button("Cancel", on_click=_set, args=("confirm_similar", None), width="stretch")
         a, b, c = st.columns([2, 2, 1])
         a.button(
             f"All {len(group)} are {md(concept)}" if concept else f"All {len(group)} are…",
             type="primary",
-            disabled=not concept,
-            on_click=_label,
-            args=(project.name, group, concept, 1),
+            disabled=not concept or not group,
+            on_click=_label_similar,
+            args=(project.name, work, group, concept, False),
             width="stretch",
         )
         b.button(
             f"None are {md(concept)}" if concept else "None are…",
-            disabled=not concept,
+            disabled=not concept or not group,
             on_click=_label,
             args=(project.name, group, concept, -1),
             width="stretch",
         )
-        c.button("Close", icon=":material/close:", on_click=_set, args=("similar_to", None), width="stretch")
+        c.button("Close", icon=":material/close:", on_click=_close_similar, args=(work,), width="stretch")
+
+        def include_footer(record) -> None:
+            out = record.id in left_out
+            st.button(
+                "Put back" if out else "Leave out",
+                key=f"leave_out_{record.id}",
+                icon=":material/undo:" if out else ":material/remove_circle_outline:",
+                on_click=_toggle_left_out,
+                args=(work, record.id),
+                width="stretch",
+            )
+
         render_cards(
             project,
             [source] + [h.record for h in hits],
-            notes={h.record.id: f"{h.similarity:.0%} similar" for h in hits} | {similar_to: "the one you picked"},
+            footer=include_footer,
+            notes={h.record.id: f"{h.similarity:.0%} similar" + (" · left out" if h.record.id in left_out else "") for h in hits}
+            | {similar_to: "the one you picked" + (" · left out" if similar_to in left_out else "")},
         )
 
 # -- filters -----------------------------------------------------------------------------
@@ -249,8 +317,8 @@ if mode == "Gallery":
             key=f"similar_{record.id}",
             icon=":material/search:",
             help="Find similar inputs",
-            on_click=_set,
-            args=("similar_to", record.id),
+            on_click=_open_similar,
+            args=(work, record.id),
             width="stretch",
         )
 

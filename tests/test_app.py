@@ -397,6 +397,47 @@ def test_find_similar_and_label_all_of_them(colours):
     assert "Most like" not in texts(at)
 
 
+@pytest.mark.parametrize(
+    "exclusive, answer, red_left",
+    [
+        (True, "Label all 8 as warm", 0),  # one concept per input: warm replaces red on all of them
+        (True, "Only the 4 others", 4),  # the red ones keep red; the 4 others become warm
+        (False, "Label all 8 as warm", 4),  # any number of concepts: red ones are red and warm
+        (True, "Cancel", 4),
+    ],
+)
+def test_find_similar_asks_before_relabelling_inputs_of_another_concept(exclusive, answer, red_left):
+    project = create_project("demo", "tiny", exclusive=exclusive)
+    add_images(project, RED, 4, concept="red", prefix="red")
+    add_images(project, RED, 4, prefix="new", seed=20)
+    project.store.create_concept("warm")
+    at = run_app("label", "demo")
+    source = next(r.id for r in project.store.list_inputs() if r.name == "new0.png")
+    at.button(key=f"similar_{source}").click().run()
+    at.selectbox(key="similar_concept").set_value("warm").run()
+    click(at, "All 8 are warm")
+    assert any("4 of these are already labelled as another concept (4 red)" in w.value for w in at.warning)
+    assert not any(labels.get("warm") for labels in project.store.labels_of_inputs(range(1, 9)).values())  # asked, nothing done yet
+    click(at, answer)
+    labels = project.store.labels_of_inputs(range(1, 9))
+    assert sum(v.get("red") == 1 for v in labels.values()) == red_left
+    assert sum(v.get("warm") == 1 for v in labels.values()) == (0 if answer == "Cancel" else 8 if answer.startswith("Label all") else 4)
+
+
+def test_find_similar_cards_can_be_left_out(colours):
+    colours.store.create_concept("warm")
+    at = run_app("label", "colours")
+    first_red = next(r.id for r in colours.store.list_inputs() if r.name == "red0.png")
+    at.button(key=f"similar_{first_red}").click().run()
+    out = next(r.id for r in colours.store.list_inputs() if r.name == "blue0.png")
+    at.button(key=f"leave_out_{out}").click().run()
+    at.selectbox(key="similar_concept").set_value("warm").run()
+    click(at, "All 7 are warm")
+    assert colours.store.labels_of(out) == {} and sum(bool(colours.store.labels_of(i)) for i in range(1, 9)) == 7
+    at.button(key=f"leave_out_{out}").click().run()  # put back
+    assert [b.label for b in at.button if b.key == f"leave_out_{out}"] == ["Leave out"]
+
+
 def test_one_at_a_time(colours):
     colours.store.create_concept("red")
     at = run_app("label", "colours")

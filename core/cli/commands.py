@@ -21,6 +21,7 @@ from core.learning.models import load_model, set_threshold
 from core.learning.training import plan_training, train
 from core.prediction import predict, search_similar
 from core.storage.projects import create_project, delete_project, list_projects, open_project, rename_project
+from core.views.gallery import label_inputs
 
 
 def _out(args: argparse.Namespace, data, text: str) -> None:
@@ -162,9 +163,8 @@ def run_command(args: argparse.Namespace) -> int:
         input_id = project.store.resolve_input_id(args.input_id)
         if input_id is None:
             raise ConceptlabError(f"no input '{args.input_id}' in project '{project.name}'")
-        concept_id = project.store.ensure_concepts([args.concept])
         value = None if args.remove else (-1 if args.negative else 1)
-        project.store.set_labels([input_id], next(iter(concept_id.values())), value)
+        label_inputs(project, [input_id], args.concept, value)  # one concept per input, where the project says so
         word = "removed label" if value is None else ("negative" if value < 0 else "positive")
         _out(args, {"input": input_id, "concept": args.concept, "value": value}, f"input {input_id}: {word} for '{args.concept}'")
         return EXIT_OK

@@ -123,6 +123,17 @@ class ConceptRows:
                 for i in ids:
                     self._annotate(conn, i, [(concept_id, value)], time.time())
 
+    def set_only_positive(self, input_ids: Iterable[int], concept_id: int) -> None:
+        """Label inputs positive for one concept and remove their positive labels for every other, together.
+
+        For projects of one concept per input: an input that becomes a bee is no longer an ant.
+        """
+        ids = list(input_ids)
+        with self.transaction() as conn:
+            conn.executemany("DELETE FROM annotations WHERE input_id = ? AND concept_id != ? AND value > 0", [(i, concept_id) for i in ids])
+            for i in ids:
+                self._annotate(conn, i, [(concept_id, 1)], time.time())
+
     @staticmethod
     def _annotate(conn: sqlite3.Connection, input_id: int, pairs: list[tuple[int, int]], now: float) -> None:
         conn.executemany(

@@ -19,6 +19,7 @@ from PIL import Image
 from core.disk import write_file_atomically
 from core.errors import InputError, ModelVersionError
 from core.inputs import VideoConfig, decode_image, make_thumbnail, sample_frames
+from core.names import make_name_key
 from core.prediction import FrameScores, get_model
 from core.storage.concepts import validate_concept_name
 from core.storage.inputs import InputRecord
@@ -170,14 +171,30 @@ def list_gallery(project: Project, flt: GalleryFilter = GalleryFilter(), page: i
 def label_inputs(project: Project, input_ids: list[int], concept: str, value: int | None) -> int:
     """Label inputs positive (+1) or negative (-1) for a concept, creating it if new; None removes labels.
 
+    In a project of one concept per input a positive label replaces the input's other positive labels.
+
     Returns:
         How many inputs were labelled.
     """
     if value not in (1, -1, None):
         raise ValueError(f"label value must be 1, -1 or None, not {value!r}")
     cid = project.store.ensure_concepts([concept])[validate_concept_name(concept)]
-    project.store.set_labels(input_ids, cid, value)
+    if project.exclusive and value == 1:
+        project.store.set_only_positive(input_ids, cid)
+    else:
+        project.store.set_labels(input_ids, cid, value)
     return len(input_ids)
+
+
+def find_rival_labels(project: Project, input_ids: list[int], concept: str) -> dict[str, list[int]]:
+    """Among ``input_ids``, those labelled positive for another concept: concept -> ids (to ask before relabelling)."""
+    key = make_name_key(validate_concept_name(concept))
+    rivals: dict[str, list[int]] = {}
+    for input_id, labels in project.store.labels_of_inputs(input_ids).items():
+        for other, value in labels.items():
+            if value > 0 and make_name_key(other) != key:
+                rivals.setdefault(other, []).append(input_id)
+    return rivals
 
 
 def load_thumbnail(project: Project, record: InputRecord, size: int = 256) -> bytes | None:

@@ -178,3 +178,19 @@ def test_a_gallery_page_scores_only_what_it_needs(project, monkeypatch, flt, pag
     shown = list_gallery(project, flt, page=page, page_size=4)
     assert sum(counted) == scored
     assert all(item.predicted is not None for item in shown.items)  # each card still says what the model thinks
+
+
+@pytest.mark.parametrize(
+    "exclusive, value, expected",
+    [
+        (True, 1, {"blue": 1}),  # one concept per input: blue replaces red
+        (False, 1, {"red": 1, "blue": 1}),  # any number: both
+        (True, -1, {"red": 1, "blue": -1}),  # a negative takes nothing away
+        (True, None, {"red": 1}),
+    ],
+)
+def test_labelling_in_a_project_of_one_concept_per_input_replaces_the_rival(tmp_path, exclusive, value, expected):
+    project = create_project("x", "tiny", exclusive=exclusive)
+    ingest(project, read_texts(["a thing"], concept="red"))
+    label_inputs(project, [1], "blue", value)
+    assert project.store.labels_of(1) == expected
