@@ -90,6 +90,7 @@ def _label_picked(name: str, work: dict, value: int | None) -> None:
 
 def _concept_action(name: str, action: str) -> None:
     state, store = st.session_state, open_project(name).store
+    state.concepts_open = True  # the panel stays open for the next action, whatever this one did
     try:
         if action == "create":
             store.create_concept(state.get("new_concept") or "")
@@ -116,8 +117,10 @@ def _set(key: str, value) -> None:
 
 # -- concepts ---------------------------------------------------------------------------
 
-with st.expander(f"Concepts ({len(concepts)})", expanded=not concepts, icon=":material/category:"):
+# A fixed label: Streamlit redraws an expander whose label changes (a count in it) as a new, closed one.
+with st.expander("Concepts", expanded=not concepts or st.session_state.get("concepts_open", False), icon=":material/category:"):
     if concepts:
+        st.caption(plural(len(concepts), "concept"))
         st.markdown(" ".join(f":blue-badge[{md(c)} · {p} yes · {n} no]" for c, (p, n) in counts.items()))
     else:
         st.info("No concepts yet: add one here, or type a new one when you label.", icon=":material/lightbulb:")

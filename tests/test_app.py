@@ -438,6 +438,18 @@ def test_find_similar_cards_can_be_left_out(colours):
     assert [b.label for b in at.button if b.key == f"leave_out_{out}"] == ["Leave out"]
 
 
+def test_the_concepts_panel_stays_open_after_each_action(colours):
+    at = run_app("label", "colours")
+    assert at.expander[0].label == "Concepts" and at.expander[0].proto.expanded  # no concepts yet: open
+    at.text_input(key="new_concept").input("warm")
+    click(at, "Add concept")
+    at.text_input(key="new_concept").input("cold")
+    click(at, "Add concept")
+    panel = next(e for e in at.expander if e.label == "Concepts")
+    assert panel.proto.expanded and "2 concepts" in [c.value for c in at.caption]
+    assert [name for _, name in colours.store.list_concepts()] == ["cold", "warm"]
+
+
 def test_one_at_a_time(colours):
     colours.store.create_concept("red")
     at = run_app("label", "colours")
