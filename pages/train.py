@@ -230,24 +230,25 @@ if quality:
 charts = [chart for chart in map(build_confusion_chart, evaluations) if chart is not None]
 for chart in charts:
     st.markdown(f"**What the model mistook for what{md(where(chart.space))}**")
-    cells = pd.DataFrame([asdict(cell) for cell in chart.cells])
+    cells = pd.DataFrame([asdict(cell) | {"shade": cell.shade} for cell in chart.cells])
     top = max(int(cells["count"].max()), 1)
     base = alt.Chart(cells).encode(
         x=alt.X("column:N", sort=chart.columns, title=chart.column_title, axis=alt.Axis(labelAngle=0, labelLimit=160)),
         y=alt.Y("row:N", sort=chart.rows, title=chart.row_title, axis=alt.Axis(labelLimit=200)),
     )
     tooltip = [alt.Tooltip("row:N", title=chart.row_title), alt.Tooltip("column:N", title=chart.column_title), "count:Q"]
-    # Right answers in greens, mistakes in oranges: the darker, the more inputs.
+    # Right answers in greens, mistakes in oranges (the darker, the more inputs); a mistake nobody made is grey.
     right, wrong = (
-        base.transform_filter(alt.datum.correct == ok)
+        base.transform_filter(alt.datum.shade == shade)
         .mark_rect()
         .encode(color=alt.Color("count:Q", scale=alt.Scale(scheme=scheme, domain=[0, top]), legend=None), tooltip=tooltip)
-        for ok, scheme in ((True, "greens"), (False, "oranges"))
+        for shade, scheme in (("right", "greens"), ("mistake", "oranges"))
     )
+    empty = base.transform_filter(alt.datum.shade == "empty").mark_rect(color="#f0f2f6").encode(tooltip=tooltip)
     counts = base.mark_text(fontSize=15).encode(
         text="count:Q", color=alt.condition(alt.datum.count > top / 2, alt.value("white"), alt.value("black"))
     )
-    st.altair_chart((right + wrong + counts).resolve_scale(color="independent").properties(height=alt.Step(44)), width="stretch")
+    st.altair_chart((right + wrong + empty + counts).resolve_scale(color="independent").properties(height=alt.Step(44)), width="stretch")
     st.caption(
         "Rows: what you labelled; columns: what the model predicted. Green cells are right; orange ones are mistakes."
         if chart.row_title == "labelled"

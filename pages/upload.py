@@ -121,7 +121,8 @@ if report is not None:
     render_ingest_report(project, report)
     if report.added or report.already_stored:
         left, right = st.columns(2)
-        left.page_link(LABEL, label="Next: label them", icon=":material/sell:")
+        # Files already stored were labelled (or not) before: "label them" only fits new ones.
+        left.page_link(LABEL, label="Next: label them" if report.added else "Go to Label", icon=":material/sell:")
         right.page_link(TRAIN, label="Or train right away", icon=":material/model_training:")
 elif project.store.count_inputs():
     counts = project.store.count_inputs()

@@ -650,8 +650,9 @@ def test_train_page_shows_quality_table_and_confusion_chart(exclusive, overall, 
     metrics = {m.label: m.value for m in at.metric}
     assert overall in metrics
     (chart,) = charts(at)
-    right, wrong, counts = chart["layer"]
+    right, wrong, empty, counts = chart["layer"]
     assert right["mark"]["type"] == wrong["mark"]["type"] == "rect" and counts["encoding"]["text"]["field"] == "count"
+    assert empty["mark"]["color"] == "#f0f2f6"  # a mistake nobody made: grey, not orange
     assert right["encoding"]["x"]["title"] == columns and right["encoding"]["y"]["sort"] == ["blue", "red"]
 
 

@@ -187,6 +187,9 @@ def _check_entries(infos: list[zipfile.ZipInfo], limits: ExchangeLimits) -> None
     if len(infos) > limits.max_entries:
         raise ModelFileError(f"model file has too many entries ({len(infos):,}, limit {limits.max_entries:,})")
     names = [info.filename for info in infos]
+    if MANIFEST_NAME not in names:
+        # Any zip but ours (a folder of photos zipped): say what it is not, not which entry surprised us.
+        raise ModelFileError(f"not a conceptlab model file (a zip without {MANIFEST_NAME})")
     if len(set(names)) != len(names):
         raise ModelFileError("model file has two entries with the same name")
     for info in infos:

@@ -83,18 +83,18 @@ def projects_dir() -> Path:
 def validate_project_name(name: str) -> str:
     """Return the name as stored (``names.normalize_name``), or raise ProjectError saying which names are allowed.
 
-    Letters and digits of any script, spaces, '.', '_' and '-', 1 to 64 characters, starting with a letter
+    Letters and digits of any script, spaces, '.', '_', '-', '(' and ')', 1 to 64 characters, starting with a letter
     or digit; never a path separator, '.' or '..', a name Windows reserves for a device, or a control character.
     """
     cleaned = normalize_name(name)
-    rule = "use 1 to 64 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit"
+    rule = "use 1 to 64 letters, digits, spaces, '.', '_', '-', '(' or ')', starting with a letter or digit"
     shown = one_line(str(name))
     if not cleaned or len(cleaned) > 64 or not cleaned[0].isalnum() or cleaned.endswith("."):
         raise ProjectError(f"'{shown}' is not a valid project name: {rule}")
     reason = describe_forbidden_character(cleaned)
     if reason is not None:
         raise ProjectError(f"'{shown}' is not a valid project name: {reason}")
-    if not all(c.isalnum() or c in " ._-" or unicodedata.category(c).startswith("M") for c in cleaned):
+    if not all(c.isalnum() or c in " ._-()" or unicodedata.category(c).startswith("M") for c in cleaned):
         raise ProjectError(f"'{shown}' is not a valid project name: {rule}")
     if cleaned.split(".")[0].strip().upper() in _RESERVED_NAMES:
         raise ProjectError(f"'{shown}' is not a valid project name: Windows keeps it for a device")

@@ -59,6 +59,11 @@ class ChartCell:
     count: int
     correct: bool
 
+    @property
+    def shade(self) -> str:
+        """How to draw it: ``right`` (green), ``mistake`` (orange) or ``empty`` (a mistake nobody made: neutral)."""
+        return "right" if self.correct else "mistake" if self.count else "empty"
+
 
 @dataclass(frozen=True)
 class ConfusionChart:

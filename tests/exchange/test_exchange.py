@@ -268,7 +268,17 @@ HOSTILE = [
     pytest.param(lambda d: _pack({**_unpack(d), "../evil.sh": b"rm -rf /"}), r"unexpected entry '\.\./evil\.sh'", id="dot-dot-entry"),
     pytest.param(lambda d: _pack({**_unpack(d), "/etc/cron.d/x": b"x"}), "unexpected entry '/etc/cron.d/x'", id="absolute-entry"),
     pytest.param(lambda d: _pack({**_unpack(d), "weights.pkl": b"\x80\x04."}), "unexpected entry 'weights.pkl'", id="pickle-entry"),
-    pytest.param(lambda d: _pack({k: v for k, v in _unpack(d).items() if k != "manifest.json"}), "no manifest.json", id="no-manifest"),
+    pytest.param(
+        lambda d: _pack({k: v for k, v in _unpack(d).items() if k != "manifest.json"}),
+        r"not a conceptlab model file \(a zip without manifest.json\)",
+        id="no-manifest",
+    ),
+    # A zip of photos, as a person may pick by mistake: what it is not, not which entry surprised us.
+    pytest.param(
+        lambda d: _pack({"ants/": b"", "ants/a.jpg": b"\xff\xd8"}),
+        r"not a conceptlab model file \(a zip without manifest.json\)",
+        id="zip-of-photos",
+    ),
     pytest.param(lambda d: _pack({**_unpack(d), "manifest.json": b"{not json"}), "manifest is not valid JSON", id="bad-json"),
     pytest.param(lambda d: _pack({**_unpack(d), "manifest.json": b"[" * 100_000}), "manifest is not valid JSON", id="deep-json"),
     pytest.param(lambda d: _with_manifest(d, lambda m: m.update(format="other")), "names another format", id="wrong-format"),

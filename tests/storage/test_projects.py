@@ -46,6 +46,8 @@ def test_rename_project(existing, old, new, error):
         ("Ελληνικά", None),
         ("हिन्दी", None),  # combining vowel signs belong to the word
         ("a.b_c-d 2", None),
+        ("Pets (2025)", None),  # parentheses, as people number copies
+        ("Pets [old]", "not a valid project name"),
         ("", "not a valid project name"),
         ("..", "not a valid project name"),
         ("../evil", "not a valid project name"),

@@ -136,6 +136,9 @@ def test_build_confusion_chart(evaluation, rows, columns, counts, expectation):
         assert [c.count for c in chart.cells] == counts
         right = {"found", "rightly left out"}
         assert all(c.correct == (c.row == c.column or c.column in right) for c in chart.cells)
+        # A mistake nobody made is drawn neutral, not in the mistakes' orange.
+        assert [c.shade for c in chart.cells] == ["right" if c.correct else "mistake" if c.count else "empty" for c in chart.cells]
+        assert "empty" in {c.shade for c in chart.cells} or all(c.count or c.correct for c in chart.cells)
 
 
 def test_read_evaluations_round_trips_what_training_stored(colours):
