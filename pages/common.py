@@ -211,7 +211,10 @@ def render_ingest_report(project: Project, report: IngestReport) -> None:
     for note in report.notes:
         st.info(md(note[0].upper() + note[1:] + "."), icon=":material/info:")
     if failed:
-        st.warning(f"{plural(failed, 'file')} could not be used; the rest went in.", icon=":material/warning:")
+        if added or known:
+            st.warning(f"{plural(failed, 'file')} could not be used; the rest went in.", icon=":material/warning:")
+        else:
+            st.error(f"Nothing went in: {plural(failed, 'file')} could not be used (the reasons are below).", icon=":material/error:")
         st.dataframe(
             {"File": [e.name for e in report.failed], "Why": [e.reason for e in report.failed]},
             hide_index=True,

@@ -6,6 +6,8 @@ import streamlit as st
 
 from core.ingestion import ingest, note_missing_folder_labels
 from core.inputs import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
+from core.inputs.raw import suffix_of
+from core.inputs.tables import read_table_columns
 from core.inputs.uploads import count_upload_items, read_uploads
 from core.views.samples import add_sample_data, build_sample_inputs
 from pages.common import (
@@ -62,7 +64,9 @@ def finish(report) -> None:
     if report is None:
         return
     st.session_state.last_upload = (project.name, report)
-    st.session_state.upload_round += 1  # a fresh, empty uploader
+    if report.added or report.already_stored or not report.failed:
+        st.session_state.upload_round += 1  # a fresh, empty uploader
+    # Nothing went in (a wrong column, say): the files stay, to try again with another choice.
     st.rerun()
 
 
@@ -88,9 +92,22 @@ with files_tab:
         help="Images, videos (one frame per second is used), .txt files, CSV/TSV tables (a text per row) and zip archives of these.",
     )
     labels = batch_labels("files", allow_folders=True)
-    with st.expander("Tables (CSV/TSV)"):
-        text_column = st.text_input("Text column", placeholder="text, or the only column", key="text_column")
-        label_column = st.text_input("Label column (each row's concept)", placeholder="none", key="label_column")
+    tables = [f for f in uploads or [] if suffix_of(f.name) in TABLE_SUFFIXES]
+    # The columns of the tables being added, to pick from (the first table's order; every table's names).
+    columns = list(dict.fromkeys(c for f in tables for c in read_table_columns(f.getvalue(), suffix_of(f.name))))
+    with st.expander("Tables (CSV/TSV)", expanded=bool(tables)):
+        if columns:
+            default = next((i for i, c in enumerate(columns) if c.casefold() == "text"), 0)
+            text_column = st.selectbox("Text column", columns, index=default, key="text_column_pick")
+            label_column = st.selectbox(
+                "Label column (each row's concept)",
+                [""] + [c for c in columns if c != text_column],
+                key="label_column_pick",
+                format_func=lambda c: c or "none",  # options are plain text, not Markdown
+            )
+        else:
+            text_column = st.text_input("Text column", placeholder="text, or the only column", key="text_column")
+            label_column = st.text_input("Label column (each row's concept)", placeholder="none", key="label_column")
     count = len(uploads or [])
     if st.button(f"Add {plural(count, 'file')}" if count else "Add files", type="primary", disabled=not count or labels is None):
         concept, negative, folders = labels

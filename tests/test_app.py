@@ -317,6 +317,28 @@ def test_an_upload_stopped_by_a_reload_is_told_on_return_once():
     assert not any("stopped before the end" in w.value for w in run_app(None, "demo").warning)  # once
 
 
+def test_a_tables_columns_are_offered_to_pick_and_its_rows_go_in_with_their_labels():
+    project = create_project("demo", "tiny")
+    table = b"id,message,category\n1,a red apple,fruit\n2,a green car,vehicle\n"
+    at = run_app()
+    at.file_uploader[0].set_value([("notes.csv", table, "text/csv")]).run()
+    assert at.selectbox(key="text_column_pick").options == ["id", "message", "category"]
+    at.selectbox(key="text_column_pick").set_value("message").run()
+    at.selectbox(key="label_column_pick").set_value("category").run()
+    click(at, "Add 1 file")
+    assert sorted(r.text for r in project.store.list_inputs()) == ["a green car", "a red apple"]
+    assert sorted(name for _, name in project.store.list_concepts()) == ["fruit", "vehicle"]
+
+
+def test_when_nothing_went_in_it_says_so_and_the_files_stay():
+    create_project("demo", "tiny")
+    at = run_app()
+    at.file_uploader[0].set_value([("empty.csv", b"text\n", "text/csv")]).run()
+    click(at, "Add 1 file")
+    assert any("Nothing went in: 1 file could not be used" in e.value for e in at.error)
+    assert [f.name for f in at.file_uploader[0].value] == ["empty.csv"]  # still there, to try again
+
+
 def test_paste_texts_as_negatives():
     create_project("demo", "tiny").store.create_concept("spam")
     at = run_app()

@@ -99,6 +99,17 @@ def read_table(name: str, stream: IO[bytes], suffix: str, concept: str | None, c
         yield InputError(name, "no rows under the header row")
 
 
+def read_table_columns(data: bytes, suffix: str) -> list[str]:
+    """The column names in a table's header row (to offer them to pick), or [] when it has none readable."""
+    try:
+        encoding, _ = detect_encoding(data[:4])
+        lines = _BoundedLines(io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline=""), MAX_LINE_CHARS)
+        header = next(csv.reader(lines, delimiter="\t" if suffix == ".tsv" else ","), [])
+    except (UnicodeError, csv.Error):
+        return []
+    return [cell.strip() for cell in header if cell.strip()] if not lines.cut else []
+
+
 def _rows(reader: Iterator[list[str]], lines: _BoundedLines) -> Iterator[list[str] | csv.Error]:
     """Yield each row, or the ``csv.Error`` of a malformed one (the reader resumes on the next line)."""
     while True:

@@ -81,3 +81,21 @@ def test_a_table_of_a_million_rows_stops_at_the_limit_without_reading_the_rest(t
     refusal = next(items)
     assert refusal.name == f"{path}:row 1002" and "more than 1,000 rows (the limit per table)" in refusal.reason
     assert next(items, None) is None
+
+
+@pytest.mark.parametrize(
+    "data, suffix, columns",
+    [
+        (b"id,text,label\n1,a,b\n", ".csv", ["id", "text", "label"]),
+        (b"id\ttext\n1\ta\n", ".tsv", ["id", "text"]),
+        ("\ufeffName, Body ,\n".encode(), ".csv", ["Name", "Body"]),  # BOM, blanks and an empty cell
+        ("id,text\n".encode("utf-16"), ".csv", ["id", "text"]),
+        (b"", ".csv", []),
+        (b"\xff\xfe\xff", ".csv", []),  # not text
+        (b"x" * (2 * 1024**2), ".csv", []),  # a 'header' of two million characters is no header
+    ],
+)
+def test_read_table_columns(data, suffix, columns):
+    from core.inputs.tables import read_table_columns
+
+    assert read_table_columns(data, suffix) == columns
