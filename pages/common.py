@@ -23,7 +23,7 @@ from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.storage import InputRecord
 from core.storage.projects import Project, open_project
 from core.views.batches import dismiss_upload_record, end_upload_record, find_stopped_upload, start_upload_record, update_upload_record
-from core.views.gallery import label_inputs, load_thumbnail, preview_text
+from core.views.gallery import describe_input_name, label_inputs, load_thumbnail, preview_text
 
 UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"
 
@@ -267,7 +267,7 @@ def render_cards(
         for col, record in zip(row, records[start : start + columns]):
             with col, st.container(border=True):
                 render_preview(project, record)
-                st.caption(md(record.name))
+                st.caption(md(describe_input_name(record.name)))
                 labels = project.store.labels_of(record.id)
                 if labels:
                     st.markdown(label_badges(labels))
@@ -290,7 +290,7 @@ def _relabel(project: Project, record: InputRecord, concept: str, value: int | N
         flash(md(sentence(e)), "error")
         return
     now = {1: f"labelled {md(concept)}", -1: f"labelled not {md(concept)}", None: f"no longer labelled for {md(concept)}"}[value]
-    flash(f"{md(record.name)} is now {now}. Train again to apply the fix.")
+    flash(f"{md(describe_input_name(record.name))} is now {now}. Train again to apply the fix.")
 
 
 def _relabel_buttons(project: Project, concept: str) -> Callable[[InputRecord], None]:

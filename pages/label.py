@@ -7,7 +7,7 @@ import streamlit as st
 from core.errors import ConceptlabError
 from core.prediction import search_similar
 from core.storage.projects import open_project
-from core.views.gallery import GalleryFilter, count_labels, find_rival_labels, label_inputs, list_gallery
+from core.views.gallery import GalleryFilter, count_labels, describe_input_name, find_rival_labels, label_inputs, list_gallery
 from core.views.suggestions import suggest_labels
 from pages.common import UPLOAD, flash, md, plural, render_cards, render_preview, require_project, sentence, show_error, start_page
 
@@ -154,7 +154,7 @@ similar_to = work["similar_to"]
 if similar_to is not None and project.store.get_input(similar_to) is not None:
     source = project.store.get_input(similar_to)
     with st.container(border=True):
-        st.subheader(f"Most like {md(source.name)}")
+        st.subheader(f"Most like {md(describe_input_name(source.name))}")
         try:
             hits = search_similar(project, similar_to, k=12)
         except ConceptlabError as e:
@@ -349,7 +349,7 @@ elif mode == "One at a time":
         picture, buttons = st.columns([3, 2])
         with picture, st.container(border=True):
             render_preview(project, item.record, size=512)
-            st.caption(md(item.record.name))
+            st.caption(md(describe_input_name(item.record.name)))
             if note := model_note(item):
                 st.caption(note)
         with buttons:

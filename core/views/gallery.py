@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Literal
 
 import numpy as np
@@ -166,6 +168,18 @@ def list_gallery(project: Project, flt: GalleryFilter = GalleryFilter(), page: i
         predicted, score = scores.top.get(input_id, (None, None))
         items.append(GalleryItem(record, project.store.labels_of(input_id), predicted, score, scores.certainty.get(input_id)))
     return GalleryPage(items, len(ids), page, pages)
+
+
+def describe_input_name(name: str) -> str:
+    """An input's name as the studio shows it to visitors.
+
+    Names start at the folder or file that was ingested (``photos/cats/a.jpg``); inputs stored before
+    that kept the full local path, and show only its last folder and file (``…/cats/a.jpg``).
+    """
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive:
+        parts = [part for part in re.split(r"[\\/]", name) if part and not part.endswith(":")]
+        return "…/" + "/".join(parts[-2:])
+    return name
 
 
 def label_inputs(project: Project, input_ids: list[int], concept: str, value: int | None) -> int:

@@ -194,3 +194,20 @@ def test_labelling_in_a_project_of_one_concept_per_input_replaces_the_rival(tmp_
     ingest(project, read_texts(["a thing"], concept="red"))
     label_inputs(project, [1], "blue", value)
     assert project.store.labels_of(1) == expected
+
+
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        ("photos/cats/a.jpg", "photos/cats/a.jpg"),  # relative to what was ingested: as stored
+        ("notes.csv:row 3", "notes.csv:row 3"),
+        ("text 1", "text 1"),
+        ("/home/me/photos/cats/a.jpg", "…/cats/a.jpg"),  # stored before names were relative: no local path shown
+        ("/home/me/notes.csv:row 3", "…/me/notes.csv:row 3"),
+        ("C:\\\\Users\\\\me\\\\cats\\\\a.jpg", "…/cats/a.jpg"),
+    ],
+)
+def test_describe_input_name_never_shows_a_full_local_path(name, shown):
+    from core.views.gallery import describe_input_name
+
+    assert describe_input_name(name) == shown
