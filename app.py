@@ -161,8 +161,9 @@ def render_create_project(first: bool) -> None:
         st.text_input("Project name", key="new_name", placeholder="e.g. Pets, Defects, Recipes", max_chars=64)
         st.selectbox(
             "Model",
-            list(EMBEDDERS),
-            index=0 if clip_ready else 1,
+            # CLIP is offered only once its weights are here: choosing it could not work before.
+            [e for e in EMBEDDERS if clip_ready or e != "clip"],
+            index=0,
             format_func=EMBEDDERS.get,
             key="new_embedder",
             help="The pretrained model that turns inputs into numbers. It is fixed for the life of the project.",
@@ -197,8 +198,19 @@ def render_clip_download() -> None:
             fraction = 1.0 if total else min(megabytes / CLIP_DOWNLOAD_MB, 0.99)
             bar.progress(fraction, text=f"{megabytes:.0f} of about {CLIP_DOWNLOAD_MB} MB")
 
+        st.session_state.pop("create_error", None)  # an older error would sit under this attempt's answer
         try:
             download_clip_weights("clip", progress=show, timeout_s=3600)
+        except WeightsMissingError as e:
+            bar.empty()
+            # In the studio's words: no command-line flags, and where a checkpoint file goes instead.
+            st.error(
+                f"Could not download CLIP weights: {md(e.cause or 'the download failed')}. Use **Lite**, which needs nothing more, "
+                "or copy a CLIP checkpoint file onto this machine and give its path under **Advanced** as "
+                "`clip:ViT-B-32:/path/to/the/file`.",
+                icon=":material/cloud_off:",
+            )
+            return
         except ConceptlabError as e:
             bar.empty()
             st.error(md(sentence(e)), icon=":material/cloud_off:")

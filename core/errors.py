@@ -53,7 +53,14 @@ class EmbedderError(ConceptlabError):
 
 
 class WeightsMissingError(EmbedderError):
-    """Pretrained weights are not on this machine (and will not be fetched implicitly)."""
+    """Pretrained weights are not on this machine (and will not be fetched implicitly).
+
+    ``cause``: why a download failed, in plain words without command-line advice (for the studio).
+    """
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class TrainingError(ConceptlabError):

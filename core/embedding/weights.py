@@ -107,7 +107,9 @@ def download_clip_weights(
         _report_done(progress, cached)
         return Path(cached)
     if _is_offline():
-        raise WeightsMissingError(_download_failed(clip, "no network connection (offline mode: HF_HUB_OFFLINE is set)"))
+        raise WeightsMissingError(
+            _download_failed(clip, "no network connection (offline mode: HF_HUB_OFFLINE is set)"), "this machine works offline"
+        )
 
     import open_clip  # deferred: pulls in torch
 
@@ -134,13 +136,13 @@ def download_clip_weights(
         if not worker.is_alive():
             break
         if time.monotonic() >= deadline:
-            raise WeightsMissingError(_download_failed(clip, f"it did not finish within {timeout_s:g} s"))
+            raise WeightsMissingError(_download_failed(clip, f"it did not finish within {timeout_s:g} s"), "it took too long")
     error = outcome.get("error")
     if isinstance(error, BaseException):
-        raise WeightsMissingError(_download_failed(clip, _explain(error))) from error
+        raise WeightsMissingError(_download_failed(clip, _explain(error)), _explain(error)) from error
     path = outcome.get("path")
     if not isinstance(path, str) or not os.path.isfile(path):
-        raise WeightsMissingError(_download_failed(clip, "the download produced no file"))
+        raise WeightsMissingError(_download_failed(clip, "the download produced no file"), "the download produced no file")
     _report_done(progress, path)
     logger.info("CLIP weights %s saved at %s", clip.label, path)
     return Path(path)
