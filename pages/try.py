@@ -11,6 +11,7 @@ from core.inputs import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, read_text
 from core.inputs.uploads import read_camera_photo, read_uploads
 from core.prediction import Prediction, predict
 from core.views.gallery import load_video_moments
+from core.views.timeline import find_concept_segments, format_clock
 from pages.common import TRAIN, get_embedder, head_name, md, render_cards, require_project, sentence, show_error, start_page
 
 start_page()
@@ -140,6 +141,13 @@ with scores:
 
 if prediction.frames is not None and prediction.frames.scores:
     st.subheader("Over time")
+    # When each concept passes its threshold: a clip half of roses is not "ant" because ants score high somewhere.
+    timelines = find_concept_segments(prediction)
+    for timeline in timelines:
+        spans = ", ".join(f"{format_clock(a)}–{format_clock(b)}" for a, b in timeline.segments)
+        st.markdown(f"**{md(timeline.concept)}**: {spans} ({timeline.seconds:.0f} of {timeline.duration:.0f} s)")
+    if not timelines:
+        st.caption("No concept passes its threshold at any moment of this video.")
     frames = prediction.frames
     timeline = pd.DataFrame(
         [{"second": t, "concept": c, "score": s} for c, values in frames.scores.items() for t, s in zip(frames.times, values)]

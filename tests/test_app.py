@@ -9,6 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
@@ -544,6 +545,22 @@ def test_whole_loop_with_sample_data_and_typed_text():
     click(at, "Predict")
     assert "### sports" in [m.value for m in at.markdown]
     assert "Why: the closest labelled examples" in texts(at)
+
+
+def test_try_a_video_says_when_each_concept_passes(colours, tmp_path):
+    """A clip of red, then blue, then red: each colour's segments, not one top score for the whole clip."""
+    from moviepy import ImageSequenceClip
+
+    add_images(colours, RED, 3, concept="red", prefix="known-red", seed=60)
+    add_images(colours, BLUE, 3, concept="blue", prefix="known-blue", seed=70)
+    train(colours)
+    frames = [np.full((48, 64, 3), colour, np.uint8) for colour in (RED, RED, BLUE, BLUE, RED, RED) for _ in range(10)]
+    ImageSequenceClip(frames, fps=10).write_videofile(str(tmp_path / "clip.mp4"), codec="libx264", audio=False, logger=None)
+    at = run_app("try", "colours")
+    at.file_uploader(key="try_file").set_value(("clip.mp4", (tmp_path / "clip.mp4").read_bytes(), "video/mp4")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    lines = {m.value.split("**: ")[0].strip("*"): m.value.split("**: ")[1] for m in at.markdown if "–" in m.value and "**: " in m.value}
+    assert lines == {"red": "0:00–0:02, 0:04–0:06 (4 of 6 s)", "blue": "0:02–0:04 (2 of 6 s)"}, lines
 
 
 def test_try_a_photo_and_a_broken_file(colours):
