@@ -165,17 +165,14 @@ def _read_file(name: str, concept: str | None, config: ReadConfig) -> Iterator[R
         return
     try:
         size = os.path.getsize(name)
-        if size == 0:
-            yield InputError(name, "empty file")
+        refused = _refuse_by_size(name, suffix, size, config)
+        if refused is not None:
+            yield refused
         elif suffix in ARCHIVE_SUFFIXES:
             yield from read_zip(name, config)
         elif suffix in TABLE_SUFFIXES:
             with open(name, "rb") as stream:
                 yield from read_table(name, stream, suffix, concept, config)
-        elif size > config.max_file_bytes:
-            yield InputError(name, f"file too large ({format_bytes(size)}, limit {format_bytes(config.max_file_bytes)})")
-        elif suffix in TEXT_SUFFIXES and size > max_text_bytes(config):
-            yield InputError(name, describe_text_too_large(size, config))
         else:
             with open(name, "rb") as stream:
                 data = stream.read()
@@ -195,13 +192,20 @@ def read_file_bytes(name: str, data: bytes, concept: str | None, config: ReadCon
     suffix = suffix_of(name)
     if suffix not in KIND_BY_SUFFIX:
         return InputError(name, describe_unsupported(suffix))
-    if not data:
+    return _refuse_by_size(name, suffix, len(data), config) or make_input(name, data, suffix, concept, config)
+
+
+def _refuse_by_size(name: str, suffix: str, size: int, config: ReadConfig) -> InputError | None:
+    """Why a file of ``size`` bytes is not read at all (empty, too large), or None; archives and tables check their own parts."""
+    if size == 0:
         return InputError(name, "empty file")
-    if len(data) > config.max_file_bytes:
-        return InputError(name, f"file too large ({format_bytes(len(data))}, limit {format_bytes(config.max_file_bytes)})")
-    if suffix in TEXT_SUFFIXES and len(data) > max_text_bytes(config):
-        return InputError(name, describe_text_too_large(len(data), config))
-    return make_input(name, data, suffix, concept, config)
+    if suffix in ARCHIVE_SUFFIXES or suffix in TABLE_SUFFIXES:
+        return None
+    if size > config.max_file_bytes:
+        return InputError(name, f"file too large ({format_bytes(size)}, limit {format_bytes(config.max_file_bytes)})")
+    if suffix in TEXT_SUFFIXES and size > max_text_bytes(config):
+        return InputError(name, describe_text_too_large(size, config))
+    return None
 
 
 def _inside(path: str, root: str) -> bool:
