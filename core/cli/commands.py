@@ -150,7 +150,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.command == "inputs":
         records = project.store.list_inputs(limit=args.limit or -1, offset=args.offset)
-        data = [{"id": r.id, "kind": r.kind, "name": r.name, "sha256": r.sha256, "labels": project.store.labels_of(r.id)} for r in records]
+        labels = project.store.labels_of_inputs(r.id for r in records)  # one query, not one per input
+        data = [{"id": r.id, "kind": r.kind, "name": r.name, "sha256": r.sha256, "labels": labels[r.id]} for r in records]
         total = sum(project.store.count_inputs().values())
         empty = "no inputs yet" if not total else f"no inputs after the first {min(args.offset, total):,} (of {total:,})"
         _out(args, data, "\n".join(f"{d['id']}\t{d['kind']}\t{d['name']}\t{d['labels'] or ''}" for d in data) or empty)

@@ -150,23 +150,25 @@ def list_gallery(project: Project, flt: GalleryFilter = GalleryFilter(), page: i
     """One page of inputs matching ``flt``, with labels and the active model's predictions."""
     ids = _filtered_ids(project, flt)
     by_score = bool(flt.predicted) or flt.order == "least certain"
-    if not by_score:
-        page = min(max(page, 0), max(1, -(-len(ids) // page_size)) - 1)
-    # Filtering or ordering by the model needs the scores of every input the filter keeps; else only this page's.
-    scores = score_stored_inputs(project, input_ids=ids if by_score else ids[page * page_size : (page + 1) * page_size])
-    if flt.predicted:
-        ids = [i for i in ids if scores.top.get(i, (None,))[0] == flt.predicted]
-    if flt.order == "least certain" and scores.certainty:
-        ids.sort(key=lambda i: scores.certainty.get(i, 2.0))
+    if by_score:
+        # Filtering or ordering by the model needs the scores of every input the filter keeps.
+        scores = score_stored_inputs(project, input_ids=ids)
+        if flt.predicted:
+            ids = [i for i in ids if scores.top.get(i, (None,))[0] == flt.predicted]
+        if flt.order == "least certain" and scores.certainty:
+            ids.sort(key=lambda i: scores.certainty.get(i, 2.0))
     pages = max(1, -(-len(ids) // page_size))
     page = min(max(page, 0), pages - 1)
-    items = []
-    for input_id in ids[page * page_size : (page + 1) * page_size]:
-        record = project.store.get_input(input_id)
-        if record is None:
-            continue
-        predicted, score = scores.top.get(input_id, (None, None))
-        items.append(GalleryItem(record, project.store.labels_of(input_id), predicted, score, scores.certainty.get(input_id)))
+    shown = ids[page * page_size : (page + 1) * page_size]
+    if not by_score:
+        scores = score_stored_inputs(project, input_ids=shown)  # only this page's
+    records = project.store.get_inputs(shown)
+    labels = project.store.labels_of_inputs(records)
+    items = [
+        GalleryItem(records[i], labels[i], *scores.top.get(i, (None, None)), scores.certainty.get(i))
+        for i in shown
+        if i in records  # deleted meanwhile
+    ]
     return GalleryPage(items, len(ids), page, pages)
 
 
