@@ -8,6 +8,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,15 +191,15 @@ def get_threshold_origins(project: Project, version: int) -> dict[int, int]:
     return {cid: origins.get(cid, version) for cid in get_threshold_overrides(project, version)}
 
 
-def carry_threshold_overrides(project: Project, source: int | None, target: int) -> dict[int, float]:
-    """The thresholds a person set by hand on ``source``, carried to ``target`` for the concepts it has.
+def carry_threshold_overrides(project: Project, source: int | None, target: int, concept_ids: Iterable[int]) -> dict[int, float]:
+    """The thresholds a person set by hand on ``source``, carried to ``target`` for its concepts (``concept_ids``).
 
     A training run must not drop a threshold someone chose on purpose: the new version starts with it,
     and ``get_threshold_origins`` says where it came from. Returns what was carried.
     """
     if source is None or source == target:
         return {}
-    concepts = set(load_model(project, target).concept_names)
+    concepts = set(concept_ids)
     origins = get_threshold_origins(project, source)
     carried = {cid: t for cid, t in get_threshold_overrides(project, source).items() if cid in concepts}
     if carried:

@@ -203,7 +203,7 @@ def train(
     choices = [c for fit in fits.values() for c in fit.choices]
     previous = project.store.get_meta("active_version")
     version = project.store.add_version(file, seconds, _report(plans, config, selection, fits))
-    carried = carry_threshold_overrides(project, int(previous) if previous else None, version)
+    carried = carry_threshold_overrides(project, int(previous) if previous else None, version, (c for c, _ in concepts))
     if carried:
         log.info("version %d keeps %d threshold(s) set by hand on version %s", version, len(carried), previous)
     report(1.0, f"saved as version {version}")
