@@ -312,17 +312,15 @@ if measured:
         r.metric("Recall", "–" if at.recall is None else f"{at.recall:.0%}", help="Of your examples, how many it found")
         f.metric("F1", "–" if at.f1 is None else f"{at.f1:.2f}")
         n.metric("Found", f"{at.tp} of {at.positives}")
+        if origin is None:
+            whose = ""
+        elif origin == version:
+            whose = " (yours, set on this version)"
+        else:
+            whose = f" (yours, set on version {origin} and kept since: reset it to use this version's best F1)"
         st.caption(
             f"At this threshold: {plural(at.tp, 'example')} found, {at.fn} missed, "
-            f"{plural(at.fp, 'input')} wrongly matched, {at.tn} rightly left out. Best F1 at {best:.3f}; in use: {in_force:.3f}"
-            + (
-                ""
-                if origin is None
-                else " (yours, set on this version)."
-                if origin == version
-                else f" (yours, set on version {origin} and kept since: reset it to use this version's best F1)."
-            )
-            + ("." if origin is None else "")
+            f"{plural(at.fp, 'input')} wrongly matched, {at.tn} rightly left out. Best F1 at {best:.3f}; in use: {in_force:.3f}{whose}."
         )
         save_col, reset_col = st.columns(2)
         save_col.button("Save threshold", on_click=save_threshold, disabled=abs(threshold - in_force) < 5e-4, width="stretch")
