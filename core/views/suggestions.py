@@ -70,17 +70,15 @@ def _rank_by_model(project: Project, name: str, cid: int) -> tuple[list[tuple[in
         model = get_model(project)
     except ModelVersionError:
         return None
-    scores = score_stored_inputs(project)
-    ranked, bars = [], []
+    bars = []
     for space, heads in model.spaces.items():
         columns = [j for j, c in enumerate(heads.concept_ids) if int(c) == cid and heads.kinds[j] != NO_HEAD]
-        if not columns:
-            continue
-        bars.append(float(thresholds_for(project, model, space)[columns[0]]))
-        ids = project.store.load_embeddings(space)[0].tolist()
-        ranked += [(i, scores.scores[i][name]) for i in ids if name in scores.scores.get(i, {})]
+        if columns:
+            bars.append(float(thresholds_for(project, model, space)[columns[0]]))
     if not bars:
         return None
+    # Every stored input the model scores for the concept (a space without its head gives no score).
+    ranked = [(i, s[name]) for i, s in score_stored_inputs(project).scores.items() if name in s]
     # One bar per space; a concept trained in two spaces keeps the stricter, so no space's weak guesses pass.
     return sorted(ranked, key=lambda x: -x[1]), max(bars)
 
