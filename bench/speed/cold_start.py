@@ -14,10 +14,9 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from .common import DATA, Row, fresh_home, make_photos, met
+from .common import DATA, Row, fresh_home, make_photos, median_wall, met
 
 RUNS = 5
 CONSOLE_SCRIPT = str(Path(sys.executable).parent / "conceptlab")
@@ -37,15 +36,6 @@ _ONNX_TOWER_LOAD = (
     "LiteEmbedder().load_image_runner()\n"
     "print(time.perf_counter() - start)\n"
 )
-
-
-def _median_wall(command: list[str], runs: int = RUNS) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, timeout=600)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _conceptlab(*args: str) -> list[str]:
@@ -68,7 +58,7 @@ def bench_cold_start(rows: list[Row]) -> None:
     subprocess.run(_conceptlab("ingest", "cold", str(photos)), check=True, capture_output=True, timeout=600)
     subprocess.run(_conceptlab("train", "cold"), check=True, capture_output=True, timeout=600)
 
-    floor = _median_wall([sys.executable, "-c", "import torch"])
+    floor = median_wall([sys.executable, "-c", "import torch"])
     model_load, onnx_load = (
         statistics.median(
             float(subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout) for _ in range(RUNS)
@@ -87,13 +77,13 @@ def bench_cold_start(rows: list[Row]) -> None:
         "project list": ("project", "list"),
     }
     for name, args in quick.items():
-        took = _median_wall(_conceptlab(*args))
+        took = median_wall(_conceptlab(*args))
         rows.append(Row(f"  {name}, cold", f"{took:.2f} s", f"{floor:.2f} s", f"{took / floor:.2f}x", "< 1 s", met(took < 1.0)))
     for name, args, goal in (
         ("train, 8 labelled photos", ("train", "cold"), 1.5),
         ("re-ingest of 150 known photos", ("ingest", "cold", str(photos)), 1.5),
     ):
-        took = _median_wall(_conceptlab(*args))
+        took = median_wall(_conceptlab(*args))
         rows.append(
             Row(f"  {name}, cold", f"{took:.2f} s", f"{floor:.2f} s", f"{took / floor:.2f}x", f"<= {goal}x", met(took <= goal * floor))
         )
@@ -101,7 +91,7 @@ def bench_cold_start(rows: list[Row]) -> None:
     for runtime in ("onnx", "torch"):
         os.environ["CONCEPTLAB_RUNTIME"] = runtime
         try:
-            took = _median_wall(_conceptlab("predict", "cold", query))
+            took = median_wall(_conceptlab("predict", "cold", query))
         finally:
             os.environ.pop("CONCEPTLAB_RUNTIME")
         rows.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +38,16 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def median_wall(command: list[str], runs: int = 5, env: dict | None = None) -> float:
+    """Median wall-clock seconds of ``runs`` fresh processes of ``command``: what a person at a terminal waits."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from .common import DATA, ROOT, Row, fresh_home, met
+from .common import DATA, ROOT, Row, fresh_home, median_wall, met
 
 CHROMIUM = "/usr/bin/chromium"
 COUNT = 20_000
@@ -30,15 +29,6 @@ def _table(path: Path) -> Path:
             f.write("text,label\n")
             f.writelines(f"{i} {' '.join(rng.choices(words, k=6))},{rng.choice('abc')}\n" for i in range(COUNT))
     return path
-
-
-def _wall(command: list[str], env: dict, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _page_times(env: dict) -> list[tuple[str, float]]:
@@ -92,7 +82,7 @@ def bench_load(rows: list[Row]) -> None:
         ("train", "big"),
     ):
         subprocess.run([*conceptlab, *args], env=env, check=True, capture_output=True, timeout=600)
-    listing = _wall([*conceptlab, "inputs", "big", "--limit", "0"], env)
+    listing = median_wall([*conceptlab, "inputs", "big", "--limit", "0"], env=env)
     rows.append(Row(f"inputs listing, all {COUNT:,}, fresh process (tiny)", f"{listing:.2f} s", "", "", "< 1 s", met(listing < 1)))
     if not os.path.exists(CHROMIUM):
         rows.append(Row("  Label and Train pages in a browser", f"{CHROMIUM} is not installed"))
