@@ -44,6 +44,10 @@ class ProjectError(ConceptlabError):
     """A project is missing, already exists, or cannot be opened."""
 
 
+class WidgetMessageError(ConceptlabError):
+    """A message from the studio's browser widgets that is not what they send (a bug, or a hand-made request)."""
+
+
 class ConceptError(ConceptlabError):
     """A concept name is invalid, unknown, or already taken."""
 
