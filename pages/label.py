@@ -8,8 +8,10 @@ from core.errors import ConceptlabError
 from core.prediction import search_similar
 from core.storage.projects import open_project
 from core.views.gallery import GalleryFilter, count_labels, describe_input_name, find_rival_labels, label_inputs, list_gallery
+from core.views.labelling import GRID_ACTIONS, apply_answers, read_answers, read_selection
 from core.views.suggestions import suggest_labels
-from pages.common import UPLOAD, flash, md, plural, render_cards, render_preview, require_project, sentence, show_error, start_page
+from pages.common import UPLOAD, flash, md, plural, render_cards, require_project, sentence, show_error, start_page
+from pages.picker import describe_card, one_at_a_time, picture_grid
 
 start_page()
 project = require_project()
@@ -24,10 +26,10 @@ counts = count_labels(project)
 concepts = list(counts)
 has_model = project.store.get_meta("active_version") is not None
 # What this page remembers for this project (a deleted and re-made project of the same name starts afresh):
-# the selection is kept here rather than in the checkboxes, so it survives paging and filtering, and a
-# click that lands while the gallery is still drawing cannot lose a box.
+# which inputs were skipped or answered one at a time, and the "find similar" panel. The gallery's
+# selection lives in the browser (pages/picker.py), so a click costs no page run.
 scope = f"{project.name}@{project.store.get_meta('created_at')}"
-work = st.session_state.setdefault("label_work", {}).setdefault(scope, {"picked": set(), "skipped": set(), "similar_to": None})
+work = st.session_state.setdefault("label_work", {}).setdefault(scope, {"skipped": set(), "similar_to": None})
 
 
 # -- callbacks (they run before the page, so they may reset selection checkboxes) -------
@@ -69,23 +71,6 @@ def _open_similar(work: dict, input_id: int) -> None:
 
 def _close_similar(work: dict) -> None:
     work.update(similar_to=None, left_out=set(), confirm_similar=None)
-
-
-# The selection lives here, on the server, and each card's Select button toggles its input: a button
-# carries no state of its own, so a card the browser has not redrawn yet cannot undo a "select all".
-def _toggle(work: dict, input_id: int) -> None:
-    work["picked"] ^= {input_id}
-
-
-def _replace_selection(work: dict, ids: set[int]) -> None:
-    work["picked"] = set(ids)
-
-
-def _label_picked(name: str, work: dict, value: int | None) -> None:
-    if not work["picked"]:
-        flash("Select some inputs first (the Select button on each card).", "warning")
-    elif _label(name, sorted(work["picked"]), st.session_state.get("label_concept"), value):
-        _replace_selection(work, set())
 
 
 def _concept_action(name: str, action: str) -> None:
@@ -259,124 +244,96 @@ def choose_filter(default_show: str = EVERYTHING, default_order: str = "Newest f
 
 
 def model_note(item) -> str | None:
-    return f"Model says {md(item.predicted)} ({item.score:.0%})" if item.predicted is not None else None
+    """What the model says of a card, as plain text (the widgets set it as text, not Markdown)."""
+    return f"Model says {item.predicted} ({item.score:.0%})" if item.predicted is not None else None
 
 
 # -- gallery -----------------------------------------------------------------------------
 
+
+def _grid_action(name: str, work: dict, key: str) -> None:
+    """The picture grid's action (a callback: it runs before the page, so the cards show the new labels)."""
+    try:
+        kind, ids = read_selection(st.session_state[key].action)
+    except ConceptlabError as e:
+        flash(md(sentence(e)), "error")
+        return
+    if kind == "similar":
+        _open_similar(work, ids[0]) if ids else None
+    elif not ids:
+        flash("Select some inputs first: click their pictures.", "warning")
+    elif _label(name, ids, st.session_state.get("label_concept"), GRID_ACTIONS[kind]):
+        work["cleared"] = work.get("cleared", 0) + 1
+
+
+def _answers(name: str, work: dict, key: str) -> None:
+    """The one-at-a-time view's answers since the last run, stored in order."""
+    progress = st.session_state[key].progress or {}
+    project = open_project(name)
+    try:
+        answers = read_answers(progress.get("answers", []), list(count_labels(project)), work.get("stored_seq", 0), project.exclusive)
+        applied = apply_answers(project, answers)
+        work["skipped"] = set(read_selection({"kind": "clear", "ids": progress.get("skipped", [])})[1])
+    except ConceptlabError as e:
+        flash(md(sentence(e)), "error")
+        return
+    work["stored_seq"] = max(work.get("stored_seq", 0), applied.last_seq)
+    work.setdefault("answered", set()).update(a.input_id for a in answers)
+
+
 if mode == "Gallery":
     flt = choose_filter()
-    page_no = st.session_state.get("label_page", 1)
+    # One page number per filter, so a new filter starts on its first page; the widget alone sets it.
+    page_key = f"label_page_{abs(hash(flt))}"
+    page_no = st.session_state.get(page_key, 1)
     result = list_gallery(project, flt, page=page_no - 1, page_size=PAGE_SIZE)
-    ids = [item.record.id for item in result.items]
-    picked = work["picked"]
-    with st.container(border=True):
-        concept_col, yes_col, no_col, clear_col = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
-        concept = concept_col.selectbox(
-            "Label the selected inputs",
-            concepts,
-            index=None,
-            accept_new_options=True,
-            placeholder="Choose a concept or type a new one",
-            key="label_concept",
-        )
-        yes_col.button(
-            f"Is {md(concept)}" if concept else "Positive",
-            type="primary",
-            icon=":material/check:",
-            on_click=_label_picked,
-            args=(project.name, work, 1),
-            width="stretch",
-        )
-        no_col.button(
-            f"Is not {md(concept)}" if concept else "Negative",
-            icon=":material/close:",
-            on_click=_label_picked,
-            args=(project.name, work, -1),
-            width="stretch",
-        )
-        clear_col.button(
-            "Remove label", icon=":material/backspace:", on_click=_label_picked, args=(project.name, work, None), width="stretch"
-        )
-        all_col, none_col, count_col = st.columns([2, 2, 5], vertical_alignment="center")
-        all_col.button("Select all on this page", on_click=_replace_selection, args=(work, picked | set(ids)), width="stretch")
-        none_col.button("Clear selection", on_click=_replace_selection, args=(work, set()), width="stretch")
-        count_col.caption(f"**{len(picked)} selected** · {plural(result.total, 'input')} match · page {result.page + 1} of {result.pages}")
-
-    def footer(record) -> None:
-        chosen = record.id in picked
-        select_col, similar_col = st.columns([3, 1], gap="small")
-        select_col.button(
-            "Selected" if chosen else "Select",
-            key=f"pick_{record.id}",
-            icon=":material/check_box:" if chosen else ":material/check_box_outline_blank:",
-            type="primary" if chosen else "secondary",
-            on_click=_toggle,
-            args=(work, record.id),
-            width="stretch",
-        )
-        similar_col.button(
-            "",
-            key=f"similar_{record.id}",
-            icon=":material/search:",
-            help="Find similar inputs",
-            on_click=_open_similar,
-            args=(work, record.id),
-            width="stretch",
-        )
-
-    if not result.items:
-        st.info("Nothing matches these filters.", icon=":material/filter_alt_off:")
-    notes = {item.record.id: note for item in result.items if (note := model_note(item))}
-    render_cards(project, [item.record for item in result.items], footer=footer, notes=notes)
+    concept_col, _ = st.columns([2, 3])
+    concept = concept_col.selectbox(
+        "Label the selected inputs",
+        concepts,
+        index=None,
+        accept_new_options=True,
+        placeholder="Choose a concept or type a new one",
+        key="label_concept",
+    )
+    grid_key = f"grid_{scope}"
+    picture_grid(
+        grid_key,
+        scope,
+        [describe_card(project, item.record, model_note(item)) for item in result.items],
+        concept,
+        f"{plural(result.total, 'input')} match · page {result.page + 1} of {result.pages}",
+        work.get("cleared", 0),
+        lambda: _grid_action(project.name, work, grid_key),
+    )
     if result.pages > 1:
-        st.session_state.label_page = result.page + 1
-        st.pagination(result.pages, key="label_page")
+        st.pagination(result.pages, key=page_key)
 
 # -- one at a time -------------------------------------------------------------------------
 
 elif mode == "One at a time":
+    QUEUE = 5  # inputs sent ahead, so the next one shows the moment a person answers
     flt = choose_filter(UNLABELLED, "Least certain first")
-    skipped = work["skipped"]
-    result = list_gallery(project, flt, page=0, page_size=len(skipped) + 1)
-    item = next((i for i in result.items if i.record.id not in skipped), None)
-    if item is None:
-        st.success("All done: nothing left to label with these filters.", icon=":material/celebration:")
-        if skipped:
-            st.button("Show the skipped ones again", on_click=skipped.clear)
-    else:
-        st.caption(f"{plural(result.total - len(skipped), 'input')} to go.")
-        picture, buttons = st.columns([3, 2])
-        with picture, st.container(border=True):
-            render_preview(project, item.record, size=512)
-            st.caption(md(describe_input_name(item.record.name)))
-            if note := model_note(item):
-                st.caption(note)
-        with buttons:
-            if not concepts:
-                st.info("No concepts yet: add one in Concepts above.", icon=":material/lightbulb:")
-            st.markdown("**It shows…**")
-            for c in concepts:
-                st.button(
-                    md(c),
-                    key=f"yes_{c}",
-                    icon=":material/check:",
-                    type="primary",
-                    on_click=_label,
-                    args=(project.name, [item.record.id], c, 1),
-                    width="stretch",
-                )
-            st.markdown("**It does not show…**")
-            for c in concepts:
-                st.button(
-                    md(c),
-                    key=f"no_{c}",
-                    icon=":material/close:",
-                    on_click=_label,
-                    args=(project.name, [item.record.id], c, -1),
-                    width="stretch",
-                )
-            st.button("Skip", icon=":material/skip_next:", on_click=skipped.add, args=(item.record.id,), width="stretch")
+    if work.get("one_filter") != flt:
+        work.update(one_filter=flt, restart=work.get("restart", 0) + 1, answered=set())
+    passed = work["skipped"] | work.setdefault("answered", set())
+    result = list_gallery(project, flt, page=0, page_size=len(passed) + QUEUE)
+    waiting = [item for item in result.items if item.record.id not in passed]
+    if work["skipped"] and not waiting:
+        st.button("Show the skipped ones again", on_click=lambda: work.update(skipped=set(), restart=work.get("restart", 0) + 1))
+    one_key = f"one_{scope}"
+    one_at_a_time(
+        one_key,
+        scope,
+        [describe_card(project, item.record, model_note(item), size=512) for item in waiting[:QUEUE]],
+        concepts,
+        project.exclusive,
+        result.total - sum(item.record.id in passed for item in result.items),
+        work.get("stored_seq", 0),
+        sorted(work["skipped"]),
+        work.get("restart", 0),
+        lambda: _answers(project.name, work, one_key),
+    )
 
 # -- suggestions ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import re
 import sys
 import zipfile
@@ -82,9 +83,57 @@ def plain(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
-def picks(at: AppTest) -> list:
-    """The gallery cards' Select buttons."""
-    return [b for b in at.button if b.key and b.key.startswith("pick_")]
+def _component(at: AppTest, prefix: str):
+    stack = list(at._tree.children.values())
+    while stack:
+        node = stack.pop()
+        if type(node).__name__ == "UnknownElement" and (node.key or "").startswith(prefix):
+            return node
+        stack += list(getattr(node, "children", {}).values())
+    raise AssertionError(f"no custom component with a key starting {prefix!r}")
+
+
+def component_data(at: AppTest, prefix: str) -> dict:
+    """What the page sent a custom component (the Label page's picture grid or one-at-a-time view)."""
+    return json.loads(_component(at, prefix).proto.json)
+
+
+def send_event(at: AppTest, prefix: str, event: str, value, trigger: bool) -> AppTest:
+    """Run the page as after the browser component reported ``event``: Streamlit's own widget-state message.
+
+    A trigger (a one-off action) goes in the component's event list; a state value in its state.
+    """
+    from streamlit.components.v2.bidi_component.main import _make_trigger_id
+    from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+    base = _component(at, prefix).proto.id
+    tree = at._tree
+    original = tree.get_widget_states
+
+    def with_event() -> WidgetStates:
+        states = original()
+        state = states.widgets.add()
+        if trigger:
+            state.id = _make_trigger_id(base, "events")
+            state.json_trigger_value = json.dumps([{"event": event, "value": value}])
+        else:
+            state.id = base
+            state.json_value = json.dumps({event: value})
+        return states
+
+    tree.get_widget_states = with_event
+    try:
+        return at.run()
+    finally:
+        tree.get_widget_states = original
+
+
+def grid_action(at: AppTest, kind: str, ids) -> AppTest:
+    return send_event(at, "grid_", "action", {"kind": kind, "ids": list(ids)}, trigger=True)
+
+
+def grid_names(at: AppTest) -> list[str]:
+    return [item["name"] for item in component_data(at, "grid_")["items"]]
 
 
 def png(colour, seed=0) -> bytes:
@@ -387,33 +436,72 @@ def test_concepts_create_rename_delete():
 
 
 def test_select_many_and_label_them(colours):
+    """The grid selects in the browser; the page gets the action with its inputs, labels them and clears the selection."""
     colours.store.create_concept("red")
     at = run_app("label", "colours")
+    grid = component_data(at, "grid_")
+    assert len(grid["items"]) == 8 and grid["concept"] is None and grid["summary"] == "8 inputs match · page 1 of 1"
     reds = [r.id for r in colours.store.list_inputs() if r.name.startswith("red")]
-    for i in reds:
-        at.button(key=f"pick_{i}").click().run()
-    assert "4 selected" in texts(at)
-    at.button(key=f"pick_{reds[0]}").click().run()  # a second click deselects
-    assert "3 selected" in texts(at)
-    at.button(key=f"pick_{reds[0]}").click().run()
     at.selectbox(key="label_concept").set_value("red").run()
-    click(at, "Is red")
+    assert component_data(at, "grid_")["concept"] == "red"
+    cleared = component_data(at, "grid_")["cleared"]
+    grid_action(at, "yes", reds)
     assert all(colours.store.labels_of(i) == {"red": 1} for i in reds)
-    assert {b.label for b in picks(at)} == {"Select"}  # the selection is cleared
+    assert "Labelled 4 inputs as **red**." in texts(at)
+    grid = component_data(at, "grid_")
+    assert grid["cleared"] == cleared + 1  # the browser starts the next selection afresh
+    assert {tuple(map(tuple, item["badges"])) for item in grid["items"] if item["id"] in reds} == {(("red", "yes"),)}
     at.selectbox(key="show_Gallery").select("Unlabelled").run()
-    assert len(picks(at)) == 4
-    click(at, "Select all on this page")
-    click(at, "Is not red")
-    assert all(colours.store.labels_of(i) == {"red": -1} for i in range(1, 9) if i not in reds)
+    others = [item["id"] for item in component_data(at, "grid_")["items"]]
+    assert len(others) == 4 and not set(others) & set(reds)
+    grid_action(at, "no", others)
+    assert all(colours.store.labels_of(i) == {"red": -1} for i in others)
     at.selectbox(key="show_Gallery").select("Negatives of…").run()
-    assert len(picks(at)) == 4
+    assert sorted(item["id"] for item in component_data(at, "grid_")["items"]) == sorted(others)
+    grid_action(at, "clear", others[:1])
+    assert colours.store.labels_of(others[0]) == {}
+
+
+@pytest.mark.parametrize(
+    "concept, action, message",
+    [
+        (None, {"kind": "yes", "ids": [1]}, "Choose or type a concept first."),
+        ("red", {"kind": "yes", "ids": []}, "Select some inputs first: click their pictures."),
+        ("red", {"kind": "paint", "ids": [1]}, "The picture grid sent an unknown action 'paint'."),
+        ("red", {"kind": "yes", "ids": ["1; drop"]}, "Not an input id: '1; drop'."),
+        ("red", ["yes"], "The picture grid sent list, not an action."),
+    ],
+)
+def test_a_grid_action_that_cannot_be_done_says_why_and_labels_nothing(colours, concept, action, message):
+    colours.store.create_concept("red")
+    at = run_app("label", "colours")
+    if concept:
+        at.selectbox(key="label_concept").set_value(concept).run()
+    send_event(at, "grid_", "action", action, trigger=True)
+    assert not at.exception
+    assert message in [plain(m.value) for m in [*at.warning, *at.error]]
+    assert not any(colours.store.labels_of_inputs(range(1, 9)).values())
+
+
+def test_the_gallery_pages_and_a_new_filter_starts_on_its_first_page(colours, caplog):
+    add_images(colours, BLUE, 30, prefix="more", seed=100)
+    colours.store.create_concept("blue")
+    at = run_app("label", "colours")
+    assert component_data(at, "grid_")["summary"] == "38 inputs match · page 1 of 2"
+    first = set(grid_names(at))
+    at.pagination[0].set_value(2).run()
+    assert component_data(at, "grid_")["summary"] == "38 inputs match · page 2 of 2"
+    assert len(grid_names(at)) == 14 and not first & set(grid_names(at))
+    at.selectbox(key="show_Gallery").select("Unlabelled").run()
+    assert component_data(at, "grid_")["summary"] == "38 inputs match · page 1 of 2"
+    assert not [r for r in caplog.records if "Session State" in r.getMessage()]  # the page number is the widget's alone
 
 
 def test_find_similar_and_label_all_of_them(colours):
     colours.store.create_concept("warm")
     at = run_app("label", "colours")
     first_red = next(r.id for r in colours.store.list_inputs() if r.name == "red0.png")
-    at.button(key=f"similar_{first_red}").click().run()
+    grid_action(at, "similar", [first_red])
     assert "Most like red0.png" in texts(at)
     at.selectbox(key="similar_concept").set_value("warm").run()
     click(at, "All 8 are warm")
@@ -438,7 +526,7 @@ def test_find_similar_asks_before_relabelling_inputs_of_another_concept(exclusiv
     project.store.create_concept("warm")
     at = run_app("label", "demo")
     source = next(r.id for r in project.store.list_inputs() if r.name == "new0.png")
-    at.button(key=f"similar_{source}").click().run()
+    grid_action(at, "similar", [source])
     at.selectbox(key="similar_concept").set_value("warm").run()
     click(at, "All 8 are warm")
     assert any("4 of these are already labelled as another concept (4 red)" in w.value for w in at.warning)
@@ -453,7 +541,7 @@ def test_find_similar_cards_can_be_left_out(colours):
     colours.store.create_concept("warm")
     at = run_app("label", "colours")
     first_red = next(r.id for r in colours.store.list_inputs() if r.name == "red0.png")
-    at.button(key=f"similar_{first_red}").click().run()
+    grid_action(at, "similar", [first_red])
     out = next(r.id for r in colours.store.list_inputs() if r.name == "blue0.png")
     at.button(key=f"leave_out_{out}").click().run()
     at.selectbox(key="similar_concept").set_value("warm").run()
@@ -475,17 +563,68 @@ def test_the_concepts_panel_stays_open_after_each_action(colours):
     assert [name for _, name in colours.store.list_concepts()] == ["cold", "warm"]
 
 
-def test_one_at_a_time(colours):
-    colours.store.create_concept("red")
-    at = run_app("label", "colours")
+def answers(at: AppTest, log: list[dict], skipped=()) -> AppTest:
+    """The one-at-a-time view reporting its log of answers not yet stored, and the inputs skipped."""
+    return send_event(at, "one_", "progress", {"answers": log, "skipped": list(skipped)}, trigger=False)
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_one_at_a_time_stores_answers_in_order_once_each(exclusive):
+    project = create_project("demo", "tiny", exclusive=exclusive)
+    add_images(project, RED, 4, prefix="red")
+    add_images(project, BLUE, 4, prefix="blue", seed=10)
+    for concept in ("blue", "red"):
+        project.store.create_concept(concept)
+    at = run_app("label", "demo")
     at.segmented_control(key="label_mode").set_value("One at a time").run()
-    assert "8 inputs to go." in texts(at)
-    at.button(key="yes_red").click().run()
-    assert "7 inputs to go." in texts(at)
-    click(at, "Skip")
-    assert "6 inputs to go." in texts(at)
-    labelled = [i for i in range(1, 9) if colours.store.labels_of(i)]
-    assert len(labelled) == 1
+    view = component_data(at, "one_")
+    assert view["concepts"] == ["blue", "red"] and view["exclusive"] is exclusive and view["left"] == 8
+    queue = [item["id"] for item in view["queue"]]
+    assert len(queue) == 5 and view["stored_seq"] == 0  # a few sent ahead, so the next shows at once
+    first, second, third = queue[:3]
+    no_blue = [] if exclusive else ["blue"]
+    log = [{"seq": 1, "id": first, "shows": ["red"], "shows_not": no_blue}]
+    answers(at, log)
+    assert project.store.labels_of(first) == {"red": 1} | ({} if exclusive else {"blue": -1})
+    view = component_data(at, "one_")
+    assert view["stored_seq"] == 1 and view["left"] == 7 and first not in [item["id"] for item in view["queue"]]
+    # The browser resends what it has not seen stored: answer 1 again (stored once), 2 and 3 merged into one update.
+    log += [
+        {"seq": 2, "id": second, "shows": [], "shows_not": ["blue", "red"]},
+        {"seq": 3, "id": first, "shows": ["blue"], "shows_not": [] if exclusive else ["red"]},  # went back and changed it
+    ]
+    answers(at, log, skipped=[third])
+    assert project.store.labels_of(second) == {"blue": -1, "red": -1}
+    assert project.store.labels_of(first) == {"blue": 1} if exclusive else {"blue": 1, "red": -1}
+    view = component_data(at, "one_")
+    assert view["stored_seq"] == 3 and view["skipped"] == [third] and view["left"] == 5
+    assert not {first, second, third} & {item["id"] for item in view["queue"]}
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"seq": 1, "id": 1, "shows": ["green"], "shows_not": []}, "Answer 1 names 'green', which is not a concept of this project."),
+        ({"seq": 1, "id": 1, "shows": ["red"], "shows_not": ["red"]}, "Answer 1 says both yes and no for 'red'."),
+        ({"seq": -1, "id": 1, "shows": [], "shows_not": []}, "Not an input id: -1."),
+        ({"seq": 1, "id": 1, "shows": "red", "shows_not": []}, "Answer 1 names no concepts."),
+        (
+            {"seq": 1, "id": 1, "shows": ["red", "blue"], "shows_not": []},
+            "Answer 1: in this project an input is one concept, not red and blue.",
+        ),  # noqa: E501
+    ],
+)
+def test_a_malformed_answer_says_why_and_stores_nothing(entry, message):
+    project = create_project("demo", "tiny", exclusive=True)
+    add_images(project, RED, 2, prefix="red")
+    for concept in ("blue", "red"):
+        project.store.create_concept(concept)
+    at = run_app("label", "demo")
+    at.segmented_control(key="label_mode").set_value("One at a time").run()
+    answers(at, [entry])
+    assert not at.exception and message in [plain(e.value) for e in at.error]
+    assert not any(project.store.labels_of_inputs([1, 2]).values())
+    assert component_data(at, "one_")["stored_seq"] == 0
 
 
 def test_suggestions_accept_and_reject(colours):
@@ -600,9 +739,9 @@ def test_names_from_people_are_escaped():
     files = [("**bold** [link](javascript:x) <i>x.png", png(RED))]
     ingest(project, read_uploads(files), concept="*star*")
     at = run_app("label", "demo")
-    shown = texts(at)
-    assert "\\*\\*bold\\*\\* \\[link\\]\\(javascript\\:\u2060x\\) \\<i\\>x.png" in shown
-    assert r":green-badge[\*star\*]" in shown
+    assert r":blue-badge[\*star\* · 1 yes · 0 no]" in texts(at)  # Markdown: escaped
+    (card,) = component_data(at, "grid_")["items"]  # the grid sets names as text, never as markup: as typed
+    assert card["name"] == "**bold** [link](javascript:x) <i>x.png" and card["badges"] == [["*star*", "yes"]]
 
 
 @pytest.mark.parametrize(

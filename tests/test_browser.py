@@ -289,7 +289,8 @@ def test_names_that_look_like_markup_are_shown_as_typed_on_every_page(browser, t
             page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
             page.wait_for_timeout(500)
             assert page.locator(_INTERPRETED).count() == 0, page.locator(_INTERPRETED).first.evaluate("e => e.outerHTML")
-            return page.inner_text("body").replace("\u2060", "")  # the word joiners md() puts in are invisible
+            widgets = " ".join(page.locator(".cl-root").all_inner_texts())  # the Label page's grid, in its own shadow DOM
+            return (page.inner_text("body") + widgets).replace("\u2060", "")  # the word joiners md() puts in are invisible
 
         def nav(name: str) -> None:
             page.get_by_test_id("stHeader").get_by_role("link", name=name, exact=True).click()
@@ -311,8 +312,8 @@ def test_names_that_look_like_markup_are_shown_as_typed_on_every_page(browser, t
         main.get_by_role("button", name="Predict").click()
         seen["try"] = settled_text("Why:")
         page.close()
-    for name in HOSTILE_NAMES:  # one at a time has a button per concept, for it and against it
-        assert seen["one at a time"].count(name) >= 2, f"{name!r} is not shown as typed: {seen['one at a time']}"
+    for name in HOSTILE_NAMES:  # one at a time has a button per concept
+        assert seen["one at a time"].count(name) >= 1, f"{name!r} is not shown as typed: {seen['one at a time']}"
     # Elsewhere names are in tables and charts (drawn, not text) or in one sentence: the first concept's.
     for where in ("suggestions", "train"):
         assert HOSTILE_NAMES[0] in seen[where], f"{HOSTILE_NAMES[0]!r} is not shown as typed on {where}: {seen[where]}"
@@ -352,3 +353,112 @@ def test_a_reload_back_and_forward_and_a_shared_link_keep_the_project(browser, t
         sync_api.expect(sidebar.get_by_role("combobox", name="Project")).to_have_value("Bees", timeout=TIMEOUT_MS)
         sync_api.expect(page).to_have_url(re.compile(r"\?project=Bees$"), timeout=TIMEOUT_MS)
         page.close()
+
+
+def test_labelling_twenty_photos_and_trying_one_clicks_and_seconds(browser, tmp_path, data_home):
+    """Label 20 photos in the gallery (clicks select at once) and one at a time with keys, then try one.
+
+    The clicks, keys and seconds are printed (``pytest -s``) and kept in ``labelling.json`` in the test's
+    temporary folder: figures to read, not limits, since this machine is shared.
+    """
+    import json
+
+    from core.ingestion import ingest
+    from core.inputs import read_inputs
+    from core.storage.projects import create_project, open_project
+
+    cats = _photos(tmp_path / "cats", "chelsea", 10, seed=5)
+    cups = _photos(tmp_path / "cups", "coffee", 10, seed=6)
+    for name in ("Gallery", "Keys"):
+        project = create_project(name, "lite", exclusive=True)
+        ingest(project, read_inputs([Path(p) for p in cats + cups]))
+        for concept in ("cat", "coffee"):
+            project.store.create_concept(concept)
+    figures: dict[str, float] = {}
+
+    def labelled(name: str) -> dict[str, int]:
+        project = open_project(name)
+        return {r.name: project.store.labels_of(r.id) for r in project.store.list_inputs()}
+
+    def right(labels: dict) -> bool:
+        return all(v == ({"cat": 1} if n.startswith("chelsea") else {"coffee": 1}) for n, v in labels.items())
+
+    with _streamlit(data_home, tmp_path / "streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(TIMEOUT_MS)
+        expect = sync_api.expect
+        expect.set_options(timeout=TIMEOUT_MS)
+        main = page.get_by_test_id("stMain")
+        clicks = 0
+
+        def click(locator) -> None:
+            nonlocal clicks
+            locator.click()
+            clicks += 1
+
+        def choose(label: str, option: str) -> None:  # open the list, click the option: two clicks
+            page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
+            click(main.get_by_role("combobox", name=label))
+            click(page.get_by_role("option", name=option, exact=True))
+
+        # The gallery: pick the concept, click the ten cat photos, label; then the unlabelled rest, all at once.
+        page.goto(f"{url}/label?project=Gallery")
+        expect(main.get_by_text("20 inputs match")).to_be_visible()
+        page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
+        start = time.perf_counter()
+        choose("Label the selected inputs", "cat")
+        expect(main.get_by_role("button", name="Is cat")).to_be_visible()
+        for card in page.locator(".cl-card", has_text="chelsea").all():
+            click(card)
+        expect(main.get_by_text("10 selected")).to_be_visible()
+        click(main.get_by_role("button", name="Is cat"))
+        expect(main.get_by_text("Labelled 10 inputs as cat")).to_be_visible()
+        choose("Show", "Unlabelled")
+        expect(main.get_by_text("10 inputs match")).to_be_visible()
+        choose("Label the selected inputs", "coffee")
+        click(main.get_by_role("button", name="Select all on this page"))
+        click(main.get_by_role("button", name="Is coffee"))
+        expect(main.get_by_text("Labelled 10 inputs as coffee")).to_be_visible()
+        figures["gallery seconds"] = round(time.perf_counter() - start, 2)
+        figures["gallery clicks"] = clicks
+        assert right(labelled("Gallery"))
+
+        # One at a time: a key per photo (1 cat, 2 coffee), each next photo there at once.
+        page.goto(f"{url}/label?project=Keys")
+        clicks = 0
+        click(main.get_by_text("One at a time", exact=True))
+        shown = page.locator(".cl-one .cl-name")
+        expect(shown).to_be_visible()
+        start, keys, names = time.perf_counter(), 0, []
+        while len(names) < 20:
+            name = shown.inner_text()
+            if names and name == names[-1]:
+                page.wait_for_timeout(20)
+                continue
+            names.append(name)
+            page.keyboard.press("1" if name.startswith("chelsea") else "2")
+            keys += 1
+        figures["one at a time: seconds for 20 keys"] = round(time.perf_counter() - start, 2)
+        expect(main.get_by_text("All done")).to_be_visible()
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not right(labels := labelled("Keys")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        figures["one at a time: seconds until all 20 stored"] = round(time.perf_counter() - start, 2)
+        figures["one at a time: clicks, keys"] = f"{clicks}, {keys}"
+        assert right(labels) and len(set(names)) == 20
+
+        # Train, then Try: from giving a photo to its answer on the page.
+        page.get_by_test_id("stHeader").get_by_role("link", name="Train", exact=True).click()
+        main.get_by_role("button", name="Train", exact=True).click()
+        expect(main.get_by_text("Version 1 trained")).to_be_visible()
+        page.get_by_test_id("stHeader").get_by_role("link", name="Try", exact=True).click()
+        expect(main.get_by_role("region", name="An image, a video or a .txt file")).to_be_visible()
+        for photo, answer, seed in (("chelsea", "cat", 97), ("coffee", "coffee", 98)):
+            page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
+            start = time.perf_counter()
+            main.locator("input[type=file]").first.set_input_files(_photos(tmp_path / "try", photo, 1, seed=seed))
+            expect(main.get_by_role("heading", name=answer, exact=True)).to_be_visible()
+            figures[f"try: seconds from photo to answer ({answer})"] = round(time.perf_counter() - start, 2)
+        page.close()
+    (tmp_path / "labelling.json").write_text(json.dumps(figures, indent=1))
+    print("labelling 20 photos and trying one:", json.dumps(figures, indent=1))
