@@ -8,11 +8,12 @@ calibration, give the F1-maximising thresholds and the ``Evaluation``.
 
 The "unknown" cut-off comes from the same folds: each held-out input's similarity to the nearest
 input of its fold's training part, and a cut-off that a stated share of them pass
-(``calibration.fit_unknown_cutoff``). Folds rather than leave-one-out over every labelled input:
-the folds keep an input's twins (same input, identical embedding) on its side, and leave fewer
-inputs to match, so held-out similarities err low, as a new input's may (people often label a
-batch from one source, then predict on others); leave-one-out lets near twins vouch for each
-other and sets the cut-off higher than new inputs of the same concepts reach.
+(``calibration.fit_unknown_cutoff``). These folds rather than leave-one-out over every labelled
+row: they keep an input's twins (same input, identical embedding) on its side, and above 10
+inputs they leave fewer inputs to match, so held-out similarities err low, as a new input's may
+(people often label a batch from one source, then predict on others); leave-one-out over rows
+lets twins vouch for each other at similarity 1 and sets the cut-off higher than new inputs of
+the same concepts reach.
 The winner is then refitted on every labelled input. Arrays in, arrays out: ``training.py``
 reads and writes the store; ``candidates.py`` fits the candidates.
 """
@@ -282,7 +283,8 @@ def _fit_unmeasured(
     rows = rows if rows is not None else _cv_rows(data, config)
     if len(rows) >= 2:
         groups = group_rows(data.ids[rows], data.vectors[rows])
-        k = int(min(config.max_folds, len(np.unique(groups))))
+        distinct = len(np.unique(groups))
+        k = distinct if distinct <= config.loo_max_rows else config.max_folds  # as _plan_folds: leave-one-out for a few
         if k >= 2:
             folds = make_folds(groups, fold_strata(data.labels[rows]), k, config.seed)
             cutoff = fit_unknown_cutoff(_held_out_nearest(data.vectors[rows], folds), config.unknown_keep_rate, config.unknown_slack)
