@@ -12,6 +12,7 @@ import numpy as np
 from core.errors import InputError
 from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
+from core.learning.heads import SpaceHeads
 from core.learning.models import Model, load_model, thresholds_for
 from core.storage.index import load_index
 from core.storage.inputs import InputRecord
@@ -135,7 +136,7 @@ def predict_embedded(project: Project, item: EmbeddedInput, version: int | None 
 def _predict_one(context: _Context, item: EmbeddedInput, explain: int) -> Prediction:
     model = context.model
     names, scores, kinds = _score_vectors(model, context.current, item.space, item.vector[None, :])
-    thresholds, unknown, reason = _decide(context, item.space, item.vector, names)
+    thresholds, unknown, reason = _decide(context, item.space, item.vector, names, item.raw.kind)
     concepts = sorted(
         (
             ConceptScore(n, round(float(s), 6), k, round(float(t), 6), bool(s >= t) and not unknown)
@@ -151,7 +152,7 @@ def _predict_one(context: _Context, item: EmbeddedInput, explain: int) -> Predic
     return Prediction(item.raw.name, item.raw.kind, concepts, model.version, neighbours, frames, unknown, reason)
 
 
-def _decide(context: _Context, space: str, vector: np.ndarray, names: list[str]) -> tuple[list[float], bool, str]:
+def _decide(context: _Context, space: str, vector: np.ndarray, names: list[str], kind: str) -> tuple[list[float], bool, str]:
     """(threshold per named concept, is the input unknown, why) for one input."""
     heads = context.model.spaces.get(space)
     if heads is None:
@@ -160,13 +161,26 @@ def _decide(context: _Context, space: str, vector: np.ndarray, names: list[str])
     current = context.current
     by_name = {current[int(cid)]: float(t) for cid, t in zip(heads.concept_ids, in_force) if int(cid) in current}
     unknown, nearest = heads.unknown(vector[None, :])
-    reason = ""
-    if unknown[0]:
-        reason = (
-            f"far from every labelled example (similarity {float(nearest[0]):.2f}, "
-            f"below the {heads.unknown_cutoff:.2f} that labelled examples reach among themselves)"
-        )
+    reason = describe_unknown(heads, float(nearest[0]), kind) if unknown[0] else ""
     return [by_name.get(n, 0.5) for n in names], bool(unknown[0]), reason
+
+
+# What a person calls the labelled inputs an input of each kind is compared with.
+_KIND_PLURALS = {"image": "photos", "text": "texts"}
+
+
+def describe_unknown(heads: SpaceHeads, nearest: float, kind: str) -> str:
+    """Why an input is unknown, plain words first, then the figures: its similarity and what labelled inputs reach."""
+    things = _KIND_PLURALS.get(kind, "inputs")
+    plain = f"this looks unlike the {things} you labelled (similarity {nearest:.2f} to the closest of them"
+    if heads.unknown_held_out == 0:  # a version trained before the cut-off said what it was measured on
+        return f"{plain}, below the cut-off of {heads.unknown_cutoff:.2f} that training set)"
+    held_out, kept = heads.unknown_held_out, heads.unknown_kept
+    share = "all" if kept == held_out else str(kept)
+    return (
+        f"{plain}; of the {held_out} labelled {things} training held out in turn, "
+        f"{share} were at least {heads.unknown_cutoff:.2f} similar to the rest)"
+    )
 
 
 def _explain(project: Project, model: Model, space: str, vector: np.ndarray, k: int) -> list[Neighbour]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
@@ -717,6 +718,22 @@ def test_try_a_photo_and_a_broken_file(colours):
     solid_image(BLUE, seed=98).save(buffer, format="JPEG")
     at.camera_input(key="try_camera").set_value(("photo.jpg", buffer.getvalue(), "image/jpeg")).run()
     assert "### blue" in [m.value for m in at.markdown]
+
+
+def test_try_says_in_plain_words_when_a_photo_is_unlike_every_labelled_one(colours):
+    add_images(colours, RED, 3, concept="red", prefix="known-red", seed=60)
+    add_images(colours, BLUE, 3, concept="blue", prefix="known-blue", seed=70)
+    train(colours)
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::8] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(stripes).save(buffer, format="PNG")
+    at = run_app("try", "colours")
+    at.file_uploader(key="try_file").set_value(("stripes.png", buffer.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert "### Not like anything you labelled" in [m.value for m in at.markdown]
+    (reason,) = [plain(c.value) for c in at.caption if "unlike" in c.value]
+    assert reason.startswith("This looks unlike the photos you labelled (similarity ") and reason.endswith("similar to the rest).")
 
 
 def test_try_follows_each_concepts_threshold(colours):

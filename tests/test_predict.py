@@ -119,3 +119,52 @@ def test_a_batch_predicts_what_each_input_alone_predicts(trained, tmp_path, chan
     names = {c.concept for c in batch[0].concepts}
     assert "red" in names and ("blue" in names) == ("blue" in dict((n, i) for i, n in trained.store.list_concepts()))
     assert ("red" in batch[0].matches) == red_passes
+
+
+@pytest.mark.parametrize(
+    "kind, held_out, kept, expected",
+    [
+        pytest.param(
+            "image",
+            60,
+            57,
+            "this looks unlike the photos you labelled (similarity 0.31 to the closest of them; "
+            "of the 60 labelled photos training held out in turn, 57 were at least 0.44 similar to the rest)",
+            id="photos, measured",
+        ),
+        pytest.param(
+            "text",
+            12,
+            12,
+            "this looks unlike the texts you labelled (similarity 0.31 to the closest of them; "
+            "of the 12 labelled texts training held out in turn, all were at least 0.44 similar to the rest)",
+            id="texts, all held out passed",
+        ),
+        pytest.param(
+            "video",
+            0,
+            0,
+            "this looks unlike the inputs you labelled (similarity 0.31 to the closest of them, "
+            "below the cut-off of 0.44 that training set)",
+            id="a version older than the measure",
+        ),
+    ],
+)
+def test_an_unknown_input_is_explained_in_plain_words_first(trained, kind, held_out, kept, expected):
+    from dataclasses import replace
+
+    from core.learning import load_model
+    from core.prediction import describe_unknown
+
+    heads = replace(load_model(trained).spaces["tiny-image"], unknown_cutoff=0.44, unknown_held_out=held_out, unknown_kept=kept)
+    assert describe_unknown(heads, 0.3149, kind) == expected
+
+
+@pytest.mark.parametrize("held_out, kept", [(10, 11), (-1, 0), (5, -1)])
+def test_heads_refuse_counts_of_held_out_inputs_that_cannot_be(trained, held_out, kept):
+    from dataclasses import replace
+
+    from core.learning import load_model
+
+    with pytest.raises(ValueError, match="unknown_kept"):
+        replace(load_model(trained).spaces["tiny-image"], unknown_held_out=held_out, unknown_kept=kept)

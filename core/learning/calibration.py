@@ -5,10 +5,14 @@ Both fits run on cross-validated logits (scores of inputs the head did not see):
 - ``fit_platt`` (independent concepts): ``p = sigmoid(a * logit + b)``, Platt (1999) with his
   smoothed targets so a handful of examples cannot produce probabilities of exactly 0 or 1;
 - ``fit_temperature`` (exclusive concepts): ``p = softmax(logits / T)``, one temperature for all
-  classes (Guo et al., 2017), which keeps the ranking of classes and only fixes confidence.
+  classes (Guo et al., 2017), which keeps the ranking of classes and only fixes confidence;
+- ``fit_unknown_cutoff``: the similarity to the nearest labelled example below which an input is
+  "unknown", set so that a stated share of held-out labelled inputs stays above it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -115,3 +119,48 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _log_loss(z: np.ndarray, target: np.ndarray) -> float:
     # log(1 + e^z) - t z, written to stay finite for large |z|
     return float((np.logaddexp(0, z) - target * z).sum())
+
+
+@dataclass(frozen=True)
+class UnknownCutoff:
+    """Where "unknown" starts, and what it was measured on.
+
+    Attributes:
+        cutoff: an input less similar than this to every labelled example is unknown; ``-inf``: never.
+        held_out: how many held-out labelled inputs the cut-off was set on (0: not measured).
+        kept: how many of them are at or above it.
+    """
+
+    cutoff: float
+    held_out: int
+    kept: int
+
+
+def fit_unknown_cutoff(similarities, keep_rate: float, slack: float) -> UnknownCutoff:
+    """The cut-off that keeps at least ``keep_rate`` of new inputs like the held-out ones.
+
+    ``similarities`` are, for each held-out labelled input, its similarity to the nearest
+    labelled input it was held out from. The cut-off is their k-th smallest value with
+    ``k = floor((1 - keep_rate) * (n + 1))``: a new input exchangeable with the n held-out ones
+    falls below it with probability at most ``k / (n + 1)`` (split-conformal prediction, Vovk
+    et al. 2005), so at most ``1 - keep_rate`` of them are called unknown. While n is too small
+    for any k (n + 1 < 1 / (1 - keep_rate): 19 at 95 %), no order statistic promises the rate:
+    the cut-off is then the smallest value less ``slack``, so every held-out input passes with
+    room to spare, rather than one over-fitted to a handful of values.
+
+    Raises:
+        ValueError: ``keep_rate`` outside (0, 1) or a negative ``slack``.
+    """
+    if not 0.0 < keep_rate < 1.0:
+        raise ValueError(f"keep_rate must lie strictly between 0 and 1, not {keep_rate}")
+    if not slack >= 0.0:
+        raise ValueError(f"slack must be 0 or more, not {slack}")
+    values = np.sort(np.asarray(similarities, dtype=np.float64).ravel())
+    values = values[np.isfinite(values)]
+    n = len(values)
+    if n == 0:
+        return UnknownCutoff(float("-inf"), 0, 0)
+    # The small epsilon keeps floor() from losing a rank to rounding (0.05 * 20 = 0.9999...).
+    k = int(np.floor((1.0 - keep_rate) * (n + 1) + 1e-9))
+    cutoff = float(values[0] - slack) if k < 1 else float(values[k - 1])
+    return UnknownCutoff(cutoff, n, int((values >= cutoff).sum()))

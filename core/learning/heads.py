@@ -103,6 +103,8 @@ class SpaceHeads:
         thresholds: (C,) probability at or above which a concept matches; empty = 0.5.
         unknown_cutoff: an input whose nearest labelled example is less similar than this
             matches no concept ("unknown"); ``-inf`` turns this off.
+        unknown_held_out, unknown_kept: how many held-out labelled inputs the cut-off was set on,
+            and how many of them reach it (both 0 in versions older than this measure).
     """
 
     concept_ids: np.ndarray
@@ -125,6 +127,8 @@ class SpaceHeads:
     calibration: np.ndarray = field(default_factory=_empty)
     thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     unknown_cutoff: float = float("-inf")
+    unknown_held_out: int = 0
+    unknown_kept: int = 0
     _memory_index: faiss.Index | None = field(default=None, repr=False, compare=False)
     _memory_features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -155,6 +159,9 @@ class SpaceHeads:
             raise ValueError("thresholds must lie in [0, 1]")
         self.feature_power = float(self.feature_power)
         self.unknown_cutoff = float(self.unknown_cutoff)
+        self.unknown_held_out, self.unknown_kept = int(self.unknown_held_out), int(self.unknown_kept)
+        if not 0 <= self.unknown_kept <= self.unknown_held_out:
+            raise ValueError("unknown_kept must lie between 0 and unknown_held_out")
 
     @property
     def has_zero_shot(self) -> bool:

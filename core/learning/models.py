@@ -54,10 +54,13 @@ _ARRAY_FIELDS = (
     "calibration",
     "thresholds",
     "unknown_cutoff",
+    "unknown_held_out",
+    "unknown_kept",
 )
-# Fields added in format 2: a format-1 file lacks them and gets SpaceHeads' defaults.
+# Fields added in or after format 2: an older file lacks them and gets SpaceHeads' defaults (a file
+# without unknown_held_out and unknown_kept still has its cut-off, only not what it was measured on).
 _OPTIONAL_FIELDS = frozenset(_ARRAY_FIELDS[10:])
-_SCALAR_FIELDS = frozenset({"feature_power", "unknown_cutoff"})
+_SCALAR_FIELDS = frozenset({"feature_power", "unknown_cutoff", "unknown_held_out", "unknown_kept"})
 
 
 def make_head_arrays(heads: SpaceHeads) -> dict[str, np.ndarray]:

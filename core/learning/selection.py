@@ -4,7 +4,16 @@ For one embedding space: the labelled inputs are split into stratified folds by 
 by row: inputs with identical embeddings stay together, so a duplicate cannot leak from
 training into testing); every candidate head is fitted on each fold's training part and
 scores its test part. These out-of-fold logits decide the winner (``choice.py``), fit the
-calibration, give the F1-maximising thresholds, the "unknown" cut-off and the ``Evaluation``.
+calibration, give the F1-maximising thresholds and the ``Evaluation``.
+
+The "unknown" cut-off comes from the same folds: each held-out input's similarity to the nearest
+input of its fold's training part, and a cut-off that a stated share of them pass
+(``calibration.fit_unknown_cutoff``). These folds rather than leave-one-out over every labelled
+row: they keep an input's twins (same input, identical embedding) on its side, and above 10
+inputs they leave fewer inputs to match, so held-out similarities err low, as a new input's may
+(people often label a batch from one source, then predict on others); leave-one-out over rows
+lets twins vouch for each other at similarity 1 and sets the cut-off higher than new inputs of
+the same concepts reach.
 The winner is then refitted on every labelled input. Arrays in, arrays out: ``training.py``
 reads and writes the store; ``candidates.py`` fits the candidates.
 """
@@ -16,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.learning.calibration import fit_platt, fit_temperature
+from core.learning.calibration import UnknownCutoff, fit_platt, fit_temperature, fit_unknown_cutoff
 from core.learning.candidates import (
     REFINED,
     CandidateFitter,
@@ -71,12 +80,18 @@ class SelectionConfig:
     refine_max_rows: int = 1000
     tip_alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     tip_betas: tuple[float, ...] = (1.0, 5.5)
-    unknown_quantile: float = 0.01
-    unknown_slack: float = 0.02
+    # At least this share of held-out labelled inputs must not be called unknown; an input is
+    # unknown when less similar to every labelled example than the rest (see fit_unknown_cutoff).
+    unknown_keep_rate: float = 0.95
+    unknown_slack: float = 0.02  # too few held-out inputs for the rate: the cut-off is this far below the lowest
     kinds: tuple[str, ...] = ()  # the head kinds that may compete (empty: all), e.g. (LINEAR,) to force linear heads
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.unknown_keep_rate < 1.0:
+            raise ValueError(f"unknown_keep_rate must lie strictly between 0 and 1, not {self.unknown_keep_rate}")
+        if not self.unknown_slack >= 0.0:
+            raise ValueError(f"unknown_slack must be 0 or more, not {self.unknown_slack}")
         unknown = set(self.kinds) - set(HEAD_KINDS)
         if unknown or NO_HEAD in self.kinds:
             raise ValueError(f"kinds must be among {HEAD_KINDS[:-1]}, not {sorted(unknown | ({NO_HEAD} & set(self.kinds)))}")
@@ -92,6 +107,7 @@ class SpaceFit:
     oof_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     oof_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     oof_labels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))
+    oof_nearest: np.ndarray = field(default_factory=lambda: np.zeros(0))  # what the "unknown" cut-off was set on
 
 
 def _plan_folds(data: SpaceData, rows: np.ndarray, config: SelectionConfig) -> tuple[str, int] | None:
@@ -137,7 +153,6 @@ def fit_space(
     folds = make_folds(group_rows(data.ids[rows], data.vectors[rows]), fold_strata(labels), k, config.seed)
     n, c = labels.shape
     oof = {name: np.full((n, c), np.nan) for name in candidates}
-    nearest = np.full(n, np.nan)
     # Fold centres come from sums: all inputs' transformed features less the held-out ones'.
     powered = transform_features(data.vectors, np.zeros(0, np.float32), power)
     total = powered.sum(axis=0) + transform_features(data.unlabelled, np.zeros(0, np.float32), power).sum(axis=0)
@@ -159,7 +174,6 @@ def fit_space(
             for beta in config.tip_betas:
                 for alpha in config.tip_alphas:
                     oof[f"{TIP_ADAPTER}(alpha={alpha:g},beta={beta:g})"][test] = base + alpha * unit * caches[beta]
-        nearest[test] = (held_out @ data.vectors[train_rows].T).max(axis=1)
     if data.exclusive and LINEAR in oof and NEAREST in oof and (not config.kinds or ENSEMBLE in config.kinds):
         ensemble = combine_ensemble(oof[LINEAR], oof[NEAREST], labels)
         if ensemble is not None:
@@ -173,14 +187,16 @@ def fit_space(
         # With a single positive, that one held-out input would set the threshold alone: keep 0.5.
         if (labels[keep, j] > 0).sum() >= 2 and (labels[keep, j] < 0).any():
             thresholds[j] = best_threshold(labels[keep, j] > 0, probabilities[keep, j])
-    cutoff = _unknown_cutoff(nearest, config)
+    nearest = _held_out_nearest(data.vectors[rows], folds)
+    cutoff = fit_unknown_cutoff(nearest, config.unknown_keep_rate, config.unknown_slack)
     note = "" if len(rows) == len(data.ids) else f"cross-validated on a sample of {len(rows)} of {len(data.ids)} labelled inputs"
+    unknown = nearest < cutoff.cutoff
     evaluation = evaluate_probabilities(
-        data.space, data.names, labels, probabilities, thresholds, data.exclusive, method, len(folds), unknown=nearest < cutoff, note=note
+        data.space, data.names, labels, probabilities, thresholds, data.exclusive, method, len(folds), unknown=unknown, note=note
     )
     report(1.0, "fitting the chosen heads on every labelled input")
     heads = _refit(data, head_config, center, power, choices, calibration, thresholds, cutoff)
-    return SpaceFit(heads, evaluation, choices, data.ids[rows], probabilities, labels)
+    return SpaceFit(heads, evaluation, choices, data.ids[rows], probabilities, labels, nearest)
 
 
 def _cv_rows(data: SpaceData, config: SelectionConfig) -> np.ndarray:
@@ -223,13 +239,13 @@ def _calibrate(data: SpaceData, labels: np.ndarray, chosen: dict) -> tuple[np.nd
     return calibration, probabilities
 
 
-def _unknown_cutoff(nearest: np.ndarray, config: SelectionConfig) -> float:
-    """Less similar to every labelled example than almost all labelled inputs are to the others."""
-    values = nearest[np.isfinite(nearest)]
-    if len(values) == 0:
-        return float("-inf")
-    level = values.min() if len(values) < 100 else np.quantile(values, config.unknown_quantile)
-    return float(level - config.unknown_slack)
+def _held_out_nearest(vectors: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(n,) each row's similarity to the nearest row of the training part of the fold holding it out; NaN if none."""
+    nearest = np.full(len(vectors), np.nan)
+    for train, test in folds:
+        if len(train):
+            nearest[test] = (vectors[test] @ vectors[train].T).max(axis=1)
+    return nearest
 
 
 def _allowed(candidates: list[str], config: SelectionConfig) -> list[str]:
@@ -261,13 +277,17 @@ def _fit_unmeasured(
     c = len(data.names)
     defaults = [_forced_default(d, config) for d in data.defaults]
     choices = [HeadChoice(name, d, choose_default_candidate(d, data), "", {}, None) for name, d in zip(data.names, defaults)]
-    cutoff = float("-inf")
-    # The cut-off for "unknown" from a sample, as cross-validation would: all pairs of 50,000 inputs do not fit in memory.
-    sample = data.vectors[rows if rows is not None else _cv_rows(data, config)]
-    if len(sample) >= 2:
-        sims = sample @ sample.T
-        np.fill_diagonal(sims, -np.inf)
-        cutoff = _unknown_cutoff(sims.max(axis=1), config)
+    cutoff = UnknownCutoff(float("-inf"), 0, 0)
+    # Nothing else is cross-validated here, but the cut-off for "unknown" still is, on folds of a
+    # sample (all pairs of 50,000 inputs do not fit in memory) split by input as everywhere else.
+    rows = rows if rows is not None else _cv_rows(data, config)
+    if len(rows) >= 2:
+        groups = group_rows(data.ids[rows], data.vectors[rows])
+        distinct = len(np.unique(groups))
+        k = distinct if distinct <= config.loo_max_rows else config.max_folds  # as _plan_folds: leave-one-out for a few
+        if k >= 2:
+            folds = make_folds(groups, fold_strata(data.labels[rows]), k, config.seed)
+            cutoff = fit_unknown_cutoff(_held_out_nearest(data.vectors[rows], folds), config.unknown_keep_rate, config.unknown_slack)
     calibration = np.tile(np.array([1.0, 0.0], np.float32), (c, 1))
     heads = _refit(data, head_config, center, power, choices, calibration, np.full(c, DEFAULT_THRESHOLD, np.float32), cutoff)
     choices = [HeadChoice(ch.concept, kind, ch.candidate, "", {}, None) for ch, kind in zip(choices, heads.kinds)]
@@ -278,7 +298,7 @@ def _fit_unmeasured(
     return SpaceFit(heads, Evaluation(data.space, method, inputs=len(data.ids), exclusive=data.exclusive, note=note), choices)
 
 
-def _refit(data, head_config, center, power, choices, calibration, thresholds, cutoff) -> SpaceHeads:
+def _refit(data, head_config, center, power, choices, calibration, thresholds, cutoff: UnknownCutoff) -> SpaceHeads:
     by_name = {ch.concept: ch for ch in choices}
     winners = [by_name[name].candidate for name in data.names]
     fitter = CandidateFitter(data, np.arange(len(data.ids)), winners, head_config, center, power)
@@ -300,5 +320,7 @@ def _refit(data, head_config, center, power, choices, calibration, thresholds, c
     heads = fitter.assemble(kinds, refined=REFINED in winners, tip=tip, decay=decay)
     heads.calibration = calibration.astype(np.float32)
     heads.thresholds = thresholds.astype(np.float32)
-    heads.unknown_cutoff = cutoff
+    heads.unknown_cutoff = cutoff.cutoff
+    heads.unknown_held_out = cutoff.held_out
+    heads.unknown_kept = cutoff.kept
     return heads

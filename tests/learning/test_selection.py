@@ -190,3 +190,122 @@ def test_training_a_few_thousand_inputs_cross_validates_a_sample():
     labels = np.where(np.eye(10, dtype=bool)[y], 1, -1).astype(np.int8)
     fit = fit_space(_space_data(x, labels, exclusive=False))
     assert "sample of 2000 of 3000" in fit.evaluation.note and fit.evaluation.macro_f1 > 0.8
+
+
+# -- the "unknown" cut-off -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"unknown_keep_rate": 0.0}, "unknown_keep_rate"),
+        ({"unknown_keep_rate": 1.0}, "unknown_keep_rate"),
+        ({"unknown_keep_rate": -0.5}, "unknown_keep_rate"),
+        ({"unknown_keep_rate": float("nan")}, "unknown_keep_rate"),
+        ({"unknown_slack": -0.01}, "unknown_slack"),
+    ],
+)
+def test_selection_refuses_an_unknown_rule_that_means_nothing(change, message):
+    with pytest.raises(ValueError, match=message):
+        SelectionConfig(**change)
+
+
+@pytest.mark.parametrize(
+    "per_concept, evaluate, held_out",
+    [
+        pytest.param(30, True, 60, id="cross-validated: every labelled input held out once"),
+        pytest.param(1, True, 2, id="too few to measure heads: the cut-off still comes from folds"),
+        pytest.param(30, False, 60, id="no cross-validation of heads: nor of the cut-off's folds skipped"),
+    ],
+)
+def test_the_unknown_cutoff_says_what_it_was_measured_on(per_concept, evaluate, held_out):
+    x, y = _two_mode_classes(200)
+    rows = np.concatenate([np.flatnonzero(y == j)[:per_concept] for j in range(2)])
+    labels = np.where(np.eye(2, dtype=bool)[y[rows]], 1, -1).astype(np.int8)
+    fit = fit_space(_space_data(x[rows], labels, exclusive=True), HeadConfig(evaluate=evaluate))
+    heads = fit.heads
+    assert heads.unknown_held_out == held_out and np.isfinite(heads.unknown_cutoff)
+    if held_out >= 19:  # enough for the rate: at least 95 % pass, and the cut-off is one of the held-out similarities
+        assert heads.unknown_kept >= 0.95 * held_out
+    else:
+        assert heads.unknown_kept == held_out
+    if evaluate and per_concept > 1:
+        assert heads.unknown_kept == int((fit.oof_nearest >= heads.unknown_cutoff).sum())
+
+
+@pytest.mark.parametrize("evaluate", [True, False])
+def test_a_twin_cannot_vouch_for_its_twin(evaluate):
+    # Every photo saved twice (identical embeddings): the twins stay on one side of every fold. Were one
+    # matched to its twin, it would be held out at similarity 1 and lift the cut-off above what new inputs reach.
+    x, y = _two_mode_classes(40)
+    labels = np.where(np.eye(2, dtype=bool)[np.concatenate([y, y])], 1, -1).astype(np.int8)
+    fit = fit_space(_space_data(np.concatenate([x, x]), labels, exclusive=True), HeadConfig(evaluate=evaluate))
+    new = _two_mode_classes(400, seed=3)[0]
+    assert fit.heads.unknown_cutoff < 0.99 and (~fit.heads.unknown(new)[0]).mean() >= 0.9
+
+
+# Real photos, real embeddings: the labelled concepts are skimage's faces and non-faces (100 each,
+# 25-pixel grey photos of people and of everything else); the photos nobody labelled are grey
+# 25-pixel crops of skimage's other photos (a cat, coffee, an astronaut, a rocket, ...), so size and
+# colour give nothing away, and full colour photos of them.
+OTHER_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera", "horse", "coins", "clock")
+
+
+@pytest.fixture(scope="module")
+def photo_embeddings():
+    from PIL import Image
+    from skimage import data
+
+    from core.embedding import load_embedder
+    from tests.photos import load_photo
+
+    def grey(pixels):
+        return Image.fromarray((pixels * 255).astype(np.uint8)).convert("RGB").resize((100, 100))
+
+    def grey_crop(photo, rng):
+        photo = photo.convert("L")
+        side = int(min(photo.size) * rng.uniform(0.3, 0.6))
+        x, y = rng.integers(0, photo.width - side + 1), rng.integers(0, photo.height - side + 1)
+        return photo.crop((x, y, x + side, y + side)).resize((25, 25)).resize((100, 100)).convert("RGB")
+
+    embedder = load_embedder("lite")
+    lfw = data.lfw_subset()  # bundled with scikit-image: 100 faces, then 100 non-faces
+    rng = np.random.default_rng(0)
+    photos = [load_photo(name) for name in OTHER_PHOTOS]
+    return {
+        "faces": embedder.embed_images([grey(p) for p in lfw[:100]]),
+        "others": embedder.embed_images([grey(p) for p in lfw[100:]]),
+        "grey crops": embedder.embed_images([grey_crop(p, rng) for p in photos for _ in range(4)]),
+        "colour photos": embedder.embed_images([p.resize((224, 224)) for p in photos]),
+    }
+
+
+def _old_unknown_cutoff(nearest: np.ndarray) -> float:
+    """The rule before cross-validated calibration: the lowest held-out similarity less 0.02 (1 % quantile from 100 on)."""
+    values = nearest[np.isfinite(nearest)]
+    return float((values.min() if len(values) < 100 else np.quantile(values, 0.01)) - 0.02)
+
+
+def test_photos_of_labelled_concepts_pass_and_photos_of_other_things_are_unknown(photo_embeddings):
+    faces, others = photo_embeddings["faces"], photo_embeddings["others"]
+    kept, caught, caught_before, colour_caught, held_out_total = 0, 0, 0, 0, 0
+    splits = 4
+    for seed in range(splits):  # 60 labelled photos per concept, the other 40 held out as new photos of them
+        rng = np.random.default_rng(seed)
+        face_order, other_order = rng.permutation(100), rng.permutation(100)
+        vectors = np.concatenate([faces[face_order[:60]], others[other_order[:60]]])
+        labels = np.where(np.eye(2, dtype=bool)[np.repeat([0, 1], 60)], 1, -1).astype(np.int8)
+        fit = fit_space(_space_data(vectors, labels, exclusive=True))
+        new_photos = np.concatenate([faces[face_order[60:]], others[other_order[60:]]])
+        kept += int((~fit.heads.unknown(new_photos)[0]).sum())
+        held_out_total += len(new_photos)
+        unknown, nearest = fit.heads.unknown(photo_embeddings["grey crops"])
+        caught += int(unknown.sum())
+        caught_before += int((nearest < _old_unknown_cutoff(fit.oof_nearest)).sum())
+        colour_caught += int(fit.heads.unknown(photo_embeddings["colour photos"])[0].sum())
+    strangers = splits * len(photo_embeddings["grey crops"])
+    # Measured: 308 of 320 new photos of the labelled concepts kept (96 %); 129 of 160 grey crops
+    # caught (81 %), where the old rule caught 77 (48 %); every colour photo caught by both.
+    assert kept >= 0.95 * held_out_total
+    assert caught >= 0.7 * strangers and caught_before <= 0.6 * strangers
+    assert colour_caught == splits * len(OTHER_PHOTOS)

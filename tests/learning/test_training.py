@@ -7,6 +7,7 @@ from contextlib import nullcontext as does_not_raise
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from core.errors import ModelVersionError, TrainingError
 from core.ingestion import ingest
@@ -178,6 +179,35 @@ def test_a_version_file_from_before_calibration_still_loads_and_scores(tmp_path)
     assert (heads.thresholds == 0.5).all() and heads.unknown_cutoff == float("-inf") and heads.center.size == 0
     prediction = _predict_colour(project, "green", tmp_path=tmp_path)
     assert prediction.concepts[0].concept == "green" and not prediction.unknown
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        pytest.param({}, does_not_raise(), id="written before the cut-off said what it was measured on"),
+        pytest.param(
+            {"unknown_held_out": 10, "unknown_kept": 11}, pytest.raises(ModelVersionError, match="damaged"), id="more kept than held out"
+        ),
+    ],
+)
+def test_a_version_without_the_unknown_measure_still_loads_and_explains(tmp_path, fields, expected):
+    project = _colour_project(tmp_path, {"red": 3, "green": 3})
+    train(project)
+    (path,) = (project.root / "versions").glob("*.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k.split("/")[-1] not in ("unknown_held_out", "unknown_kept")}
+    arrays.update({f"tiny-image/{k}": np.asarray(v) for k, v in fields.items()})
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with expected:
+        heads = load_model(project).spaces["tiny-image"]
+        assert np.isfinite(heads.unknown_cutoff) and heads.unknown_held_out == heads.unknown_kept == 0
+        stripes = np.zeros((64, 64, 3), np.uint8)
+        stripes[:, ::8] = 255
+        Image.fromarray(stripes).save(tmp_path / "stripes.png")
+        (prediction,) = list(predict(project, read_inputs([tmp_path / "stripes.png"])))
+        old_wording = f"below the cut-off of {heads.unknown_cutoff:.2f} that training set)"
+        assert prediction.unknown and prediction.unknown_reason.endswith(old_wording)
 
 
 def test_training_result_carries_its_evaluation_and_choices(tmp_path):
