@@ -8,6 +8,7 @@ page. A screenshot of every page is saved in the test's temporary folder.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import socket
@@ -462,3 +463,105 @@ def test_labelling_twenty_photos_and_trying_one_clicks_and_seconds(browser, tmp_
         page.close()
     (tmp_path / "labelling.json").write_text(json.dumps(figures, indent=1))
     print("labelling 20 photos and trying one:", json.dumps(figures, indent=1))
+
+
+def test_a_newcomers_paths_new_project_suggestions_find_similar_threshold_and_video(browser, tmp_path, data_home):
+    """Issue #19's paths in a real browser: a new project opens on Upload; suggestions on a fully labelled
+    project offer nothing; find-similar leaves a card out; a saved threshold carries into the next version;
+    a video on Try is told by when each concept passes."""
+    import numpy as np
+    from moviepy import ImageSequenceClip
+
+    from core.ingestion import ingest
+    from core.inputs import read_uploads
+    from core.learning import set_threshold, train
+    from core.storage.projects import create_project, open_project
+
+    from .photos import solid_image
+
+    def pngs(colour, count, prefix, seed):
+        files = []
+        for i in range(count):
+            buffer = io.BytesIO()
+            solid_image(colour, seed=seed + i).save(buffer, format="PNG")
+            files.append((f"{prefix}{i}.png", buffer.getvalue()))
+        return read_uploads(files)
+
+    red, blue = (220, 30, 30), (30, 40, 220)
+    project = create_project("Colours", "tiny", exclusive=True)
+    ingest(project, pngs(red, 4, "red", 0), concept="red")
+    ingest(project, pngs(blue, 4, "blue", 10), concept="blue")
+    train(project)
+    set_threshold(project, 1, "red", 0.7)
+    frames = [np.full((48, 64, 3), colour, np.uint8) for colour in (red, red, blue, blue) for _ in range(10)]
+    clip = tmp_path / "clip.mp4"
+    ImageSequenceClip(frames, fps=10).write_videofile(str(clip), codec="libx264", audio=False, logger=None)
+    unsorted = create_project("Unsorted", "tiny")
+    ingest(unsorted, pngs(red, 5, "warm", 30))
+
+    with _streamlit(data_home, tmp_path / "streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(TIMEOUT_MS)
+        expect = sync_api.expect
+        expect.set_options(timeout=TIMEOUT_MS)
+        main, sidebar = page.get_by_test_id("stMain"), page.get_by_test_id("stSidebar")
+
+        def idle() -> None:
+            page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
+
+        def nav(name: str) -> None:
+            idle()
+            page.get_by_test_id("stHeader").get_by_role("link", name=name, exact=True).click()
+
+        # Suggestions in a project where every input is labelled: nothing to accept, and it says so.
+        page.goto(f"{url}/label?project=Colours")
+        idle()
+        main.get_by_text("Suggestions", exact=True).click()
+        expect(main.get_by_text("No likely candidates")).to_be_visible()
+        assert main.get_by_role("button", name=re.compile(r"^All \d+ are")).count() == 0
+
+        # The next version keeps the threshold saved on version 1, and says whose it is.
+        nav("Train")
+        main.get_by_role("button", name="Train", exact=True).click()
+        expect(main.get_by_text("Version 2 trained")).to_be_visible()
+        idle()
+        main.get_by_role("combobox", name=re.compile("Concept")).last.click()
+        page.get_by_role("option", name="red", exact=True).click()
+        expect(main.get_by_text("yours, set on version 1 and kept since")).to_be_visible()
+        assert open_project("Colours").store.get_meta("active_version") == "2"
+
+        # Try a video: when each concept passes, not one top score for the clip.
+        nav("Try")
+        expect(main.get_by_role("region", name="An image, a video or a .txt file")).to_be_visible()
+        idle()
+        main.locator("input[type=file]").first.set_input_files(str(clip))
+        expect(main.get_by_text(re.compile(r"0:00–0:02"))).to_be_visible()
+        expect(main.get_by_text(re.compile(r"0:02–0:04"))).to_be_visible()
+
+        # Find similar in another project, leave one card out, label the rest.
+        page.goto(f"{url}/label?project=Unsorted")
+        expect(main.get_by_text("5 inputs match")).to_be_visible()
+        idle()
+        page.locator(".cl-card", has_text="warm0.png").get_by_role("button", name="Similar").click()
+        expect(main.get_by_text("Most like warm0.png")).to_be_visible()
+        idle()
+        main.get_by_role("button", name="Leave out").nth(1).click()
+        expect(main.get_by_role("button", name="Put back")).to_be_visible()
+        idle()
+        box = main.get_by_role("combobox", name="Concept")
+        box.click()
+        box.fill("warm")
+        box.press("Enter")
+        main.get_by_role("button", name="All 4 are warm").click()
+        expect(main.get_by_text("Labelled 4 inputs as warm")).to_be_visible()
+        labels = open_project("Unsorted").store.labels_of_inputs([r.id for r in open_project("Unsorted").store.list_inputs()])
+        assert sorted(len(v) for v in labels.values()) == [0, 1, 1, 1, 1]
+
+        # A new project opens on Upload, whichever page the form was opened from.
+        idle()
+        sidebar.get_by_role("button", name="New project").click()
+        main.get_by_label("Project name").fill("Fresh")
+        main.get_by_role("button", name="Create project").click()
+        expect(main.get_by_text("This project is empty")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"/\?project=Fresh$"))
+        page.close()

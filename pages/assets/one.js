@@ -126,10 +126,16 @@ export default function (component) {
     const previous = entry ? new Set(entry.shows) : new Set();
     side.appendChild(el("h4", "", data.exclusive ? "It is…" : "It shows… (pick all that apply)"));
     concepts.forEach((concept, i) => {
+      // One concept per input: each button answers, so all are primary. Otherwise they toggle: filled with a tick when on.
       const on = data.exclusive ? previous.has(concept) : mem.toggled.has(concept);
-      button(side, i < 9 ? String(i + 1) : "", concept, on ? "on" : "primary", () => press(i)).setAttribute("aria-pressed", String(on));
+      const style = on ? "on" : data.exclusive ? "primary" : "";
+      const text = on ? `✓ ${concept}` : concept;
+      button(side, i < 9 ? String(i + 1) : "", text, style, () => press(i)).setAttribute("aria-pressed", String(on));
     });
-    if (!data.exclusive && concepts.length) button(side, "Enter", mem.toggled.size ? "Done" : "Done: none of these", "", () => answer([...mem.toggled]));
+    if (!data.exclusive && concepts.length) {
+      const done = mem.toggled.size ? `Done: ${[...mem.toggled].join(", ")}` : "Done: none of these";
+      button(side, "Enter", done, mem.toggled.size ? "primary" : "", () => answer([...mem.toggled]));
+    }
     const none = button(side, "N", "None of these", entry && !entry.shows.length ? "on" : "", () => answer([]));
     none.disabled = !concepts.length;
     const moves = side.appendChild(el("div", "cl-bar"));
