@@ -6,11 +6,14 @@ is in ``pages/common.py``.
 
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from core.embedding.weights import clip_weights_available, download_clip_weights
 from core.errors import ConceptlabError, WeightsMissingError
 from core.names import make_name_key
+from core.network import OPEN_TO_NETWORK_ENV, describe_studio_reach, refuse_network_without_accounts
 from core.storage.projects import create_project, delete_project, list_projects, rename_project
 from pages.common import LABEL, TRAIN, TRY, UPLOAD, flash, md, plural, sentence, show_flashes
 
@@ -22,6 +25,14 @@ EMBEDDERS = {
     "tiny": "Tiny: instant but crude, for tests and very slow machines",
 }
 CLIP_DOWNLOAD_MB = 605
+
+# Who can reach the studio: `make run` (conceptlab studio) serves 127.0.0.1, and so does
+# .streamlit/config.toml for a bare `streamlit run`; a network address needs the loud override.
+ADDRESS = st.get_option("server.address") or ""
+OPENED = os.environ.get(OPEN_TO_NETWORK_ENV) == "1"
+if refusal := refuse_network_without_accounts(ADDRESS, OPENED):
+    st.error(md(refusal) + ".", icon=":material/lock:")
+    st.stop()
 
 navigation = st.navigation(
     [
@@ -139,6 +150,7 @@ def render_sidebar(projects: list) -> None:
                 left, right = st.columns(2)
                 left.button("Delete for good", type="primary", on_click=_delete, args=(st.session_state.project,))
                 right.button("Keep it", on_click=_ask_delete, args=(False,))
+    st.caption(f":material/lock: {describe_studio_reach(ADDRESS, st.get_option('server.port'), OPENED)}")
 
 
 # -- creating a project (also the welcome screen) --------------------------------------

@@ -987,3 +987,36 @@ def test_a_bad_model_file_is_one_error_sentence(trained, data, message):
     click(at, "Import")
     assert [plain(e.value) for e in at.error] == [message]
     assert [v[0] for v in trained[0].store.list_versions()] == [1]
+
+
+@pytest.mark.parametrize(
+    "address, opened, refused, sidebar",
+    [
+        ("127.0.0.1", False, False, "Only this computer can open the studio."),
+        ("0.0.0.0", False, True, None),
+        ("", False, True, None),  # Streamlit's own default: every interface
+        ("0.0.0.0", True, False, "Open to anyone who can reach every network interface, port 8501"),
+    ],
+)
+def test_the_studio_refuses_a_network_address_unless_opened_loudly(monkeypatch, address, opened, refused, sidebar):
+    from streamlit import config
+
+    from core.network import OPEN_TO_NETWORK_ENV
+
+    create_project("demo", "tiny")
+    monkeypatch.setenv(OPEN_TO_NETWORK_ENV, "1" if opened else "0")
+    before = config.get_option("server.address")
+    config.set_option("server.address", address)
+    try:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.session_state.project = "demo"
+        at.run()
+    finally:
+        config.set_option("server.address", before)
+    assert not at.exception
+    if refused:
+        (error,) = at.error
+        assert "The studio will not serve on every network interface: it has no accounts yet" in plain(error.value)
+        assert not at.sidebar.selectbox and "Upload" not in texts(at)  # nothing of any project is shown
+    else:
+        assert sidebar in plain(" ".join(c.value for c in at.sidebar.caption))

@@ -44,12 +44,12 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _streamlit(home: Path, log_path: Path) -> Iterator[str]:
-    """A fresh `streamlit run app.py` on a free port, serving ``home``; yields its URL once it answers."""
+    """A fresh studio (`conceptlab studio`, which becomes `streamlit run app.py`) on a free port, serving ``home``."""
     port = _free_port()
     env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env["STREAMLIT_SERVER_HEADLESS"] = "true"  # no browser of its own to open
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1"]
-    command += ["--server.headless", "true"]
+    command = [sys.executable, "-m", "core", "studio", "--port", str(port)]  # what `make run` runs
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -313,3 +314,58 @@ def test_inputs_refuses_a_limit_that_is_not_a_count(capsys, value):
     with pytest.raises(SystemExit) as stopped:
         run(["inputs", "few", "--limit", value])
     assert stopped.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses with a socket listening on ``port``, from the kernel's own tables (/proc/net/tcp, tcp6)."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    # The kernel writes each 32-bit word in host (little-endian) order.
+                    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                    found.add(socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6, words))
+    return found
+
+
+def test_the_studio_listens_on_this_computer_only(tmp_path):
+    """`make run` runs `conceptlab studio`: loopback unless told, and the sidebar says so."""
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CONCEPTLAB_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "STREAMLIT_SERVER_HEADLESS": "true"}
+    log = tmp_path / "studio.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([CONSOLE_SCRIPT, "studio", "--port", str(port)], cwd=tmp_path, env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        assert _listening_addresses(port) == {"127.0.0.1"}
+        assert "Only this computer can open the studio." in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "", "192.0.2.7"])
+def test_the_studio_refuses_a_network_without_accounts_in_one_sentence(tmp_path, address):
+    done = _conceptlab(["studio", "--address", address, "--port", "1"], tmp_path, tmp_path)
+    assert done.returncode == 1 and not done.stdout  # an error: nothing was started
+    (line,) = done.stderr.strip().splitlines()
+    assert "it has no accounts yet, so anyone on the network could change and delete every project" in line
+    assert "--open-to-anyone-on-the-network" in line

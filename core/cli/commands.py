@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from core.cli.output import TerminalProgress, describe_concepts, format_concept, format_evaluation, summarise_ingest
 from core.cli.parser import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
@@ -69,6 +71,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.command == "serve":
         return _serve(args)
+
+    if args.command == "studio":
+        return _studio(args)
 
     if args.command == "tokens":
         return _tokens(args)
@@ -269,6 +274,25 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"serving on http://{args.host}:{args.port} (API docs at /docs); Ctrl+C stops", file=sys.stderr, flush=True)
     serve(args.host, args.port, config)
     return EXIT_OK
+
+
+def _studio(args: argparse.Namespace) -> int:
+    """Check the address, then become ``streamlit run app.py`` (this process, replaced: Ctrl+C stops it)."""
+    from core.network import OPEN_TO_NETWORK_ENV, describe_studio_reach, refuse_network_without_accounts
+
+    reason = refuse_network_without_accounts(args.address, args.open_to_network)
+    if reason:
+        raise ConceptlabError(reason)
+    app = Path(__file__).resolve().parents[2] / "app.py"
+    if not app.exists():
+        raise ConceptlabError(f"the studio's app.py is not at {app}: run the studio from a checkout of conceptlab")
+    env = {**os.environ, OPEN_TO_NETWORK_ENV: "1" if args.open_to_network else "0"}
+    reach = describe_studio_reach(args.address, args.port, args.open_to_network)
+    print(f"studio on http://{args.address or '0.0.0.0'}:{args.port}: {reach}", file=sys.stderr, flush=True)
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address, "--server.port", str(args.port)]
+    os.chdir(app.parent)  # where .streamlit/config.toml is read from
+    os.execve(sys.executable, command, env)
+    return EXIT_OK  # not reached: execve does not return
 
 
 def _tokens(args: argparse.Namespace) -> int:

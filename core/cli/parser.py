@@ -6,6 +6,7 @@ import argparse
 
 from core.embedding.base import DEFAULT_EMBEDDER
 from core.inputs.video_plan import VideoConfig
+from core.network import LOOPBACK, OPEN_TO_NETWORK_FLAG
 
 # Exit statuses a script can rely on (also in --help and the README).
 EXIT_OK = 0  # everything asked was done
@@ -156,6 +157,16 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     imported = command(commands, "import", "add a model file as the newest version of a project (created if missing)")
     imported.add_argument("name")
     imported.add_argument("file")
+
+    studio = command(commands, "studio", "start the studio (the browser app) on this computer; `make run` calls this")
+    studio.add_argument("--address", default=LOOPBACK, help="address to listen on (default 127.0.0.1: this computer only)")
+    studio.add_argument("--port", type=int, default=8501)
+    studio.add_argument(
+        OPEN_TO_NETWORK_FLAG,
+        dest="open_to_network",
+        action="store_true",
+        help="serve a network address although the studio has no accounts: anyone who reaches it can delete every project",
+    )
 
     serve = command(commands, "serve", "serve trained models over HTTP (API docs at /docs)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 
 from core.errors import ConceptlabError
+from core.network import is_loopback
 from core.serving.api import ServerConfig, create_app
 from core.serving.tokens import TokenStore
 
 logger = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or a name) is reachable from this computer only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
-        except OSError:
-            return False
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: ServerConfig = ServerConfig(), tokens: TokenStore | None = None) -> None:
