@@ -19,7 +19,6 @@ from core.evaluate import Mistakes
 from core.exchange import export_model
 from core.ingestion import IngestReport
 from core.inputs.uploads import describe_progress, format_duration
-from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.storage import InputRecord
 from core.storage.projects import Project, open_project
 from core.views.batches import dismiss_upload_record, end_upload_record, find_stopped_upload, start_upload_record, update_upload_record
@@ -27,13 +26,6 @@ from core.views.gallery import describe_input_name, label_inputs, load_thumbnail
 
 UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"
 
-HEAD_NAMES = {
-    LINEAR: "linear",
-    NEAREST: "nearest neighbour",
-    ENSEMBLE: "linear and nearest neighbour",
-    ZERO_SHOT: "zero-shot",
-    NO_HEAD: "not trained yet",
-}
 _MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]()<>#|~:$&!^=])")  # emphasis, links, images, code, HTML, icons, LaTeX
 _MARKDOWN_LEADING = re.compile(r"^(\s*)([-+=]|\d+[.)])")  # lists and headings only count at the start
 # Where a word joiner (U+2060, invisible) goes: after a ':' that something follows (emoji and icon
@@ -98,10 +90,6 @@ def show_flashes() -> None:
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
-
-
-def head_name(kind: str | None) -> str:
-    return HEAD_NAMES.get(kind or "", (kind or "").replace("-", " "))
 
 
 def space_name(embedder: Embedder, space: str) -> str:

@@ -522,7 +522,8 @@ def test_train_shows_plan_hints_then_versions():
     at = run_app("train", "demo")
     plan = at.dataframe[0].value
     assert list(plan["Concept"]) == ["blue", "red"]
-    assert plan["Head"][0] == "not trained yet" and plan["Head"][1] != "not trained yet"  # which head: training's choice
+    assert plan["Head"][0] == "not trained yet" and plan["Head"][1] == "prototype"  # two examples, nothing to compare them on
+    assert list(plan["Examples"]) == ["0 yes · 0 no · 2 of other concepts", "2 yes · 0 no"]
     assert plan["Tip"][0].startswith("No examples yet")
     assert "blue has no examples yet" in at.warning[0].value
     click(at, "Train")
@@ -665,6 +666,26 @@ def trained(colours):
     return colours, train(colours)
 
 
+def table_with(at: AppTest, column: str):
+    """The page's table that has ``column``."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def outside_details(at: AppTest) -> str:
+    """The page's words and table cells, leaving out what its toggles ("Details", "Settings used") hold."""
+    found, stack = [], list(at._tree.children.values())
+    while stack:
+        node = stack.pop()
+        if getattr(node, "type", "") == "expander":
+            continue
+        if getattr(node, "type", "") in ("markdown", "caption", "info", "success", "warning", "error", "metric"):
+            found.append(f"{getattr(node, 'label', '')} {node.value}")
+        elif getattr(node, "type", "") in ("arrow_data_frame", "dataframe"):
+            found.append(node.value.to_csv())
+        stack += list(getattr(node, "children", {}).values())
+    return "\n".join(found)
+
+
 def charts(at: AppTest) -> list[dict]:
     """The Vega-Lite specs of the page's Altair charts."""
     import json
@@ -697,11 +718,38 @@ def test_train_page_shows_quality_table_and_confusion_chart(exclusive, overall, 
     assert right["encoding"]["x"]["title"] == columns and right["encoding"]["y"]["sort"] == ["blue", "red"]
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_train_says_examples_and_heads_in_the_words_label_and_the_result_use(exclusive):
+    """Label's "4 yes · 2 no" is Train's; the heads the plan says it tries are named as the result names the one kept."""
+    from core.views.gallery import label_inputs
+
+    project = labelled_demo(4, exclusive)
+    others = add_images(project, (30, 200, 40), 2, prefix="green", seed=40).added
+    label_inputs(project, others, "red", -1)
+    at = run_app("label", "demo")
+    assert ":blue-badge[red · 4 yes · 2 no]" in texts(at)
+    at.switch_page("pages/train.py").run()
+    plan = at.dataframe[0].value.set_index("Concept")
+    assert plan.loc["red", "Examples"] == "4 yes · 2 no · 4 of other concepts"  # the blue ones teach red what it is not
+    tried = "nearest neighbour, prototype, linear, example cache" + (", linear and nearest neighbour" if exclusive else "")
+    assert plan.loc["red", "Head"] == f"tries {tried.rsplit(', ', 1)[0]} and {tried.rsplit(', ', 1)[1]}; keeps the best"
+    click(at, "Train")
+    result = table_with(at, "How it did").set_index("Concept")
+    kept = result.loc["red", "Head kept"]
+    assert kept.endswith(f"(the best of {4 + exclusive} tried)") and kept.split(" (")[0] in plan.loc["red", "Head"]
+    assert result.loc["red", "How it did"].startswith("Right on ")
+    shown = outside_details(at)
+    assert "Right on " in shown and not any(word in shown for word in ("ROC", "F1", "Precision", "fold", "margin"))
+    details = [e for e in at.expander if e.label == "Details"]
+    assert details and any(m.label in ("Macro F1", "Accuracy") for m in details[0].metric)  # the figures, behind a toggle
+    assert any(t.value.startswith("The right concept for 8 of 8 labelled inputs") for t in at.markdown) == exclusive
+
+
 def test_one_example_each_says_too_few_to_measure():
     train(labelled_demo(1))
     at = run_app("train", "demo")
     quality = next(d.value for d in at.dataframe if "Precision" in d.value.columns)
-    assert set(quality["Note"]) == {"too few examples to measure"}
+    assert set(table_with(at, "How it did")["How it did"]) == {"Too few examples to measure"}
     assert quality["Precision"].isna().all() and not charts(at) and not at.slider
 
 
@@ -727,7 +775,7 @@ def test_threshold_slider_updates_precision_live_and_saving_changes_predictions(
     scores = {c.concept: c for c in next(predict(project, [blue_image])).concepts}
     assert scores["red"].passes and scores["red"].threshold == 0.0
     assert "(yours, set on this version)" in texts(at)
-    click(at, "Reset to the best-F1 threshold")
+    click(at, "Reset to training's threshold")
     assert get_threshold_overrides(project, 1) == {}  # the hand-set one is gone: training's own is in force
     assert at.slider[0].value == round(best, 3)
     scores = {c.concept: c for c in next(predict(project, [blue_image])).concepts}
@@ -743,7 +791,7 @@ def test_the_next_version_keeps_a_saved_threshold_and_says_whose_it_is(trained):
     at = run_app("train", "colours")
     at.selectbox(key="tune_pick_2").select(1).run()  # red, in version 2
     assert at.slider[0].value == 0.7
-    assert "(yours, set on version 1 and kept since: reset it to use this version's best F1)" in texts(at)
+    assert "(yours, set on version 1 and kept since: reset it to use this version's own)" in texts(at)
 
 
 def test_relabel_a_misclassified_input_in_place(trained):
