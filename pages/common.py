@@ -21,7 +21,14 @@ from core.ingestion import IngestReport
 from core.inputs.uploads import describe_progress, format_duration
 from core.storage import InputRecord
 from core.storage.projects import Project, open_project
-from core.views.batches import dismiss_upload_record, end_upload_record, find_stopped_upload, start_upload_record, update_upload_record
+from core.views.batches import (
+    describe_nothing_new,
+    dismiss_upload_record,
+    end_upload_record,
+    find_stopped_upload,
+    start_upload_record,
+    update_upload_record,
+)
 from core.views.gallery import describe_input_name, label_inputs, load_thumbnail, preview_text
 
 UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"
@@ -194,7 +201,9 @@ def render_ingest_report(project: Project, report: IngestReport) -> None:
     b.metric("Already there", known)
     c.metric("Could not use", failed)
     d.metric("Took", format_duration(report.seconds))
-    if report.labelled:
+    if describe_nothing_new(report):
+        st.info(describe_nothing_new(report), icon=":material/inventory_2:")
+    elif report.labelled:
         st.caption(f"{plural(report.labelled, 'label')} recorded.")
     for note in report.notes:
         st.info(md(note[0].upper() + note[1:] + "."), icon=":material/info:")

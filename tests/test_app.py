@@ -342,6 +342,22 @@ def test_when_nothing_went_in_it_says_so_and_the_files_stay():
     assert [f.name for f in at.file_uploader[0].value] == ["empty.csv"]  # still there, to try again
 
 
+@pytest.mark.parametrize(
+    "again, said, link", [(False, None, "Next: label them"), (True, "All 2 were already in the project", "Go to Label")]
+)
+def test_files_the_project_already_has_are_said_to_be_there_and_not_to_label(again, said, link):
+    project = create_project("demo", "tiny")
+    files = [("a.png", png(RED, 1), "image/png"), ("b.png", png(RED, 2), "image/png")]
+    if again:
+        ingest(project, read_uploads([(name, data) for name, data, _ in files]))
+    at = run_app()
+    at.file_uploader[0].set_value(files).run()
+    click(at, "Add 2 files")
+    infos = [i.value for i in at.info]
+    assert any(said in i for i in infos) if said else not any("already in the project" in i for i in infos), infos
+    assert [p.label for p in at.get("page_link") if "abel" in p.label] == [link]
+
+
 def test_paste_texts_as_negatives():
     create_project("demo", "tiny").store.create_concept("spam")
     at = run_app()
