@@ -83,13 +83,15 @@ def _create() -> None:
 
 
 def _rename(old: str) -> None:
+    st.session_state.pop("rename_error", None)
     new = (st.session_state.get("rename_to") or "").strip()
     if not new or new == old:
         return
     try:
         project = rename_project(old, new)
     except ConceptlabError as e:
-        flash(md(sentence(e)), "error")
+        # Said under the field, in the sidebar, where the person typed: not at the top of the page.
+        st.session_state.rename_error = (old, sentence(e))
         return
     st.session_state.project = project.name
     flash(f"Project renamed to **{md(project.name)}**.")
@@ -132,6 +134,9 @@ def render_sidebar(projects: list) -> None:
             with st.form("rename_project", border=False):
                 st.text_input("New name", key="rename_to", placeholder=st.session_state.project)
                 st.form_submit_button("Rename", on_click=_rename, args=(st.session_state.project,))
+            failed = st.session_state.get("rename_error")
+            if failed and failed[0] == st.session_state.project:  # only under the project it was about
+                st.error(md(failed[1]), icon=":material/error:")
             if not st.session_state.get("confirm_delete"):
                 st.button("Delete this project…", icon=":material/delete:", on_click=_ask_delete, args=(True,))
             else:

@@ -246,6 +246,29 @@ def test_switch_rename_and_delete_with_confirmation():
     assert at.sidebar.selectbox[0].value == "alpha"
 
 
+@pytest.mark.parametrize(
+    "new, error, names",
+    [
+        ("Pets (2025)", None, ["Pets (2025)", "beta"]),  # parentheses are fine in a project's name
+        ("a/b", "is not a valid project name", ["alpha", "beta"]),
+        ("BETA", "A project named", ["alpha", "beta"]),  # another project's name, typed differently
+    ],
+)
+def test_a_rename_that_fails_says_why_under_the_field(new, error, names):
+    create_project("alpha", "tiny")
+    create_project("beta", "tiny")
+    at = run_app()
+    at.sidebar.text_input(key="rename_to").input(new)
+    click(at, "Rename")
+    assert sorted(p.name for p in list_projects()) == names
+    said = [plain(e.value) for e in at.sidebar.error]
+    assert (len(said) == 1 and error in said[0]) if error else not said, said
+    assert not at.main.error  # nothing far from the field
+    if error:
+        at.sidebar.selectbox[0].select("beta").run()
+        assert not at.sidebar.error  # it was about alpha: not said under beta's field
+
+
 # -- upload --------------------------------------------------------------------------------------
 
 
