@@ -144,11 +144,17 @@ def get_embedder(project: Project) -> Embedder:
 # -- long work --------------------------------------------------------------------------
 
 
-def ingest_with_progress(project: Project, total: int, run: Callable[..., IngestReport]) -> IngestReport | None:
+def ingest_with_progress(project: Project, total: int, run: Callable[..., IngestReport], place=None) -> IngestReport | None:
     """Run ``run(progress=...)`` (an ingest) under a progress bar with counts and time left.
 
-    Returns None after showing the error when the engine refuses the whole batch.
+    ``place`` (an ``st.empty()``): where the model's spinner, the bar and an error go, in place of what it held;
+    by default, where this is called. Returns None after showing the error when the engine refuses the whole batch.
     """
+    with place.container() if place is not None else st.container():
+        return _ingest_with_progress(project, total, run)
+
+
+def _ingest_with_progress(project: Project, total: int, run: Callable[..., IngestReport]) -> IngestReport | None:
     try:
         get_embedder(project)
     except ConceptlabError as e:

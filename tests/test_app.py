@@ -14,6 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Error, Tab
 
 from core.ingestion import ingest
 from core.inputs.uploads import read_uploads
@@ -64,6 +65,15 @@ def click(at: AppTest, label: str, index: int = 0) -> AppTest:
     buttons[index].click().run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def descendants(node) -> list:
+    """A block and everything inside it."""
+    found, stack = [], [node]
+    while stack:
+        found.append(stack.pop())
+        stack += list(getattr(found[-1], "children", {}).values())
+    return found
 
 
 def texts(at: AppTest) -> str:
@@ -341,6 +351,31 @@ def test_an_upload_stopped_by_a_reload_is_told_on_return_once():
     warnings = [w.value for w in at.warning]
     assert any("3 of 10 inputs were stored" in w for w in warnings), warnings
     assert not any("stopped before the end" in w.value for w in run_app(None, "demo").warning)  # once
+
+
+@pytest.mark.parametrize("tab, fill, button", [("files", "uploader", "Add 1 file"), ("texts", "text_area", "Add 1 text")])
+def test_an_upload_shows_its_progress_at_the_top_in_place_of_the_empty_card(monkeypatch, tab, fill, button):
+    """The model's spinner, the bar and an error go at the top, in view; "This project is empty" is not said while one runs."""
+    import pages.common
+    from core.errors import WeightsMissingError
+
+    def no_weights(spec):
+        raise WeightsMissingError("the lite weights are not on this machine")
+
+    monkeypatch.setattr(pages.common, "load_embedder", no_weights)
+    create_project("demo", "tiny")
+    at = run_app()
+    assert "This project is empty" in texts(at)
+    if fill == "uploader":
+        at.file_uploader[0].set_value([("a.png", png(RED), "image/png")]).run()
+    else:
+        at.text_area[0].input("one text").run()
+    click(at, button)
+    assert "This project is empty" not in texts(at)
+    blocks = [descendants(block) for block in at.main.children.values()]
+    where = [i for i, nodes in enumerate(blocks) if any(isinstance(n, Error) and n.value.startswith("The lite weights") for n in nodes)]
+    tabs = next(i for i, nodes in enumerate(blocks) if any(isinstance(n, Tab) for n in nodes))
+    assert where and where[0] < tabs, where  # above the tabs, where the empty card was: not under the Add button
 
 
 def test_a_tables_columns_are_offered_to_pick_and_its_rows_go_in_with_their_labels():
