@@ -283,7 +283,8 @@ def render_cards(
 # -- mistakes to fix --------------------------------------------------------------------
 
 
-def _relabel(project: Project, record: InputRecord, concept: str, value: int | None) -> None:
+def _relabel(project: Project, record: InputRecord, concept: str, value: int | None, instead: str | None = None) -> None:
+    st.session_state.pop("relabel_offer", None)
     if project.store.concept_id(concept) is None:  # renamed or deleted since training: never recreate it
         flash(f"There is no concept {md(concept)} any more: label this input on the Label page.", "error")
         return
@@ -293,11 +294,16 @@ def _relabel(project: Project, record: InputRecord, concept: str, value: int | N
         flash(md(sentence(e)), "error")
         return
     now = {1: f"labelled {md(concept)}", -1: f"labelled not {md(concept)}", None: f"no longer labelled for {md(concept)}"}[value]
+    if value is None and instead and project.store.concept_id(instead) is not None:
+        # It leaves the list of mistakes once unlabelled: the next step, labelling it as what the model took it for, is offered above.
+        said = f"{md(describe_input_name(record.name))} is now {now}."
+        st.session_state.relabel_offer = {"project": project.name, "concept": concept, "input": record.id, "instead": instead, "said": said}
+        return
     flash(f"{md(describe_input_name(record.name))} is now {now}. Train again to apply the fix.")
 
 
-def _relabel_buttons(project: Project, concept: str) -> Callable[[InputRecord], None]:
-    """A mistake card's footer: fix its label for ``concept`` in place."""
+def _relabel_buttons(project: Project, concept: str, instead: dict[int, str]) -> Callable[[InputRecord], None]:
+    """A mistake card's footer: fix its label for ``concept`` in place (``instead``: per input, what the model took it for)."""
 
     def footer(record: InputRecord) -> None:
         value = project.store.labels_of(record.id).get(concept)
@@ -307,7 +313,7 @@ def _relabel_buttons(project: Project, concept: str) -> Callable[[InputRecord], 
                 label,
                 key=f"fix_{new}_{record.id}",
                 on_click=_relabel,
-                args=(project, record, concept, new),
+                args=(project, record, concept, new, instead.get(record.id) if new is None else None),
                 disabled=value == new,
                 icon=f":material/{icon}:",
                 width="stretch",
@@ -322,6 +328,16 @@ def render_mistakes(project: Project, concept: str, mistakes: Mistakes, more_key
     ``more_key`` holds how many of each kind to list; "Show more" raises it by ``step``.
     """
     st.markdown(f"**What the model got wrong for {md(concept)} at this threshold**")
+    offer = st.session_state.get("relabel_offer") or {}
+    if (offer.get("project"), offer.get("concept")) == (project.name, concept) and (record := project.store.get_input(offer["input"])):
+        other = offer["instead"]
+        with st.container(border=True):
+            st.markdown(f"{offer['said']} The model took it for **{md(other)}**. Train again to apply the fix.")
+            left, right = st.columns(2)
+            left.button(
+                f"Label it {md(other)} instead", key="relabel_instead", on_click=_relabel, args=(project, record, other, 1), type="primary"
+            )
+            right.button("Leave it unlabelled", key="relabel_leave", on_click=st.session_state.pop, args=("relabel_offer", None))
     if mistakes.note:
         st.caption(md(sentence(mistakes.note)))
         return
@@ -336,7 +352,9 @@ def render_mistakes(project: Project, concept: str, mistakes: Mistakes, more_key
         if total:
             st.markdown(f"*{title}* ({total})")
             notes = {m.record.id: f"scored {m.score:.0%}" for m in listed}
-            render_cards(project, [m.record for m in listed], footer=_relabel_buttons(project, concept), notes=notes)
+            instead = {m.record.id: m.instead for m in listed if m.instead}
+            notes |= {i: f"{notes[i]} · taken for {md(other)}" for i, other in instead.items()}
+            render_cards(project, [m.record for m in listed], footer=_relabel_buttons(project, concept, instead), notes=notes)
             if not listed:
                 st.caption("These inputs were deleted since training.")
     limit = st.session_state.get(more_key, step)

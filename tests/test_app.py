@@ -888,6 +888,23 @@ def test_relabel_a_misclassified_input_in_place(trained):
     assert project.store.labels_of(wrong) == {"blue": 1}
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_after_remove_label_a_miss_is_offered_the_concept_the_model_took_it_for(exclusive):
+    project = labelled_demo(4, exclusive)
+    (wrong,) = add_images(project, BLUE, 1, concept="red", prefix="oops", seed=30).added  # a blue photo labelled red
+    train(project)
+    at = run_app("train", "demo")
+    at.selectbox(key="tune_pick_1").select(1).run()  # red
+    assert "taken for blue" in [c.value for c in at.caption if "taken for" in c.value][0]
+    at.button(key=f"fix_None_{wrong}").click().run()
+    assert project.store.labels_of(wrong) == {}
+    assert any("The model took it for **blue**" in m.value for m in at.markdown)
+    click(at, "Label it blue instead")
+    assert project.store.labels_of(wrong) == {"blue": 1}
+    assert "oops0.png is now labelled blue" in plain(at.success[0].value)
+    assert not [b for b in at.button if b.label == "Label it blue instead"]  # done: offered no more
+
+
 def test_relabelling_a_concept_renamed_since_training_does_not_recreate_it(trained):
     project, _ = trained
     at = run_app("train", "colours")
