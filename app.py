@@ -23,9 +23,17 @@ EMBEDDERS = {
 }
 CLIP_DOWNLOAD_MB = 605
 
+
+def _to_upload() -> None:
+    # Upload is served at the root: /upload, typed or bookmarked, goes there with the address's project.
+    st.switch_page(UPLOAD, query_params=st.query_params.to_dict())
+
+
 navigation = st.navigation(
     [
-        st.Page(UPLOAD, title="Upload", icon=":material/upload:", default=True),
+        # The default page's own url_path only names it inside Streamlit; "upload" is the hidden page's, which leads here.
+        st.Page(UPLOAD, title="Upload", icon=":material/upload:", default=True, url_path="start"),
+        st.Page(_to_upload, title="Upload", url_path="upload", visibility="hidden"),
         st.Page(LABEL, title="Label", icon=":material/sell:"),
         st.Page(TRAIN, title="Train", icon=":material/model_training:"),
         st.Page(TRY, title="Try", icon=":material/science:"),
