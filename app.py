@@ -34,9 +34,17 @@ if refusal := refuse_network_without_accounts(ADDRESS, OPENED):
     st.error(md(refusal) + ".", icon=":material/lock:")
     st.stop()
 
+
+def _to_upload() -> None:
+    # Upload is served at the root: /upload, typed or bookmarked, goes there with the address's project.
+    st.switch_page(UPLOAD, query_params=st.query_params.to_dict())
+
+
 navigation = st.navigation(
     [
-        st.Page(UPLOAD, title="Upload", icon=":material/upload:", default=True),
+        # The default page's own url_path only names it inside Streamlit; "upload" is the hidden page's, which leads here.
+        st.Page(UPLOAD, title="Upload", icon=":material/upload:", default=True, url_path="start"),
+        st.Page(_to_upload, title="Upload", url_path="upload", visibility="hidden"),
         st.Page(LABEL, title="Label", icon=":material/sell:"),
         st.Page(TRAIN, title="Train", icon=":material/model_training:"),
         st.Page(TRY, title="Try", icon=":material/science:"),
@@ -94,13 +102,15 @@ def _create() -> None:
 
 
 def _rename(old: str) -> None:
+    st.session_state.pop("rename_error", None)
     new = (st.session_state.get("rename_to") or "").strip()
     if not new or new == old:
         return
     try:
         project = rename_project(old, new)
     except ConceptlabError as e:
-        flash(md(sentence(e)), "error")
+        # Said under the field, in the sidebar, where the person typed: not at the top of the page.
+        st.session_state.rename_error = (old, sentence(e))
         return
     st.session_state.project = project.name
     flash(f"Project renamed to **{md(project.name)}**.")
@@ -143,6 +153,9 @@ def render_sidebar(projects: list) -> None:
             with st.form("rename_project", border=False):
                 st.text_input("New name", key="rename_to", placeholder=st.session_state.project)
                 st.form_submit_button("Rename", on_click=_rename, args=(st.session_state.project,))
+            failed = st.session_state.get("rename_error")
+            if failed and failed[0] == st.session_state.project:  # only under the project it was about
+                st.error(md(failed[1]), icon=":material/error:")
             if not st.session_state.get("confirm_delete"):
                 st.button("Delete this project…", icon=":material/delete:", on_click=_ask_delete, args=(True,))
             else:

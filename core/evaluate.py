@@ -18,6 +18,7 @@ import numpy as np
 from core.errors import ConceptError, InputError, ModelVersionError
 from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
+from core.learning.heads import DEFAULT_THRESHOLD
 from core.learning.metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
 from core.learning.models import Model, load_model, resolve_version, thresholds_for
 from core.names import make_name_key
@@ -161,6 +162,22 @@ def _scores(number: int, report: dict, space: str, concept: str) -> tuple[np.nda
     return ids[keep], labels[keep] > 0, probabilities[keep]
 
 
+def _taken_for(report: dict, space: str, concept: str, input_ids: np.ndarray) -> dict[int, str]:
+    """Per input id: the concept other than ``concept`` it scored highest on in cross-validation, where that passed its threshold."""
+    stored = report.get("scores", {}).get(space) or {}
+    names, wanted = list(stored.get("names", [])), {int(i) for i in input_ids}
+    thresholds = report.get("thresholds", {}).get(space, {})
+    taken = {}
+    for input_id, row in zip(stored.get("ids", []), stored.get("probabilities", [])):
+        if int(input_id) not in wanted:
+            continue
+        others = [(v, n) for n, v in zip(names, row) if v is not None and make_name_key(n) != make_name_key(concept)]
+        passing = [(v, n) for v, n in others if v >= float(thresholds.get(n, DEFAULT_THRESHOLD))]
+        if passing:
+            taken[int(input_id)] = max(passing)[1]
+    return taken
+
+
 def metrics_at_threshold(project: Project, space: str, concept: str, threshold: float, version: int | None = None) -> ConceptMetrics:
     """Cross-validated precision, recall and F1 of a concept if its threshold were ``threshold``.
 
@@ -197,6 +214,7 @@ class Mistake:
     record: InputRecord
     kind: str  # FALSE_POSITIVE or FALSE_NEGATIVE
     score: float
+    instead: str | None = None  # a miss: the other concept the model took it for (it passed that one's threshold), if any
 
 
 @dataclass(frozen=True)
@@ -241,6 +259,8 @@ def list_mistakes(project: Project, space: str, concept: str, threshold: float, 
         note = f"model version {number} was imported: the inputs it was measured on belong to another project"
         return Mistakes([], [], len(false_pos), len(false_neg), metrics, note)
 
+    taken_for = _taken_for(report, space, concept, ids[false_neg])
+
     def listed(rows: np.ndarray, kind: str) -> list[Mistake]:
         found = []
         for i in rows:
@@ -248,7 +268,7 @@ def list_mistakes(project: Project, space: str, concept: str, threshold: float, 
                 break
             record = project.store.get_input(int(ids[i]))
             if record is not None:
-                found.append(Mistake(record, kind, float(p[i])))
+                found.append(Mistake(record, kind, float(p[i]), taken_for.get(int(ids[i])) if kind == FALSE_NEGATIVE else None))
         return found
 
     return Mistakes(listed(false_pos, FALSE_POSITIVE), listed(false_neg, FALSE_NEGATIVE), len(false_pos), len(false_neg), metrics)

@@ -19,21 +19,20 @@ from core.evaluate import Mistakes
 from core.exchange import export_model
 from core.ingestion import IngestReport
 from core.inputs.uploads import describe_progress, format_duration
-from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, ZERO_SHOT
 from core.storage import InputRecord
 from core.storage.projects import Project, open_project
-from core.views.batches import dismiss_upload_record, end_upload_record, find_stopped_upload, start_upload_record, update_upload_record
+from core.views.batches import (
+    describe_nothing_new,
+    dismiss_upload_record,
+    end_upload_record,
+    find_stopped_upload,
+    start_upload_record,
+    update_upload_record,
+)
 from core.views.gallery import describe_input_name, label_inputs, load_thumbnail, preview_text
 
 UPLOAD, LABEL, TRAIN, TRY = "pages/upload.py", "pages/label.py", "pages/train.py", "pages/try.py"
 
-HEAD_NAMES = {
-    LINEAR: "linear",
-    NEAREST: "nearest neighbour",
-    ENSEMBLE: "linear and nearest neighbour",
-    ZERO_SHOT: "zero-shot",
-    NO_HEAD: "not trained yet",
-}
 _MARKDOWN_INLINE = re.compile(r"([\\`*_{}\[\]()<>#|~:$&!^=])")  # emphasis, links, images, code, HTML, icons, LaTeX
 _MARKDOWN_LEADING = re.compile(r"^(\s*)([-+=]|\d+[.)])")  # lists and headings only count at the start
 # Where a word joiner (U+2060, invisible) goes: after a ':' that something follows (emoji and icon
@@ -100,10 +99,6 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
-def head_name(kind: str | None) -> str:
-    return HEAD_NAMES.get(kind or "", (kind or "").replace("-", " "))
-
-
 def space_name(embedder: Embedder, space: str) -> str:
     """What lives in an embedding space, in words."""
     if embedder.zero_shot:
@@ -149,11 +144,17 @@ def get_embedder(project: Project) -> Embedder:
 # -- long work --------------------------------------------------------------------------
 
 
-def ingest_with_progress(project: Project, total: int, run: Callable[..., IngestReport]) -> IngestReport | None:
+def ingest_with_progress(project: Project, total: int, run: Callable[..., IngestReport], place=None) -> IngestReport | None:
     """Run ``run(progress=...)`` (an ingest) under a progress bar with counts and time left.
 
-    Returns None after showing the error when the engine refuses the whole batch.
+    ``place`` (an ``st.empty()``): where the model's spinner, the bar and an error go, in place of what it held;
+    by default, where this is called. Returns None after showing the error when the engine refuses the whole batch.
     """
+    with place.container() if place is not None else st.container():
+        return _ingest_with_progress(project, total, run)
+
+
+def _ingest_with_progress(project: Project, total: int, run: Callable[..., IngestReport]) -> IngestReport | None:
     try:
         get_embedder(project)
     except ConceptlabError as e:
@@ -206,7 +207,9 @@ def render_ingest_report(project: Project, report: IngestReport) -> None:
     b.metric("Already there", known)
     c.metric("Could not use", failed)
     d.metric("Took", format_duration(report.seconds))
-    if report.labelled:
+    if describe_nothing_new(report):
+        st.info(describe_nothing_new(report), icon=":material/inventory_2:")
+    elif report.labelled:
         st.caption(f"{plural(report.labelled, 'label')} recorded.")
     for note in report.notes:
         st.info(md(note[0].upper() + note[1:] + "."), icon=":material/info:")
@@ -280,7 +283,8 @@ def render_cards(
 # -- mistakes to fix --------------------------------------------------------------------
 
 
-def _relabel(project: Project, record: InputRecord, concept: str, value: int | None) -> None:
+def _relabel(project: Project, record: InputRecord, concept: str, value: int | None, instead: str | None = None) -> None:
+    st.session_state.pop("relabel_offer", None)
     if project.store.concept_id(concept) is None:  # renamed or deleted since training: never recreate it
         flash(f"There is no concept {md(concept)} any more: label this input on the Label page.", "error")
         return
@@ -290,11 +294,16 @@ def _relabel(project: Project, record: InputRecord, concept: str, value: int | N
         flash(md(sentence(e)), "error")
         return
     now = {1: f"labelled {md(concept)}", -1: f"labelled not {md(concept)}", None: f"no longer labelled for {md(concept)}"}[value]
+    if value is None and instead and project.store.concept_id(instead) is not None:
+        # It leaves the list of mistakes once unlabelled: the next step, labelling it as what the model took it for, is offered above.
+        said = f"{md(describe_input_name(record.name))} is now {now}."
+        st.session_state.relabel_offer = {"project": project.name, "concept": concept, "input": record.id, "instead": instead, "said": said}
+        return
     flash(f"{md(describe_input_name(record.name))} is now {now}. Train again to apply the fix.")
 
 
-def _relabel_buttons(project: Project, concept: str) -> Callable[[InputRecord], None]:
-    """A mistake card's footer: fix its label for ``concept`` in place."""
+def _relabel_buttons(project: Project, concept: str, instead: dict[int, str]) -> Callable[[InputRecord], None]:
+    """A mistake card's footer: fix its label for ``concept`` in place (``instead``: per input, what the model took it for)."""
 
     def footer(record: InputRecord) -> None:
         value = project.store.labels_of(record.id).get(concept)
@@ -304,7 +313,7 @@ def _relabel_buttons(project: Project, concept: str) -> Callable[[InputRecord], 
                 label,
                 key=f"fix_{new}_{record.id}",
                 on_click=_relabel,
-                args=(project, record, concept, new),
+                args=(project, record, concept, new, instead.get(record.id) if new is None else None),
                 disabled=value == new,
                 icon=f":material/{icon}:",
                 width="stretch",
@@ -319,6 +328,16 @@ def render_mistakes(project: Project, concept: str, mistakes: Mistakes, more_key
     ``more_key`` holds how many of each kind to list; "Show more" raises it by ``step``.
     """
     st.markdown(f"**What the model got wrong for {md(concept)} at this threshold**")
+    offer = st.session_state.get("relabel_offer") or {}
+    if (offer.get("project"), offer.get("concept")) == (project.name, concept) and (record := project.store.get_input(offer["input"])):
+        other = offer["instead"]
+        with st.container(border=True):
+            st.markdown(f"{offer['said']} The model took it for **{md(other)}**. Train again to apply the fix.")
+            left, right = st.columns(2)
+            left.button(
+                f"Label it {md(other)} instead", key="relabel_instead", on_click=_relabel, args=(project, record, other, 1), type="primary"
+            )
+            right.button("Leave it unlabelled", key="relabel_leave", on_click=st.session_state.pop, args=("relabel_offer", None))
     if mistakes.note:
         st.caption(md(sentence(mistakes.note)))
         return
@@ -333,7 +352,9 @@ def render_mistakes(project: Project, concept: str, mistakes: Mistakes, more_key
         if total:
             st.markdown(f"*{title}* ({total})")
             notes = {m.record.id: f"scored {m.score:.0%}" for m in listed}
-            render_cards(project, [m.record for m in listed], footer=_relabel_buttons(project, concept), notes=notes)
+            instead = {m.record.id: m.instead for m in listed if m.instead}
+            notes |= {i: f"{notes[i]} · taken for {md(other)}" for i, other in instead.items()}
+            render_cards(project, [m.record for m in listed], footer=_relabel_buttons(project, concept, instead), notes=notes)
             if not listed:
                 st.caption("These inputs were deleted since training.")
     limit = st.session_state.get(more_key, step)

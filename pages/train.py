@@ -23,13 +23,20 @@ from core.learning import (
     train,
 )
 from core.learning.heads import NO_HEAD
-from core.views.reports import build_confusion_chart, build_quality_rows, read_evaluations
+from core.views.reports import (
+    build_confusion_chart,
+    build_quality_rows,
+    describe_overall,
+    describe_plan,
+    describe_plan_examples,
+    name_head,
+    read_evaluations,
+)
 from pages.common import (
     LABEL,
     TRY,
     flash,
     get_embedder,
-    head_name,
     md,
     model_file_maker,
     model_file_name,
@@ -115,9 +122,8 @@ def plan_table(plans: list) -> dict:
     return {
         "Concept": [p.concept for p in plans],
         "Learns from": [space_name(embedder, p.space) for p in plans],
-        "Examples": [p.positives for p in plans],
-        "Negatives": [p.negatives for p in plans],
-        "Head": [head_name(p.head) for p in plans],
+        "Examples": [describe_plan_examples(p) for p in plans],
+        "Head": [describe_plan(p) for p in plans],
         "Tip": [p.hint[:1].upper() + p.hint[1:] if p.hint else "" for p in plans],
     }
 
@@ -133,8 +139,10 @@ if untrained:
         icon=":material/lightbulb:",
     )
 st.caption(
-    "Heads: **zero-shot** works from the concept's name alone (CLIP only); **nearest neighbour** compares with your few examples; "
-    "**linear** learns a boundary once a concept has 5 examples and some negatives."
+    "Examples are counted as on the Label page: **yes** and **no**; inputs labelled as other concepts also teach a concept what it is not. "
+    "Heads: **zero-shot** works from the concept's name alone (CLIP only); **nearest neighbour** compares with your closest examples; "
+    "**prototype** with the average of your examples; **linear** learns a boundary between yes and no; **example cache** blends "
+    "your examples into another head. Where several are tried, each is tested on examples it was not trained on, and the best is kept."
 )
 
 if st.button("Train", type="primary", icon=":material/model_training:", disabled=len(untrained) == len(set(p.concept for p in plans))):
@@ -194,36 +202,50 @@ def where(space: str) -> str:
 
 if quality:
     st.markdown("**How well each concept does**")
-    st.caption(
-        "Measured by cross-validation: each labelled input was predicted by a model trained without it. "
-        "**Precision**: of what it matched, how much was right. **Recall**: of your examples, how many it found."
+    st.caption("Each labelled input was tried on a model trained without it: these are inputs it had not seen.")
+    for evaluation in evaluations:
+        if describe_overall(evaluation):
+            st.markdown(md(describe_overall(evaluation)[:-1] + where(evaluation.space)) + ".")
+    st.dataframe(
+        {
+            "Concept": [r.concept + where(r.space) for r in quality],
+            "How it did": [r.summary for r in quality],
+            "Head kept": [r.kept for r in quality],
+        },
+        hide_index=True,
+        width="stretch",
+        key="result_table",
     )
-    overall = [e for e in evaluations if e.measured]
-    for col, evaluation in zip(st.columns(max(len(overall), 1)), overall):
-        if evaluation.exclusive and evaluation.accuracy is not None:
-            col.metric(f"Accuracy{where(evaluation.space)}", f"{evaluation.accuracy:.0%}", help=evaluation.method)
-        elif evaluation.macro_f1 is not None:
-            mean = f"Mean F1 of the concepts; {evaluation.method}"
-            col.metric(f"Macro F1{where(evaluation.space)}", f"{evaluation.macro_f1:.2f}", help=mean)
-    table = {
-        "Concept": [r.concept + where(r.space) for r in quality],
-        "Head": [head_name(r.head) for r in quality],
-        "Precision": [r.precision for r in quality],
-        "Recall": [r.recall for r in quality],
-        "F1": [r.f1 for r in quality],
-        "ROC AUC": [r.roc_auc for r in quality],
-        "Examples": [r.examples for r in quality],
-        "Negatives": [r.negatives for r in quality],
-        "Why this head": [r.chosen for r in quality],
-    }
-    if not all(r.measured for r in quality):
-        table["Note"] = [r.note for r in quality]
-    score = {"format": "%.2f", "help": "From 0 to 1; empty where it cannot be measured"}
-    config = {k: st.column_config.NumberColumn(k, **score) for k in ("Precision", "Recall", "F1", "ROC AUC")}
-    st.dataframe(table, hide_index=True, width="stretch", column_config=config, key="quality_table")
-    for evaluation in overall:
-        if evaluation.note:
-            st.caption(md(sentence(evaluation.note)))
+    with st.expander("Details"):
+        overall = [e for e in evaluations if e.measured]
+        for col, evaluation in zip(st.columns(max(len(overall), 1)), overall):
+            if evaluation.exclusive and evaluation.accuracy is not None:
+                col.metric(f"Accuracy{where(evaluation.space)}", f"{evaluation.accuracy:.0%}", help=evaluation.method)
+            elif evaluation.macro_f1 is not None:
+                mean = f"Mean F1 of the concepts; {evaluation.method}"
+                col.metric(f"Macro F1{where(evaluation.space)}", f"{evaluation.macro_f1:.2f}", help=mean)
+        st.caption(
+            f"Measured by {', '.join(sorted({e.method for e in overall})) or 'cross-validation'}. "
+            "**Precision**: of what it matched, how much was right. **Recall**: of your examples, how many it found. "
+            "**F1** balances the two; **ROC AUC**: how well its scores rank yes above no, whatever the threshold."
+        )
+        table = {
+            "Concept": [r.concept + where(r.space) for r in quality],
+            "Head": [name_head(r.head) for r in quality],
+            "Precision": [r.precision for r in quality],
+            "Recall": [r.recall for r in quality],
+            "F1": [r.f1 for r in quality],
+            "ROC AUC": [r.roc_auc for r in quality],
+            "Examples": [r.examples for r in quality],
+            "Negatives": [r.negatives for r in quality],
+            "Why this head": [r.chosen for r in quality],
+        }
+        score = {"format": "%.2f", "help": "From 0 to 1; empty where it cannot be measured"}
+        config = {k: st.column_config.NumberColumn(k, **score) for k in ("Precision", "Recall", "F1", "ROC AUC")}
+        st.dataframe(table, hide_index=True, width="stretch", column_config=config, key="quality_table")
+        for evaluation in overall:
+            if evaluation.note:
+                st.caption(md(sentence(evaluation.note)))
 
 # The confusion chart: which concept each labelled input was taken for (or, for independent
 # concepts, how often each concept was found, wrongly matched, missed or rightly left out).
@@ -307,24 +329,27 @@ if measured:
         st.caption(md(sentence(e)))
     else:
         at = mistakes.metrics
-        p, r, f, n = st.columns(4)
-        p.metric("Precision", "–" if at.precision is None else f"{at.precision:.0%}", help="Of what it matched, how much was right")
-        r.metric("Recall", "–" if at.recall is None else f"{at.recall:.0%}", help="Of your examples, how many it found")
-        f.metric("F1", "–" if at.f1 is None else f"{at.f1:.2f}")
-        n.metric("Found", f"{at.tp} of {at.positives}")
         if origin is None:
             whose = ""
         elif origin == version:
             whose = " (yours, set on this version)"
         else:
-            whose = f" (yours, set on version {origin} and kept since: reset it to use this version's best F1)"
+            whose = f" (yours, set on version {origin} and kept since: reset it to use this version's own)"
         st.caption(
             f"At this threshold: {plural(at.tp, 'example')} found, {at.fn} missed, "
-            f"{plural(at.fp, 'input')} wrongly matched, {at.tn} rightly left out. Best F1 at {best:.3f}; in use: {in_force:.3f}{whose}."
+            f"{plural(at.fp, 'input')} wrongly matched, {at.tn} rightly left out. "
+            f"Training chose {best:.3f}; in use: {in_force:.3f}{whose}."
         )
+        with st.expander("Details"):
+            p, r, f, n = st.columns(4)
+            p.metric("Precision", "–" if at.precision is None else f"{at.precision:.0%}", help="Of what it matched, how much was right")
+            r.metric("Recall", "–" if at.recall is None else f"{at.recall:.0%}", help="Of your examples, how many it found")
+            f.metric("F1", "–" if at.f1 is None else f"{at.f1:.2f}", help="Precision and recall in one number")
+            n.metric("Found", f"{at.tp} of {at.positives}")
+            st.caption("Training chose the threshold with the best F1 on inputs each model had not seen.")
         save_col, reset_col = st.columns(2)
         save_col.button("Save threshold", on_click=save_threshold, disabled=abs(threshold - in_force) < 5e-4, width="stretch")
-        reset_col.button("Reset to the best-F1 threshold", on_click=save_threshold, args=(True,), disabled=origin is None, width="stretch")
+        reset_col.button("Reset to training's threshold", on_click=save_threshold, args=(True,), disabled=origin is None, width="stretch")
         if len(spaces) > 1:
             st.caption(f"A saved threshold applies to {md(row.concept)} on every kind of input.")
         render_mistakes(project, row.concept, mistakes, f"more_{slider_key}", MISTAKES_SHOWN)

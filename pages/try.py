@@ -11,8 +11,9 @@ from core.inputs import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, read_text
 from core.inputs.uploads import read_camera_photo, read_uploads
 from core.prediction import Prediction, predict
 from core.views.gallery import load_video_moments
+from core.views.reports import name_head
 from core.views.timeline import find_concept_segments, format_clock
-from pages.common import TRAIN, get_embedder, head_name, md, render_cards, require_project, sentence, show_error, start_page
+from pages.common import TRAIN, get_embedder, md, render_cards, require_project, sentence, show_error, start_page
 
 start_page()
 project = require_project()
@@ -116,14 +117,14 @@ with scores:
         else:
             st.caption("The model is not sure")
             st.markdown("### None of the concepts passes its threshold")
-        st.caption(f"Top score {best.score:.0%} · {head_name(best.head)} head · version {prediction.version}")
+        st.caption(f"Top score {best.score:.0%} · {name_head(best.head)} head · version {prediction.version}")
         table = pd.DataFrame(
             {
                 "concept": [f"{c.concept}  {c.score:.0%}" for c in prediction.concepts],
                 "score": [c.score for c in prediction.concepts],
                 "threshold": [c.threshold for c in prediction.concepts],
                 "passes": [c.passes for c in prediction.concepts],
-                "head": [head_name(c.head) for c in prediction.concepts],
+                "head": [name_head(c.head) for c in prediction.concepts],
             }
         )
         bars = (

@@ -72,15 +72,20 @@ def finish(report) -> None:
 
 last = st.session_state.get("last_upload")
 report = last[1] if last and last[0] == project.name else None
-if not project.store.count_inputs() and report is None:
-    with st.container(border=True):
+# The top of the page, in view wherever the Add button sits: an upload's progress (and the model's
+# spinner, or an error) shows here, in place of the "empty" card, which an upload under way makes untrue.
+top = st.empty()
+adding = bool(st.session_state.get("add_files") or st.session_state.get("add_texts"))
+if not project.store.count_inputs() and report is None and not adding:
+    with top.container(border=True):
         st.markdown("#### :material/waving_hand: This project is empty")
         st.markdown(
             "Drop your own files below, or **try it with sample data**: a dozen drawn circles and squares "
             "and a dozen sentences about sports and cooking, already labelled."
         )
-        if st.button("Try with sample data", type="primary", icon=":material/auto_awesome:"):
-            finish(ingest_with_progress(project, len(build_sample_inputs()), lambda progress: add_sample_data(project, progress)))
+        samples = st.button("Try with sample data", type="primary", icon=":material/auto_awesome:")
+    if samples:
+        finish(ingest_with_progress(project, len(build_sample_inputs()), lambda progress: add_sample_data(project, progress), top))
 
 files_tab, paste_tab = st.tabs([":material/upload_file: Files", ":material/edit_note: Paste texts"])
 with files_tab:
@@ -109,7 +114,9 @@ with files_tab:
             text_column = st.text_input("Text column", placeholder="text, or the only column", key="text_column")
             label_column = st.text_input("Label column (each row's concept)", placeholder="none", key="label_column")
     count = len(uploads or [])
-    if st.button(f"Add {plural(count, 'file')}" if count else "Add files", type="primary", disabled=not count or labels is None):
+    if st.button(
+        f"Add {plural(count, 'file')}" if count else "Add files", type="primary", disabled=not count or labels is None, key="add_files"
+    ):
         concept, negative, folders = labels
         config = ReadConfig(labels_from_folders=folders, text_column=text_column.strip() or None, label_column=label_column.strip() or None)
         # Generators, so a big video's bytes are copied out of the upload once at a time, not all at once.
@@ -120,6 +127,7 @@ with files_tab:
                 project,
                 total,
                 lambda progress: note_missing_folder_labels(ingest(project, items, concept, negative, progress=progress), folders),
+                top,
             )
         )
 
@@ -127,10 +135,17 @@ with paste_tab:
     pasted = st.text_area("Texts, one per line", height=180, key=f"pasted_{st.session_state.upload_round}")
     lines = [line for line in (pasted or "").splitlines() if line.strip()]
     text_labels = batch_labels("texts", allow_folders=False)
-    if st.button(f"Add {plural(len(lines), 'text')}" if lines else "Add texts", type="primary", disabled=not lines or text_labels is None):
+    if st.button(
+        f"Add {plural(len(lines), 'text')}" if lines else "Add texts",
+        type="primary",
+        disabled=not lines or text_labels is None,
+        key="add_texts",
+    ):
         concept, negative, _ = text_labels
         items = read_texts(lines)
-        finish(ingest_with_progress(project, len(lines), lambda progress: ingest(project, items, concept, negative, progress=progress)))
+        finish(
+            ingest_with_progress(project, len(lines), lambda progress: ingest(project, items, concept, negative, progress=progress), top)
+        )
 
 if report is not None:
     st.divider()

@@ -16,6 +16,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Error, Tab
 
 from core.ingestion import ingest
 from core.inputs.uploads import read_uploads
@@ -66,6 +67,15 @@ def click(at: AppTest, label: str, index: int = 0) -> AppTest:
     buttons[index].click().run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def descendants(node) -> list:
+    """A block and everything inside it."""
+    found, stack = [], [node]
+    while stack:
+        found.append(stack.pop())
+        stack += list(getattr(found[-1], "children", {}).values())
+    return found
 
 
 def texts(at: AppTest) -> str:
@@ -296,6 +306,29 @@ def test_switch_rename_and_delete_with_confirmation():
     assert at.sidebar.selectbox[0].value == "alpha"
 
 
+@pytest.mark.parametrize(
+    "new, error, names",
+    [
+        ("Pets (2025)", None, ["Pets (2025)", "beta"]),  # parentheses are fine in a project's name
+        ("a/b", "is not a valid project name", ["alpha", "beta"]),
+        ("BETA", "A project named", ["alpha", "beta"]),  # another project's name, typed differently
+    ],
+)
+def test_a_rename_that_fails_says_why_under_the_field(new, error, names):
+    create_project("alpha", "tiny")
+    create_project("beta", "tiny")
+    at = run_app()
+    at.sidebar.text_input(key="rename_to").input(new)
+    click(at, "Rename")
+    assert sorted(p.name for p in list_projects()) == names
+    said = [plain(e.value) for e in at.sidebar.error]
+    assert (len(said) == 1 and error in said[0]) if error else not said, said
+    assert not at.main.error  # nothing far from the field
+    if error:
+        at.sidebar.selectbox[0].select("beta").run()
+        assert not at.sidebar.error  # it was about alpha: not said under beta's field
+
+
 # -- upload --------------------------------------------------------------------------------------
 
 
@@ -370,6 +403,31 @@ def test_an_upload_stopped_by_a_reload_is_told_on_return_once():
     assert not any("stopped before the end" in w.value for w in run_app(None, "demo").warning)  # once
 
 
+@pytest.mark.parametrize("tab, fill, button", [("files", "uploader", "Add 1 file"), ("texts", "text_area", "Add 1 text")])
+def test_an_upload_shows_its_progress_at_the_top_in_place_of_the_empty_card(monkeypatch, tab, fill, button):
+    """The model's spinner, the bar and an error go at the top, in view; "This project is empty" is not said while one runs."""
+    import pages.common
+    from core.errors import WeightsMissingError
+
+    def no_weights(spec):
+        raise WeightsMissingError("the lite weights are not on this machine")
+
+    monkeypatch.setattr(pages.common, "load_embedder", no_weights)
+    create_project("demo", "tiny")
+    at = run_app()
+    assert "This project is empty" in texts(at)
+    if fill == "uploader":
+        at.file_uploader[0].set_value([("a.png", png(RED), "image/png")]).run()
+    else:
+        at.text_area[0].input("one text").run()
+    click(at, button)
+    assert "This project is empty" not in texts(at)
+    blocks = [descendants(block) for block in at.main.children.values()]
+    where = [i for i, nodes in enumerate(blocks) if any(isinstance(n, Error) and n.value.startswith("The lite weights") for n in nodes)]
+    tabs = next(i for i, nodes in enumerate(blocks) if any(isinstance(n, Tab) for n in nodes))
+    assert where and where[0] < tabs, where  # above the tabs, where the empty card was: not under the Add button
+
+
 def test_a_tables_columns_are_offered_to_pick_and_its_rows_go_in_with_their_labels():
     project = create_project("demo", "tiny")
     table = b"id,message,category\n1,a red apple,fruit\n2,a green car,vehicle\n"
@@ -390,6 +448,22 @@ def test_when_nothing_went_in_it_says_so_and_the_files_stay():
     click(at, "Add 1 file")
     assert any("Nothing went in: 1 file could not be used" in e.value for e in at.error)
     assert [f.name for f in at.file_uploader[0].value] == ["empty.csv"]  # still there, to try again
+
+
+@pytest.mark.parametrize(
+    "again, said, link", [(False, None, "Next: label them"), (True, "All 2 were already in the project", "Go to Label")]
+)
+def test_files_the_project_already_has_are_said_to_be_there_and_not_to_label(again, said, link):
+    project = create_project("demo", "tiny")
+    files = [("a.png", png(RED, 1), "image/png"), ("b.png", png(RED, 2), "image/png")]
+    if again:
+        ingest(project, read_uploads([(name, data) for name, data, _ in files]))
+    at = run_app()
+    at.file_uploader[0].set_value(files).run()
+    click(at, "Add 2 files")
+    infos = [i.value for i in at.info]
+    assert any(said in i for i in infos) if said else not any("already in the project" in i for i in infos), infos
+    assert [p.label for p in at.get("page_link") if "abel" in p.label] == [link]
 
 
 def test_paste_texts_as_negatives():
@@ -662,7 +736,8 @@ def test_train_shows_plan_hints_then_versions():
     at = run_app("train", "demo")
     plan = at.dataframe[0].value
     assert list(plan["Concept"]) == ["blue", "red"]
-    assert plan["Head"][0] == "not trained yet" and plan["Head"][1] != "not trained yet"  # which head: training's choice
+    assert plan["Head"][0] == "not trained yet" and plan["Head"][1] == "prototype"  # two examples, nothing to compare them on
+    assert list(plan["Examples"]) == ["0 yes · 0 no · 2 of other concepts", "2 yes · 0 no"]
     assert plan["Tip"][0].startswith("No examples yet")
     assert "blue has no examples yet" in at.warning[0].value
     click(at, "Train")
@@ -821,6 +896,26 @@ def trained(colours):
     return colours, train(colours)
 
 
+def table_with(at: AppTest, column: str):
+    """The page's table that has ``column``."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def outside_details(at: AppTest) -> str:
+    """The page's words and table cells, leaving out what its toggles ("Details", "Settings used") hold."""
+    found, stack = [], list(at._tree.children.values())
+    while stack:
+        node = stack.pop()
+        if getattr(node, "type", "") == "expander":
+            continue
+        if getattr(node, "type", "") in ("markdown", "caption", "info", "success", "warning", "error", "metric"):
+            found.append(f"{getattr(node, 'label', '')} {node.value}")
+        elif getattr(node, "type", "") in ("arrow_data_frame", "dataframe"):
+            found.append(node.value.to_csv())
+        stack += list(getattr(node, "children", {}).values())
+    return "\n".join(found)
+
+
 def charts(at: AppTest) -> list[dict]:
     """The Vega-Lite specs of the page's Altair charts."""
     import json
@@ -853,11 +948,38 @@ def test_train_page_shows_quality_table_and_confusion_chart(exclusive, overall, 
     assert right["encoding"]["x"]["title"] == columns and right["encoding"]["y"]["sort"] == ["blue", "red"]
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_train_says_examples_and_heads_in_the_words_label_and_the_result_use(exclusive):
+    """Label's "4 yes · 2 no" is Train's; the heads the plan says it tries are named as the result names the one kept."""
+    from core.views.gallery import label_inputs
+
+    project = labelled_demo(4, exclusive)
+    others = add_images(project, (30, 200, 40), 2, prefix="green", seed=40).added
+    label_inputs(project, others, "red", -1)
+    at = run_app("label", "demo")
+    assert ":blue-badge[red · 4 yes · 2 no]" in texts(at)
+    at.switch_page("pages/train.py").run()
+    plan = at.dataframe[0].value.set_index("Concept")
+    assert plan.loc["red", "Examples"] == "4 yes · 2 no · 4 of other concepts"  # the blue ones teach red what it is not
+    tried = "nearest neighbour, prototype, linear, example cache" + (", linear and nearest neighbour" if exclusive else "")
+    assert plan.loc["red", "Head"] == f"tries {tried.rsplit(', ', 1)[0]} and {tried.rsplit(', ', 1)[1]}; keeps the best"
+    click(at, "Train")
+    result = table_with(at, "How it did").set_index("Concept")
+    kept = result.loc["red", "Head kept"]
+    assert kept.endswith(f"(the best of {4 + exclusive} tried)") and kept.split(" (")[0] in plan.loc["red", "Head"]
+    assert result.loc["red", "How it did"].startswith("Right on ")
+    shown = outside_details(at)
+    assert "Right on " in shown and not any(word in shown for word in ("ROC", "F1", "Precision", "fold", "margin"))
+    details = [e for e in at.expander if e.label == "Details"]
+    assert details and any(m.label in ("Macro F1", "Accuracy") for m in details[0].metric)  # the figures, behind a toggle
+    assert any(t.value.startswith("The right concept for 8 of 8 labelled inputs") for t in at.markdown) == exclusive
+
+
 def test_one_example_each_says_too_few_to_measure():
     train(labelled_demo(1))
     at = run_app("train", "demo")
     quality = next(d.value for d in at.dataframe if "Precision" in d.value.columns)
-    assert set(quality["Note"]) == {"too few examples to measure"}
+    assert set(table_with(at, "How it did")["How it did"]) == {"Too few examples to measure"}
     assert quality["Precision"].isna().all() and not charts(at) and not at.slider
 
 
@@ -883,7 +1005,7 @@ def test_threshold_slider_updates_precision_live_and_saving_changes_predictions(
     scores = {c.concept: c for c in next(predict(project, [blue_image])).concepts}
     assert scores["red"].passes and scores["red"].threshold == 0.0
     assert "(yours, set on this version)" in texts(at)
-    click(at, "Reset to the best-F1 threshold")
+    click(at, "Reset to training's threshold")
     assert get_threshold_overrides(project, 1) == {}  # the hand-set one is gone: training's own is in force
     assert at.slider[0].value == round(best, 3)
     scores = {c.concept: c for c in next(predict(project, [blue_image])).concepts}
@@ -899,7 +1021,7 @@ def test_the_next_version_keeps_a_saved_threshold_and_says_whose_it_is(trained):
     at = run_app("train", "colours")
     at.selectbox(key="tune_pick_2").select(1).run()  # red, in version 2
     assert at.slider[0].value == 0.7
-    assert "(yours, set on version 1 and kept since: reset it to use this version's best F1)" in texts(at)
+    assert "(yours, set on version 1 and kept since: reset it to use this version's own)" in texts(at)
 
 
 def test_relabel_a_misclassified_input_in_place(trained):
@@ -920,6 +1042,23 @@ def test_relabel_a_misclassified_input_in_place(trained):
     assert project.store.labels_of(wrong) == {"blue": 1, "red": -1}
     at.button(key=f"fix_None_{wrong}").click().run()
     assert project.store.labels_of(wrong) == {"blue": 1}
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_after_remove_label_a_miss_is_offered_the_concept_the_model_took_it_for(exclusive):
+    project = labelled_demo(4, exclusive)
+    (wrong,) = add_images(project, BLUE, 1, concept="red", prefix="oops", seed=30).added  # a blue photo labelled red
+    train(project)
+    at = run_app("train", "demo")
+    at.selectbox(key="tune_pick_1").select(1).run()  # red
+    assert "taken for blue" in [c.value for c in at.caption if "taken for" in c.value][0]
+    at.button(key=f"fix_None_{wrong}").click().run()
+    assert project.store.labels_of(wrong) == {}
+    assert any("The model took it for **blue**" in m.value for m in at.markdown)
+    click(at, "Label it blue instead")
+    assert project.store.labels_of(wrong) == {"blue": 1}
+    assert "oops0.png is now labelled blue" in plain(at.success[0].value)
+    assert not [b for b in at.button if b.label == "Label it blue instead"]  # done: offered no more
 
 
 def test_relabelling_a_concept_renamed_since_training_does_not_recreate_it(trained):

@@ -353,6 +353,12 @@ def test_a_reload_back_and_forward_and_a_shared_link_keep_the_project(browser, t
         page.go_forward()
         sync_api.expect(sidebar.get_by_role("combobox", name="Project")).to_have_value("Bees", timeout=TIMEOUT_MS)
         sync_api.expect(page).to_have_url(re.compile(r"\?project=Bees$"), timeout=TIMEOUT_MS)
+        # Upload lives at the root; /upload typed in the address leads there too, project and all.
+        page.goto(f"{url}/upload?project=Bees")
+        sync_api.expect(page.get_by_test_id("stMain").get_by_role("heading", name="Upload")).to_be_visible(timeout=TIMEOUT_MS)
+        sync_api.expect(page).to_have_url(re.compile(r"/\?project=Bees$"), timeout=TIMEOUT_MS)
+        sync_api.expect(sidebar.get_by_role("combobox", name="Project")).to_have_value("Bees", timeout=TIMEOUT_MS)
+        assert not page.get_by_text("Page not found").count()
         page.close()
 
 

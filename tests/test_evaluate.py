@@ -93,6 +93,25 @@ def test_an_input_far_from_everything_labelled_is_unknown(colours, tmp_path):
 # -- mistakes to relabel -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_miss_says_which_concept_the_model_took_it_for(tmp_path, exclusive):
+    """A green photo labelled red is missed for red, taken for green; a red one missed at threshold 1 was taken for nothing else."""
+    project = create_project("mixed", "tiny", exclusive=exclusive)
+    for concept, colour in COLOURS.items():
+        (tmp_path / "in" / concept).mkdir(parents=True)
+        for i in range(5):
+            solid_image(colour, seed=i + 10 * len(concept)).save(tmp_path / "in" / concept / f"{i}.png")
+    ingest(project, read_inputs([tmp_path / "in"], ReadConfig(labels_from_folders=True)))
+    solid_image(COLOURS["green"], seed=999).save(tmp_path / "oops.png")
+    (wrong,) = ingest(project, read_inputs([tmp_path / "oops.png"]), concept="red").added
+    result = train(project)
+    mistakes = list_mistakes(project, "tiny-image", "red", result.evaluations[0].concept("red").threshold)
+    assert [(m.record.id, m.instead) for m in mistakes.false_negatives] == [(wrong, "green")]
+    everything = list_mistakes(project, "tiny-image", "red", 1.0, limit=20)
+    assert {m.instead for m in everything.false_negatives if m.record.id != wrong} == {None}
+    assert all(m.instead is None for m in list_mistakes(project, "tiny-image", "green", 0.0, limit=20).false_positives)
+
+
 @pytest.mark.parametrize(
     "threshold, limit, listed, totals, expectation",
     [

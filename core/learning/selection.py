@@ -44,6 +44,7 @@ from core.learning.heads import (
     LINEAR,
     NEAREST,
     NO_HEAD,
+    PROTOTYPE,
     TIP_ADAPTER,
     ZERO_SHOT,
     HeadConfig,
@@ -111,13 +112,16 @@ class SpaceFit:
 
 
 def _plan_folds(data: SpaceData, rows: np.ndarray, config: SelectionConfig) -> tuple[str, int] | None:
-    labels = data.labels[rows]
+    return _fold_plan(data.labels[rows], data.exclusive, config)
+
+
+def _fold_plan(labels: np.ndarray, exclusive: bool, config: SelectionConfig) -> tuple[str, int] | None:
     pos, neg = (labels > 0).sum(axis=0), (labels < 0).sum(axis=0)
-    measurable = (pos >= 2) & ((neg >= 1) | data.exclusive)
-    if not measurable.any() or len(rows) < 3:
+    measurable = (pos >= 2) & ((neg >= 1) | exclusive)
+    if not measurable.any() or len(labels) < 3:
         return None
-    if len(rows) <= config.loo_max_rows:
-        return "leave-one-out", len(rows)
+    if len(labels) <= config.loo_max_rows:
+        return "leave-one-out", len(labels)
     k = int(min(config.max_folds, max(2, pos[measurable].min())))
     return f"{k}-fold cross-validation", k
 
@@ -158,7 +162,7 @@ def fit_space(
     total = powered.sum(axis=0) + transform_features(data.unlabelled, np.zeros(0, np.float32), power).sum(axis=0)
     count = len(data.vectors) + len(data.unlabelled)
     for f, (train, test) in enumerate(folds):
-        report(f / len(folds), f"cross-validation: fold {f + 1} of {len(folds)}")
+        report(f / len(folds), f"comparing heads on examples held out: round {f + 1} of {len(folds)}")
         train_rows, test_rows = rows[train], rows[test]
         # The centre is refitted without the held-out inputs: they must not shape the features either.
         held_out = data.vectors[test_rows]
@@ -197,6 +201,31 @@ def fit_space(
     report(1.0, "fitting the chosen heads on every labelled input")
     heads = _refit(data, head_config, center, power, choices, calibration, thresholds, cutoff)
     return SpaceFit(heads, evaluation, choices, data.ids[rows], probabilities, labels, nearest)
+
+
+def plan_comparisons(
+    labels: np.ndarray,
+    exclusive: bool,
+    zero_shot: bool,
+    head_config: HeadConfig = HeadConfig(),
+    config: SelectionConfig = SelectionConfig(),
+) -> list[tuple[str, ...]]:
+    """Per concept, the head kinds ``fit_space`` will compare for it, in order; empty: it keeps its default head untried.
+
+    ``labels``: (m, C) +1 / -1 / 0 per labelled input of the space, implicit negatives included.
+    A concept is compared when the space can be cross-validated, it has examples and (unless its
+    concepts are exclusive) negatives: without both, no score can tell one head from another.
+    """
+    c = labels.shape[1]
+    if not head_config.evaluate or _fold_plan(labels, exclusive, config) is None:
+        return [()] * c
+    kinds = [ZERO_SHOT] * zero_shot + [NEAREST, PROTOTYPE, LINEAR, TIP_ADAPTER]
+    kinds = [k for k in kinds if not config.kinds or k in config.kinds]
+    if exclusive and LINEAR in kinds and NEAREST in kinds and (not config.kinds or ENSEMBLE in config.kinds):
+        kinds.append(ENSEMBLE)
+    pos, neg = (labels > 0).sum(axis=0), (labels < 0).sum(axis=0)
+    compared = (pos > 0) & (exclusive | (neg > 0))
+    return [tuple(kinds) if compared[j] else () for j in range(c)]
 
 
 def _cv_rows(data: SpaceData, config: SelectionConfig) -> np.ndarray:

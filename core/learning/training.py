@@ -26,7 +26,7 @@ from core.learning.heads import (
 )
 from core.learning.metrics import Evaluation
 from core.learning.models import MODEL_FORMAT, carry_threshold_overrides, make_head_arrays, save_version_file
-from core.learning.selection import SelectionConfig, SpaceFit, fit_space
+from core.learning.selection import SelectionConfig, SpaceFit, fit_space, plan_comparisons
 from core.storage.projects import Project
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,16 @@ _BACKGROUND_PROMPTS = ["a photo.", "an image.", "a picture of something.", "some
 
 @dataclass(frozen=True)
 class ConceptPlan:
-    """What training will do (or did) for one concept in one space, and the counts behind it."""
+    """What training will do (or did) for one concept in one space, and the counts behind it.
+
+    Attributes:
+        head: the head it gets when nothing is compared (before training), the head it kept (after).
+        positives: inputs labelled as the concept ("yes").
+        negatives: inputs it learns "no" from: those labelled "not" the concept and, unlabelled
+            for it, those labelled as another concept.
+        labelled_negatives: of those, the ones labelled "not" the concept ("no").
+        tries: the head kinds training compares for it and keeps the best of (empty: it gets ``head``).
+    """
 
     concept: str
     concept_id: int
@@ -49,6 +58,8 @@ class ConceptPlan:
     positives: int
     negatives: int
     hint: str = ""
+    labelled_negatives: int = 0
+    tries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,12 +113,20 @@ def _with_implicit_negatives(labels: np.ndarray) -> np.ndarray:
 
 
 def _plan_space(
-    project: Project, space: str, zero_shot: bool, concepts: list[tuple[int, str]], labels: np.ndarray, config: HeadConfig
+    project: Project,
+    space: str,
+    zero_shot: bool,
+    concepts: list[tuple[int, str]],
+    labels: np.ndarray,
+    config: HeadConfig,
+    selection: SelectionConfig = SelectionConfig(),
 ) -> list[ConceptPlan]:
     full = _with_implicit_negatives(labels)
     n_pos = (full > 0).sum(axis=0)
     n_neg = (full < 0).sum(axis=0)
+    said_no = (labels < 0).sum(axis=0)
     heads = default_heads(n_pos, n_neg, project.exclusive, zero_shot, config.min_linear_positives)
+    tries = plan_comparisons(full, project.exclusive, zero_shot, config, selection)
     plans = []
     for j, (cid, name) in enumerate(concepts):
         pos, neg, head = int(n_pos[j]), int(n_neg[j]), heads[j]
@@ -120,7 +139,7 @@ def _plan_space(
             hint = f"add {need} more examples for a linear head"
         else:
             hint = "add more examples" if project.exclusive else "add negatives (or another concept) for a linear head"
-        plans.append(ConceptPlan(name, cid, space, head, pos, neg, hint))
+        plans.append(ConceptPlan(name, cid, space, head, pos, neg, hint, int(said_no[j]), tries[j]))
     return plans
 
 
@@ -131,15 +150,15 @@ def _training_spaces(project: Project) -> tuple[list[str], bool]:
     return ([image_space] if zero_shot else [image_space, text_space]), zero_shot
 
 
-def plan_training(project: Project, config: HeadConfig = HeadConfig()) -> list[ConceptPlan]:
-    """Per concept and space: counts and the head training would give it (nothing is trained)."""
+def plan_training(project: Project, config: HeadConfig = HeadConfig(), selection: SelectionConfig = SelectionConfig()) -> list[ConceptPlan]:
+    """Per concept and space: counts, the heads training will compare and the one it gets untried (nothing is trained)."""
     concepts = project.store.list_concepts()
     spaces, zero_shot = _training_spaces(project)
     plans = []
     for space in spaces:
         _, labels = _labelled_matrix(project, space, [c for c, _ in concepts])
         if len(labels) or zero_shot:  # a space nobody labelled anything in has nothing to say
-            plans += _plan_space(project, space, zero_shot, concepts, labels, config)
+            plans += _plan_space(project, space, zero_shot, concepts, labels, config, selection)
     return plans
 
 
@@ -172,7 +191,7 @@ def train(
         # Every input of the space at once: the labelled ones train, a sample of the rest is the background.
         space_ids, space_vectors = project.store.load_embeddings(space)
         ids, labels = _labelled_matrix(project, space, [c for c, _ in concepts], space_ids)
-        space_plans = _plan_space(project, space, zero_shot, concepts, labels, config)
+        space_plans = _plan_space(project, space, zero_shot, concepts, labels, config, selection)
         if all(p.head == NO_HEAD for p in space_plans):
             # Listed only where something is labelled: a photo project's text space stays out of the result.
             plans += space_plans if len(ids) else []

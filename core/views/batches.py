@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
+from core.ingestion import IngestReport
 from core.storage.projects import Project
 
 _KEY = "upload"
@@ -80,3 +81,16 @@ def read_upload_record(project: Project) -> UploadRecord | None:
 
 def _write(project: Project, record: UploadRecord) -> None:
     project.store.set_meta(_KEY, json.dumps(asdict(record)))
+
+
+def describe_nothing_new(report: IngestReport) -> str:
+    """When an upload found only inputs the project already had, say so ("All 12 were already in the project"); else empty."""
+    known = len(report.already_stored)
+    if report.added or not known:
+        return ""
+    if report.failed:
+        text = f"{known} {'was' if known == 1 else 'were'} already in the project, so nothing new went in"
+    else:
+        text = "It was already in the project" if known == 1 else f"All {known} were already in the project"
+        text += ": nothing new went in"
+    return text + (f", and {'its' if known == 1 else 'their'} labels were updated." if report.labelled else ".")

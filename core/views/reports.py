@@ -10,14 +10,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.learning.heads import NO_HEAD
+from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT
 from core.learning.metrics import NONE_LABEL, Evaluation
 from core.learning.selection import NOT_EVALUATED, TOO_FEW
+from core.learning.training import ConceptPlan
 
 # What each outcome of an independent concept is called on the page, in chart order.
 OUTCOMES = ("found", "wrongly matched", "missed", "rightly left out")
 _NOT_MEASURED = "not measured: train again to measure it"
 _NOT_CROSS_VALIDATED = "not measured: trained without cross-validation"
+# One name per head kind, the same in what training will do, what it kept and what Try says.
+HEAD_WORDS = {
+    ZERO_SHOT: "zero-shot",
+    NEAREST: "nearest neighbour",
+    PROTOTYPE: "prototype",
+    LINEAR: "linear",
+    TIP_ADAPTER: "example cache",
+    ENSEMBLE: "linear and nearest neighbour",
+    NO_HEAD: "not trained yet",
+}
+
+
+def name_head(kind: str | None) -> str:
+    """A head kind as people read it (``nearest-neighbour``: "nearest neighbour")."""
+    return HEAD_WORDS.get(kind or "", (kind or "").replace("-", " "))
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def describe_plan(plan: ConceptPlan) -> str:
+    """What training will do for a concept, in the head names its result uses: "tries nearest neighbour, ...; keeps the best"."""
+    if plan.tries:
+        return f"tries {_join([name_head(k) for k in plan.tries])}; keeps the best"
+    return name_head(plan.head)
+
+
+def count_examples(yes: int, no: int, others: int = 0) -> str:
+    """Examples in the Label page's words, "15 yes · 3 no", and the inputs of other concepts that also teach "no"."""
+    words = f"{yes} yes · {no} no"
+    return words + (f" · {others} of other concepts" if others else "")
+
+
+def describe_plan_examples(plan: ConceptPlan) -> str:
+    """A plan's examples as ``count_examples`` says them; "no" is what was labelled "not" the concept."""
+    return count_examples(plan.positives, plan.labelled_negatives, plan.negatives - plan.labelled_negatives)
 
 
 @dataclass(frozen=True)
@@ -30,6 +68,10 @@ class QualityRow:
         precision, recall, f1, roc_auc: cross-validated at ``threshold``; None when not measurable.
         examples, negatives: the labelled inputs behind the numbers.
         note: empty when measured, else why not ("too few examples to measure").
+        right, judged: of the labelled inputs it was tried on (each by a model trained without it),
+            how many it got right at ``threshold``; 0 when not measured.
+        found, wrongly_matched: its examples it found; inputs not labelled as it that it matched.
+        tried: the head kinds training compared for it (empty: it got its head untried).
     """
 
     concept: str
@@ -44,10 +86,30 @@ class QualityRow:
     negatives: int
     threshold: float | None
     note: str = ""
+    right: int = 0
+    judged: int = 0
+    found: int = 0
+    wrongly_matched: int = 0
+    tried: tuple[str, ...] = ()
 
     @property
     def measured(self) -> bool:
         return not self.note
+
+    @property
+    def kept(self) -> str:
+        """The head it kept, as ``describe_plan`` named it before training: "linear", or "linear (the best of 5 tried)"."""
+        return name_head(self.head) + (f" (the best of {len(self.tried)} tried)" if len(self.tried) > 1 else "")
+
+    @property
+    def summary(self) -> str:
+        """How it did, in plain words: "right on 7 of 8 labelled inputs it had not seen: found 4 of its 4 examples, 1 wrongly matched"."""
+        if not self.measured:
+            return self.note[:1].upper() + self.note[1:]
+        return (
+            f"Right on {self.right} of {self.judged} labelled inputs it had not seen: "
+            f"found {self.found} of its {self.examples} examples, {self.wrongly_matched} wrongly matched"
+        )
 
 
 @dataclass(frozen=True)
@@ -103,7 +165,8 @@ def describe_choice(choice: dict | None) -> str:
     others = {k: v for k, v in choice["scores"].items() if v is not None and k.split("+")[0] != head}
     if not others:
         return ""
-    runner_up = max(others, key=lambda k: others[k]).replace("-", " ").replace("+", " with ")
+    best = max(others, key=lambda k: others[k])
+    runner_up = " with ".join([name_head(best.split("+")[0]), *best.split("+")[1:]])  # prototype+unlabelled: "prototype with unlabelled"
     margin, metric = float(choice["margin"]), choice.get("metric") or "score"
     if margin > 0:
         return f"beat {runner_up} by {margin:.3g} {metric}"
@@ -154,9 +217,23 @@ def build_quality_rows(report: dict) -> list[QualityRow]:
                 negatives=int(plan.get("negatives", 0)),
                 threshold=metrics.threshold if metrics else None,
                 note=note,
+                right=metrics.tp + metrics.tn if metrics else 0,
+                judged=metrics.tp + metrics.fp + metrics.fn + metrics.tn if metrics else 0,
+                found=metrics.tp if metrics else 0,
+                wrongly_matched=metrics.fp if metrics else 0,
+                tried=tuple(plan.get("tries") or ()),
             )
         )
     return rows
+
+
+def describe_overall(evaluation: Evaluation) -> str:
+    """One space's result in plain words (exclusive concepts: how many inputs got their concept); empty otherwise."""
+    if not evaluation.measured or not evaluation.exclusive or not evaluation.confusion:
+        return ""
+    right = sum(row[i] for i, row in enumerate(evaluation.confusion) if i < len(row))
+    judged = sum(map(sum, evaluation.confusion))
+    return f"The right concept for {right} of {judged} labelled inputs it had not seen."
 
 
 def build_confusion_chart(evaluation: Evaluation) -> ConfusionChart | None:

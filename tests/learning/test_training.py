@@ -322,3 +322,27 @@ def test_a_threshold_set_by_hand_is_kept_by_the_next_training_runs(colours, step
     assert round(float(threshold), 3) == (
         expected if expected is not None else round(float(trained.thresholds[list(trained.concept_ids).index(red)]), 3)
     )
+
+
+@pytest.mark.parametrize(
+    "counts, exclusive, config, selection",
+    [
+        ({"red": 6, "green": 6}, False, HeadConfig(), SelectionConfig()),  # every kind competes for both
+        ({"red": 6, "green": 6}, True, HeadConfig(), SelectionConfig()),  # exclusive: the ensemble too
+        ({"red": 2, "green": 6}, False, HeadConfig(), SelectionConfig()),  # few examples: still compared
+        ({"red": 1}, False, HeadConfig(), SelectionConfig()),  # nothing to compare on: the default, untried
+        ({"red": 6, "green": 6}, False, HeadConfig(evaluate=False), SelectionConfig()),  # no cross-validation
+        ({"red": 6, "green": 6}, False, HeadConfig(), SelectionConfig(kinds=(LINEAR, PROTOTYPE))),
+    ],
+)
+def test_the_plan_names_the_heads_training_then_compares(tmp_path, counts, exclusive, config, selection):
+    """What the Train page says training will try is what it tries, and what it keeps is one of those."""
+    project = _colour_project(tmp_path, counts, exclusive=exclusive)
+    plans = {p.concept: p for p in plan_training(project, config, selection) if p.space == "tiny-image"}
+    result = train(project, config, selection=selection)
+    for choice in result.choices:
+        compared = {PROTOTYPE if k.startswith(PROTOTYPE) else k for k, v in choice.scores.items()}
+        assert set(plans[choice.concept].tries) == compared, choice
+        kept = next(p for p in result.concepts if p.concept == choice.concept and p.space == "tiny-image")
+        assert kept.tries == plans[choice.concept].tries and (not kept.tries or kept.head in kept.tries)
+    assert any(p.tries for p in plans.values()) == (len(counts) > 1 and config.evaluate)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import InputError
+from core.ingestion import IngestReport
 from core.storage.projects import create_project
 from core.views.batches import (
     STALE_AFTER_S,
+    describe_nothing_new,
     dismiss_upload_record,
     end_upload_record,
     find_stopped_upload,
@@ -45,3 +48,21 @@ def test_an_upload_cut_short_is_found_once(steps, later_s, stopped):
     record = read_upload_record(project)
     found = find_stopped_upload(project, now=(record.updated if record else 0.0) + later_s)
     assert (None if found is None else (found.total, found.stored, found.failed)) == stopped
+
+
+@pytest.mark.parametrize(
+    "added, known, failed, labelled, said",
+    [
+        (0, 12, 0, 0, "All 12 were already in the project: nothing new went in."),
+        (0, 1, 0, 0, "It was already in the project: nothing new went in."),
+        (0, 12, 0, 12, "All 12 were already in the project: nothing new went in, and their labels were updated."),
+        (0, 3, 1, 0, "3 were already in the project, so nothing new went in."),  # not "all": one could not be used
+        (2, 10, 0, 0, ""),  # something new went in: the usual report
+        (0, 0, 2, 0, ""),  # nothing stored at all: "Nothing went in" is said by the failures
+    ],
+)
+def test_an_upload_of_files_already_there_says_so(added, known, failed, labelled, said):
+    report = IngestReport(
+        list(range(added)), list(range(100, 100 + known)), labelled, [InputError(f"{i}.png", "broken") for i in range(failed)]
+    )
+    assert describe_nothing_new(report) == said

@@ -17,7 +17,17 @@ from core.learning.metrics import (
     Evaluation,
     precision_recall_f1,
 )
-from core.views.reports import OUTCOMES, build_confusion_chart, build_quality_rows, describe_choice, read_evaluations
+from core.learning.training import ConceptPlan
+from core.views.reports import (
+    OUTCOMES,
+    build_confusion_chart,
+    build_quality_rows,
+    describe_choice,
+    describe_overall,
+    describe_plan,
+    describe_plan_examples,
+    read_evaluations,
+)
 
 # -- the report, shaped for the Train page ------------------------------------------------------
 
@@ -76,6 +86,38 @@ def test_build_quality_rows(report, expected, expectation):
 
 
 @pytest.mark.parametrize(
+    "plan, examples, heads",
+    [
+        (ConceptPlan("a", 1, "img", "none", 0, 0), "0 yes · 0 no", "not trained yet"),
+        (ConceptPlan("a", 1, "img", "prototype", 1, 3, "", 3), "1 yes · 3 no", "prototype"),  # nothing to compare: the head it gets
+        (ConceptPlan("a", 1, "img", "linear", 15, 12, "", 0), "15 yes · 0 no · 12 of other concepts", "linear"),
+        (
+            ConceptPlan("a", 1, "img", "linear", 6, 6, "", 2, ("nearest-neighbour", "prototype", "linear", "tip-adapter")),
+            "6 yes · 2 no · 4 of other concepts",
+            "tries nearest neighbour, prototype, linear and example cache; keeps the best",
+        ),
+        (
+            ConceptPlan("a", 1, "img", "linear", 6, 6, "", 6, ("zero-shot", "linear")),
+            "6 yes · 6 no",
+            "tries zero-shot and linear; keeps the best",
+        ),
+    ],
+)
+def test_a_plan_in_the_label_pages_and_the_results_words(plan, examples, heads):
+    assert (describe_plan_examples(plan), describe_plan(plan)) == (examples, heads)
+
+
+def test_quality_rows_say_how_each_concept_did_in_plain_words():
+    plans = [p | {"tries": ["nearest-neighbour", "linear"]} if p["concept"] == "a" else p for p in _PLANS]
+    rows = {(r.concept, r.space): r for r in build_quality_rows({"concepts": plans, "metrics": [_EXCLUSIVE.to_dict()]})}
+    assert rows["a", "img"].summary == "Right on 5 of 6 labelled inputs it had not seen: found 2 of its 3 examples, 0 wrongly matched"
+    assert rows["a", "img"].kept == "linear (the best of 2 tried)" and rows["b", "img"].kept == "nearest neighbour"
+    assert rows["d", "img"].summary == "Too few examples to measure"
+    assert describe_overall(_EXCLUSIVE) == "The right concept for 5 of 6 labelled inputs it had not seen."
+    assert describe_overall(Evaluation("img", "leave-one-out", concepts=_EXCLUSIVE.concepts)) == ""  # independent: per concept only
+
+
+@pytest.mark.parametrize(
     "choice, expected",
     [
         (None, ""),
@@ -90,7 +132,7 @@ def test_build_quality_rows(report, expected, expectation):
         ),
         (
             {"head": "linear", "metric": "log-likelihood", "scores": {"linear": -0.5, "tip-adapter": -0.5}, "margin": 0.0},
-            "the default; tied with tip adapter on log-likelihood",
+            "the default; tied with example cache on log-likelihood",
         ),
         (
             {
