@@ -17,6 +17,7 @@ from itertools import islice
 import numpy as np
 from PIL import Image
 
+from core.access import Action, require
 from core.embedding import Embedder
 from core.errors import ConceptError, InputError
 from core.inputs import RawInput, VideoConfig, decode_image, open_video
@@ -233,6 +234,7 @@ def ingest(
     Returns:
         The report; failures never stop the batch and never touch what is stored.
     """
+    require(project, Action.UPLOAD)
     started = time.perf_counter()
     report = IngestReport()
     store = project.store

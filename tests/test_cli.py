@@ -369,3 +369,27 @@ def test_the_studio_refuses_a_network_without_accounts_in_one_sentence(tmp_path,
     (line,) = done.stderr.strip().splitlines()
     assert "it has no accounts yet, so anyone on the network could change and delete every project" in line
     assert "--open-to-anyone-on-the-network" in line
+
+
+def test_users_and_members_from_the_command_line(tmp_path):
+    added = _conceptlab(["users", "add", "alice", "--admin"], tmp_path, tmp_path)
+    assert added.returncode == 0, added.stderr
+    heading, one_time, note = added.stdout.strip().splitlines()
+    assert heading == "added admin 'alice'" and "shown once" in note and len(one_time) >= 16
+    env = {**os.environ, "CONCEPTLAB_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [CONSOLE_SCRIPT, "users", "add", "bob", "--password-stdin"], input="bob's own password\n", env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "shown once" not in done.stdout
+    listed = _conceptlab(["--json", "users", "list"], tmp_path, tmp_path)
+    users = {u["name"]: u for u in json.loads(listed.stdout)}
+    assert users["alice"]["admin"] and users["alice"]["must_change"] and not users["bob"]["must_change"]
+    assert "hash" not in listed.stdout and "bob's own password" not in (tmp_path / "users.db").read_bytes().decode("latin-1")
+    assert _conceptlab(["project", "create", "P", "--embedder", "tiny"], tmp_path, tmp_path).returncode == 0
+    assert _conceptlab(["members", "set", "P", "bob", "labeller"], tmp_path, tmp_path).stdout.strip() == "bob is now a labeller of 'P'"
+    assert json.loads(_conceptlab(["--json", "members", "list", "P"], tmp_path, tmp_path).stdout) == {"bob": "labeller"}
+    unknown = _conceptlab(["members", "set", "P", "carol", "viewer"], tmp_path, tmp_path)
+    assert unknown.returncode == 1 and "there is no user named 'carol'" in unknown.stderr
+    bad_role = _conceptlab(["members", "set", "P", "bob", "emperor"], tmp_path, tmp_path)
+    assert bad_role.returncode == 2 and "invalid choice: 'emperor'" in bad_role.stderr
+    assert _conceptlab(["users", "disable", "bob"], tmp_path, tmp_path).stdout.strip() == "disabled 'bob'"

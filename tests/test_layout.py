@@ -12,13 +12,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Which parts of core/ each part may import (besides itself). A part is a package of core/
 # or one of its top-level modules; the order is the order of the pipeline, lower first.
-FOUNDATION = {"core.errors", "core.paths", "core.disk", "core.names", "core.network"}
+FOUNDATION = {"core.errors", "core.paths", "core.disk", "core.names", "core.network", "core.access"}
 MAY_IMPORT = {
     "core.errors": set(),
     "core.paths": set(),
     "core.disk": {"core.errors"},
     "core.names": set(),
     "core.network": set(),
+    "core.access": {"core.errors", "core.names", "core.paths"},
     "core.inputs": FOUNDATION,
     "core.embedding": FOUNDATION,
     "core.storage": FOUNDATION | {"core.embedding"},

@@ -78,6 +78,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "tokens":
         return _tokens(args)
 
+    if args.command == "users":
+        return _users(args)
+
+    if args.command == "members":
+        return _members(args)
+
     if args.command == "models":
         if args.action == "list":
             specs = describe_embedders()
@@ -293,6 +299,64 @@ def _studio(args: argparse.Namespace) -> int:
     os.chdir(app.parent)  # where .streamlit/config.toml is read from
     os.execve(sys.executable, command, env)
     return EXIT_OK  # not reached: execve does not return
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    password = getpass.getpass("new password: ")
+    if getpass.getpass("the same again: ") != password:
+        raise ConceptlabError("the two passwords differ: nothing was changed")
+    return password
+
+
+def _users(args: argparse.Namespace) -> int:
+    from core.access import UserStore
+
+    store = UserStore()
+    if args.action == "add":
+        one_time = store.add_user(args.user, _read_password(args) if args.password_stdin else None, admin=args.admin)
+        role = "admin" if args.admin else "user"
+        shown = f"\n{one_time}\n(one-time password, shown once: change it at first sign-in)" if one_time else ""
+        text = f"added {role} '{args.user}'{shown}"
+        _out(args, {"added": args.user, "admin": args.admin, "one_time_password": one_time}, text)
+    elif args.action == "passwd":
+        store.set_password(args.user, _read_password(args))
+        _out(args, {"changed": args.user}, f"changed the password of '{args.user}'")
+    elif args.action == "list":
+        users = store.list_users()
+        rows = [
+            f"{u.name}\t{'admin' if u.admin else 'user'}\t{'disabled' if u.disabled else 'enabled'}"
+            + ("\tone-time password" if u.must_change else "")
+            for u in users
+        ]
+        _out(args, [asdict(u) for u in users], "\n".join(rows) or "no accounts: add one with `conceptlab users add NAME --admin`")
+    else:
+        store.disable_user(args.user, disabled=args.action == "disable")
+        _out(args, {args.action + "d": args.user}, f"{args.action}d '{args.user}'")
+    return EXIT_OK
+
+
+def _members(args: argparse.Namespace) -> int:
+    from core.access import Role, UserStore, read_members, set_member
+
+    project = open_project(args.name)
+    if args.action == "list":
+        members = read_members(project)
+        rows = [f"{name}\t{role.word}" for name, role in sorted(members.items())]
+        _out(args, {name: role.word for name, role in members.items()}, "\n".join(rows) or f"'{project.name}' has no members yet")
+        return EXIT_OK
+    if UserStore().get_user(args.user) is None:
+        raise ConceptlabError(f"there is no user named '{args.user}': add one with `conceptlab users add {args.user}`")
+    if args.action == "set":
+        set_member(project, args.user, Role.parse(args.role))
+        _out(args, {"project": project.name, "user": args.user, "role": args.role}, f"{args.user} is now a {args.role} of '{project.name}'")
+    else:
+        set_member(project, args.user, None)
+        _out(args, {"project": project.name, "removed": args.user}, f"{args.user} is no longer a member of '{project.name}'")
+    return EXIT_OK
 
 
 def _tokens(args: argparse.Namespace) -> int:

@@ -175,6 +175,32 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     serve.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body accepted (default 64 MB)")
     serve.add_argument("--requests-per-minute", type=int, default=600, help="per token (default 600)")
 
+    users = command(commands, "users", "local accounts: user names and passwords (argon2id hashes)").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    user_add = command(users, "add", "add an account; without --password-stdin a one-time password is made and shown once")
+    user_add.add_argument("user", metavar="NAME")
+    user_add.add_argument("--admin", action="store_true", help="may create projects and manage users, and do everything in every project")
+    user_add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user_passwd = command(users, "passwd", "set a new password (asked twice, or read from standard input)")
+    user_passwd.add_argument("user", metavar="NAME")
+    user_passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    command(users, "list", "the accounts (never their passwords)")
+    for verb, what in (("disable", "stop an account from signing in"), ("enable", "let a disabled account sign in again")):
+        command(users, verb, what).add_argument("user", metavar="NAME")
+
+    members = command(commands, "members", "who may do what in a project: viewer, labeller, trainer or owner").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    command(members, "list", "a project's members and their roles").add_argument("name", metavar="PROJECT")
+    member_set = command(members, "set", "give a user a role in a project")
+    member_set.add_argument("name", metavar="PROJECT")
+    member_set.add_argument("user", metavar="USER")
+    member_set.add_argument("role", choices=("viewer", "labeller", "trainer", "owner"))
+    member_remove = command(members, "remove", "take a user's role in a project away")
+    member_remove.add_argument("name", metavar="PROJECT")
+    member_remove.add_argument("user", metavar="USER")
+
     tokens = command(commands, "tokens", "API tokens for `conceptlab serve`").add_subparsers(dest="action", required=True, metavar="ACTION")
     token_create = command(tokens, "create", "make a token (shown once) for all projects or one")
     token_create.add_argument("token_name", metavar="NAME")

@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from core.access import Action, require
 from core.disk import as_storage_error, write_file_atomically
 from core.errors import ModelFileError, ModelVersionError
 from core.exchange.model_file import (
@@ -43,6 +44,7 @@ def export_model(project: Project, version: int | None = None) -> bytes:
     Raises:
         ModelVersionError: no such version, or its file cannot be read.
     """
+    require(project, Action.EXPORT)
     number = load_model(project, version).version  # resolves "active" and proves the version loads
     _, created_at, file, seconds, report = project.store.get_version(number)
     try:
@@ -148,6 +150,7 @@ def import_model(
         ModelFileError: the file is damaged or unsafe, or made for another embedder or label mode.
         StorageError: the project cannot be written.
     """
+    require(project, Action.IMPORT_MODEL)
     model_file = source if isinstance(source, ModelFile) else read_model_file(source, limits, name)
     with naming_errors(source, name):
         _check_fits(project, model_file)

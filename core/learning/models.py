@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.access import Action, require
 from core.disk import as_storage_error
 from core.errors import ConceptError, ModelVersionError
 from core.learning.heads import SpaceHeads
@@ -144,6 +145,7 @@ def load_model(project: Project, version: int | None = None) -> Model:
 
 def set_active_version(project: Project, version: int) -> None:
     """Make ``version`` the one predictions use."""
+    require(project, Action.ACTIVATE_VERSION)
     project.store.set_meta("active_version", str(resolve_version(project, version)))
 
 
@@ -157,6 +159,7 @@ def set_threshold(project: Project, version: int, concept: str, value: float) ->
         ValueError: ``value`` is not within [0, 1].
         ModelVersionError: no such version. ConceptError: no such concept in that version.
     """
+    require(project, Action.SET_THRESHOLD)
     value = float(value)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"a threshold must lie between 0 and 1, not {value}")
@@ -173,6 +176,7 @@ def set_threshold(project: Project, version: int, concept: str, value: float) ->
 
 def reset_threshold(project: Project, version: int, concept: str) -> None:
     """Go back to the threshold training chose for ``concept`` in ``version`` (and stop carrying a hand-set one forward)."""
+    require(project, Action.SET_THRESHOLD)
     concept_id = project.store.concept_id(concept)
     overrides, origins = get_threshold_overrides(project, version), get_threshold_origins(project, version)
     if concept_id in overrides:

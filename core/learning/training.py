@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from core.access import Action, require
 from core.errors import TrainingError
 from core.learning.candidates import SpaceData, default_heads
 from core.learning.choice import HeadChoice
@@ -176,6 +177,7 @@ def train(
     Raises:
         TrainingError: no concepts, or nothing any head could be built from.
     """
+    require(project, Action.TRAIN)
     started = time.perf_counter()
     report = progress or (lambda fraction, message: None)
     concepts = project.store.list_concepts()

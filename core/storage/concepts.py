@@ -6,6 +6,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
+from core.access import Action, require_of_store
 from core.errors import ConceptError, one_line
 from core.names import describe_forbidden_character, make_name_key, normalize_name
 
@@ -48,11 +49,13 @@ class ConceptRows:
             for name in sorted(cleaned):
                 key = make_name_key(name)
                 if key not in ids:
+                    require_of_store(self, Action.CREATE_CONCEPT)  # naming a new concept creates it
                     cur = conn.execute("INSERT INTO concepts (name, created_at) VALUES (?, ?)", (name, time.time()))
                     ids[key] = int(cur.lastrowid)
         return {name: ids[make_name_key(name)] for name in cleaned}
 
     def create_concept(self, name: str) -> int:
+        require_of_store(self, Action.CREATE_CONCEPT)
         cleaned = validate_concept_name(name)
         with self.transaction() as conn:
             ids = self._ids_by_key(conn.execute(_ALL_CONCEPTS).fetchall())
@@ -62,6 +65,7 @@ class ConceptRows:
         return int(cur.lastrowid)
 
     def rename_concept(self, old: str, new: str) -> None:
+        require_of_store(self, Action.EDIT_CONCEPT)
         cid = self._require_concept(old)
         cleaned = validate_concept_name(new)
         with self.transaction() as conn:
@@ -103,6 +107,7 @@ class ConceptRows:
         return ids
 
     def delete_concept(self, name: str) -> None:
+        require_of_store(self, Action.EDIT_CONCEPT)
         cid = self._require_concept(name)
         with self.transaction() as conn:
             conn.execute("DELETE FROM concepts WHERE id = ?", (cid,))

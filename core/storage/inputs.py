@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.access import Action, require_of_store
 from core.disk import as_storage_error, storage_errors, write_file_atomically
 from core.errors import StorageError
 
@@ -199,6 +200,7 @@ class InputRows:
 
     def delete_inputs(self, input_ids: Iterable[int]) -> int:
         """Delete inputs, their embeddings, frames and labels; the original files are removed after commit."""
+        require_of_store(self, Action.DELETE_INPUTS)
         ids = list(input_ids)
         if not ids:
             return 0

@@ -12,6 +12,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.access import Action, require, role_in
 from core.disk import as_storage_error
 from core.embedding import DEFAULT_EMBEDDER, Embedder, canonicalize_spec, describe_spaces, load_embedder
 from core.embedding.weights import resolve_clip_weights
@@ -125,6 +126,7 @@ def create_project(name: str, embedder: str = DEFAULT_EMBEDDER, exclusive: bool 
         ProjectError: bad or taken name. EmbedderError: unknown embedder spec.
         WeightsMissingError: CLIP weights are not on this machine (the message says how to get them).
     """
+    require(None, Action.CREATE_PROJECT)
     name = validate_project_name(name)
     spec = canonicalize_spec(embedder)
     if spec.startswith("clip:"):
@@ -161,6 +163,7 @@ def open_project(name: str) -> Project:
     if not (root / "project.db").exists():
         raise ProjectError(f"no project named '{cleaned}'")
     project = Project(cleaned, root)
+    require(project, Action.VIEW)  # the one check every read goes through: a project is opened first
     project.store.remove_orphans_if_due()
     with suppress(StorageError):  # a read-only data home keeps its old concepts until it can be written
         if merged := project.store.merge_same_name_concepts():
@@ -195,7 +198,8 @@ def list_projects() -> list[ProjectInfo]:
         if root.name.startswith(".") or not (root / "project.db").exists():
             continue
         project = Project(root.name, root)
-        infos.append(project.info())
+        if role_in(project) is not None:  # only the projects the acting person is a member of
+            infos.append(project.info())
         project.store.close()
     return infos
 
@@ -203,6 +207,7 @@ def list_projects() -> list[ProjectInfo]:
 def delete_project(name: str) -> None:
     """Delete a project and everything in it."""
     project = open_project(name)
+    require(project, Action.DELETE_PROJECT)
     project.store.close()
     # Rename first so the project disappears at once, even if removing its files takes a while.
     doomed = projects_dir() / f".deleting-{uuid.uuid4().hex}"
@@ -217,6 +222,7 @@ def delete_project(name: str) -> None:
 def rename_project(old: str, new: str) -> Project:
     """Rename a project; ProjectError if the new name is invalid or taken."""
     project = open_project(old)
+    require(project, Action.RENAME_PROJECT)
     new = validate_project_name(new)
     target = projects_dir() / new
     # On a case-insensitive disk "foo" and "Foo" are one folder (a rename of its spelling); anywhere else

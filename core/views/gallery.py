@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from core.access import Action, require
 from core.disk import write_file_atomically
 from core.errors import InputError, ModelVersionError
 from core.inputs import VideoConfig, decode_image, make_thumbnail, sample_frames
@@ -194,6 +195,7 @@ def label_inputs(project: Project, input_ids: list[int], concept: str, value: in
     """
     if value not in (1, -1, None):
         raise ValueError(f"label value must be 1, -1 or None, not {value!r}")
+    require(project, Action.LABEL)
     cid = project.store.ensure_concepts([concept])[validate_concept_name(concept)]
     if project.exclusive and value == 1:
         project.store.set_only_positive(input_ids, cid)

@@ -1,0 +1,27 @@
+"""Accounts and roles: who may do what in which project, checked in one place (``require``)."""
+
+from core.access.acting import AccessDenied, Actor, acting_as, current_actor, read_members, require, require_of_store, role_in, set_member
+from core.access.roles import ADMIN_ONLY, NEEDS, Action, Role, may
+from core.access.users import AccountError, SignInError, User, UserStore, lock_seconds
+
+__all__ = [
+    "ADMIN_ONLY",
+    "NEEDS",
+    "AccessDenied",
+    "AccountError",
+    "Action",
+    "Actor",
+    "Role",
+    "SignInError",
+    "User",
+    "UserStore",
+    "acting_as",
+    "current_actor",
+    "lock_seconds",
+    "may",
+    "read_members",
+    "require",
+    "require_of_store",
+    "role_in",
+    "set_member",
+]

@@ -1,0 +1,134 @@
+"""Who is acting, and the one check every engine call that reads or changes a project makes.
+
+The pages, the HTTP API and the command line share this rule. A front end says who acts with
+``acting_as(user)`` around its work (a page run, a request); with no one named, the caller is this
+computer's own user (the command line, a script, a studio in single-user mode), who may do
+everything: whoever can read the data folder already has the data.
+
+A project's members and their roles live in the project itself (``meta`` key ``members``), so they
+move with a rename and go with a delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from core.access.roles import NEEDS, Action, Role, may
+from core.errors import ConceptlabError
+
+log = logging.getLogger(__name__)
+MEMBERS_KEY = "members"
+
+
+class AccessDenied(ConceptlabError):
+    """The acting person's role does not allow what was asked."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A signed-in person as the engine sees them: a name, and whether they administer the studio."""
+
+    name: str
+    admin: bool = False
+
+
+class _Meta(Protocol):
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+class _Project(Protocol):
+    name: str
+    store: _Meta
+
+
+_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("conceptlab_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(actor: Actor | None) -> Iterator[None]:
+    """Run the block as ``actor`` (None: this computer's own user, who may do everything)."""
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def current_actor() -> Actor | None:
+    return _actor.get()
+
+
+def read_members(project: _Project) -> dict[str, Role]:
+    """The project's members by user name, with their roles (an unreadable entry counts as no member)."""
+    try:
+        raw = json.loads(project.store.get_meta(MEMBERS_KEY) or "{}")
+    except json.JSONDecodeError:
+        log.warning("project %s: its members list is not JSON; no one but admins may use it", project.name)
+        return {}
+    members = {}
+    for name, word in raw.items() if isinstance(raw, dict) else ():
+        try:
+            members[str(name)] = Role.parse(word)
+        except ValueError:
+            log.warning("project %s: member %s has an unknown role %r", project.name, name, word)
+    return members
+
+
+def role_in(project: _Project, actor: Actor | None = None) -> Role | None:
+    """The acting person's role in ``project`` (this computer's user and admins: owner)."""
+    actor = actor if actor is not None else current_actor()
+    if actor is None or actor.admin:
+        return Role.OWNER
+    return read_members(project).get(actor.name)
+
+
+def require(project: _Project | None, action: Action) -> None:
+    """Refuse ``action`` on ``project`` (None for the studio-wide actions) unless the acting person may.
+
+    Raises:
+        AccessDenied: one sentence naming who, their role and the role the action needs.
+    """
+    actor = current_actor()
+    if actor is None or actor.admin:
+        return
+    role = None if project is None else read_members(project).get(actor.name)
+    if may(role, action):
+        return
+    if project is None or action not in NEEDS:
+        raise AccessDenied(f"{actor.name} may not {action.value}: only an admin may")
+    where = f"'{project.name}'"
+    has = f"is {role.with_article} of {where}" if role else f"is not a member of {where}"
+    raise AccessDenied(f"{actor.name} {has}: to {action.value} takes {NEEDS[action].with_article} or above")
+
+
+def require_of_store(store: _Meta, action: Action) -> None:
+    """``require`` for code that holds a project's store only (the store's own concept and input edits)."""
+    if current_actor() is None or current_actor().admin:
+        return
+
+    @dataclass
+    class _StoreProject:
+        name: str
+        store: _Meta
+
+    require(_StoreProject(store.get_meta("name") or "this project", store), action)
+
+
+def set_member(project: _Project, user: str, role: Role | None) -> None:
+    """Give ``user`` a role in ``project``, or take it away (None); the acting person must be able to manage members."""
+    require(project, Action.MANAGE_MEMBERS)
+    members = {name: r.word for name, r in read_members(project).items()}
+    if role is None:
+        members.pop(user, None)
+    else:
+        members[user] = role.word
+    project.store.set_meta(MEMBERS_KEY, json.dumps(members, sort_keys=True))
+    log.info("project %s: %s is now %s", project.name, user, role.word if role else "not a member")
