@@ -7,7 +7,7 @@ APP_STAMP := $(VENV)/.app-installed
 TEST_STAMP := $(VENV)/.test-installed
 PORT ?= 8501
 # The studio listens on this computer only; ADDRESS=0.0.0.0 (or CONCEPTLAB_ADDRESS) serves a network, which it
-# refuses without accounts unless OPEN_TO_ANYONE_ON_THE_NETWORK=1 says everyone who can reach it may.
+# refuses unless ACCOUNTS=1 (people sign in) or OPEN_TO_ANYONE_ON_THE_NETWORK=1 says everyone who can reach it may.
 ADDRESS ?= $(or $(CONCEPTLAB_ADDRESS),127.0.0.1)
 
 .PHONY: run test fuzz bench lint clean-venv
@@ -28,7 +28,8 @@ $(TEST_STAMP): requirements.txt requirements-test.txt pyproject.toml | $(PY)
 	touch $(APP_STAMP) $@
 
 run: $(APP_STAMP)
-	$(PY) -m core studio --address $(ADDRESS) --port $(PORT) $(if $(filter 1,$(OPEN_TO_ANYONE_ON_THE_NETWORK)),--open-to-anyone-on-the-network)
+	$(PY) -m core studio --address $(ADDRESS) --port $(PORT) $(if $(filter 1,$(ACCOUNTS)),--accounts) \
+		$(if $(filter 1,$(OPEN_TO_ANYONE_ON_THE_NETWORK)),--open-to-anyone-on-the-network)
 
 test: $(TEST_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest

@@ -10,12 +10,14 @@ import os
 
 import streamlit as st
 
+from core.access import role_in
 from core.embedding.weights import clip_weights_available, download_clip_weights
 from core.errors import ConceptlabError, WeightsMissingError
 from core.names import make_name_key
 from core.network import OPEN_TO_NETWORK_ENV, describe_studio_reach, refuse_network_without_accounts
 from core.storage.projects import create_project, delete_project, list_projects, rename_project
-from pages.common import LABEL, TRAIN, TRY, UPLOAD, flash, md, plural, sentence, show_flashes
+from pages.account import accounts_on, ask_the_browser_who_acts, find_signed_in, sign_out, stop_unless_ready
+from pages.common import LABEL, TRAIN, TRY, UPLOAD, current_project, flash, md, plural, sentence, show_flashes
 
 st.set_page_config(page_title="conceptlab", page_icon=":material/neurology:", layout="wide", initial_sidebar_state="expanded")
 
@@ -30,9 +32,11 @@ CLIP_DOWNLOAD_MB = 605
 # .streamlit/config.toml for a bare `streamlit run`; a network address needs the loud override.
 ADDRESS = st.get_option("server.address") or ""
 OPENED = os.environ.get(OPEN_TO_NETWORK_ENV) == "1"
-if refusal := refuse_network_without_accounts(ADDRESS, OPENED):
+if refusal := refuse_network_without_accounts(ADDRESS, OPENED, accounts_on()):
     st.error(md(refusal) + ".", icon=":material/lock:")
     st.stop()
+ask_the_browser_who_acts()
+USER = find_signed_in() if accounts_on() else None
 
 
 def _to_upload() -> None:
@@ -49,8 +53,11 @@ navigation = st.navigation(
         st.Page(TRAIN, title="Train", icon=":material/model_training:"),
         st.Page(TRY, title="Try", icon=":material/science:"),
     ],
-    position="top",
+    # Before a sign-in the pages are named but not shown: the address (/label?project=...) still leads there after it.
+    position="top" if USER is not None or not accounts_on() else "hidden",
 )
+if accounts_on():
+    stop_unless_ready(USER)  # with accounts on, nothing below shows before a sign-in
 
 
 @st.cache_resource(show_spinner=False)
@@ -134,6 +141,14 @@ def _ask_delete(value: bool) -> None:
 # -- the sidebar -------------------------------------------------------------------------
 
 
+def _describe_my_role() -> str:
+    if USER.admin:
+        return "admin"
+    project = current_project()
+    role = role_in(project) if project is not None else None
+    return f"{role.word} of {project.name}" if role else "no role in this project"
+
+
 def render_sidebar(projects: list) -> None:
     st.markdown("### :material/neurology: conceptlab")
     st.caption("Teach the computer your own concepts, in seconds.")
@@ -147,7 +162,8 @@ def render_sidebar(projects: list) -> None:
             f"{md(info.embedder.split(':')[0])} model · {plural(info.inputs, 'input')} · "
             f"{plural(info.concepts, 'concept')} · {plural(info.versions, 'model version')} · {mode}"
         )
-    st.button("New project", icon=":material/add:", on_click=_start_creating, width="stretch")
+    if USER is None or USER.admin:  # creating projects is an admin's (the engine refuses anyone else too)
+        st.button("New project", icon=":material/add:", on_click=_start_creating, width="stretch")
     if names:
         with st.expander("Project settings", icon=":material/settings:"):
             with st.form("rename_project", border=False):
@@ -163,7 +179,10 @@ def render_sidebar(projects: list) -> None:
                 left, right = st.columns(2)
                 left.button("Delete for good", type="primary", on_click=_delete, args=(st.session_state.project,))
                 right.button("Keep it", on_click=_ask_delete, args=(False,))
-    st.caption(f":material/lock: {describe_studio_reach(ADDRESS, st.get_option('server.port'), OPENED)}")
+    st.caption(f":material/lock: {describe_studio_reach(ADDRESS, st.get_option('server.port'), OPENED, accounts_on())}")
+    if USER is not None:
+        st.caption(f":material/person: Signed in as **{md(USER.name)}** · {md(_describe_my_role())}")
+        st.button("Sign out", icon=":material/logout:", on_click=sign_out)
 
 
 # -- creating a project (also the welcome screen) --------------------------------------
@@ -279,7 +298,9 @@ if st.session_state.get("creating") is True:
     st.session_state.creating = navigation.title
 elif st.session_state.get("creating") not in (None, False, navigation.title):
     st.session_state.creating = False
-if st.session_state.get("creating") or not projects:
+if not projects and USER is not None and not USER.admin:
+    st.info("You are not a member of any project yet: ask an admin to add you.", icon=":material/group:")
+elif st.session_state.get("creating") or not projects:
     render_create_project(first=not projects)
 elif st.session_state.pop("open_upload", False) and navigation.title != "Upload":
     st.switch_page(UPLOAD)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
+from core.access import AccessDenied, Action, require
 from core.embedding import Embedder, load_embedder
 from core.errors import ConceptlabError, InputError
 from core.evaluate import Mistakes
@@ -76,8 +77,18 @@ def sentence(error: BaseException | str) -> str:
         text = f"Could not use {error.name}: {error.reason}"
     else:
         text = str(error).strip() or "Something went wrong"
-    text = text[0].upper() + text[1:]
+    if not isinstance(error, AccessDenied):  # that one starts with a user's name, kept as they spell it
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def refusal(project: Project, action: Action) -> str | None:
+    """The sentence the engine would refuse ``action`` with for the person signed in, or None if they may."""
+    try:
+        require(project, action)
+    except AccessDenied as e:
+        return sentence(e)
+    return None
 
 
 def show_error(error: BaseException) -> None:

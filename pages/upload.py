@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.access import Action
 from core.ingestion import ingest, note_missing_folder_labels
 from core.inputs import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
 from core.inputs.raw import suffix_of
@@ -16,6 +17,7 @@ from pages.common import (
     ingest_with_progress,
     md,
     plural,
+    refusal,
     render_ingest_report,
     render_stopped_upload,
     require_project,
@@ -27,6 +29,9 @@ project = require_project()
 render_stopped_upload(project)
 st.title("Upload")
 st.caption("Add images, videos and texts. The same file twice is stored once.")
+if why := refusal(project, Action.UPLOAD):  # a viewer: no uploader to try (the engine would refuse it anyway)
+    st.info(md(why), icon=":material/visibility:")
+    st.stop()
 
 SUFFIXES = sorted(s.lstrip(".") for s in IMAGE_SUFFIXES | VIDEO_SUFFIXES | TEXT_SUFFIXES | TABLE_SUFFIXES | ARCHIVE_SUFFIXES)
 NO_LABEL, POSITIVE, NEGATIVE, FOLDERS = "No label", "All show a concept", "None show a concept", "Folder names are concepts"

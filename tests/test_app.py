@@ -18,6 +18,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Error, Tab
 
+from core.access import acting_as, find_actor_with
 from core.ingestion import ingest
 from core.inputs.uploads import read_uploads
 from core.learning import train
@@ -48,6 +49,7 @@ def _app_environment(monkeypatch):
     main = sys.modules.get("__main__")
     yield
     sys.modules["__main__"] = main
+    find_actor_with(None)  # a studio with accounts on told the engine to ask its browser sessions: this process is a test's
 
 
 def run_app(page: str | None = None, project: str | None = None) -> AppTest:
@@ -1155,7 +1157,78 @@ def test_the_studio_refuses_a_network_address_unless_opened_loudly(monkeypatch, 
     assert not at.exception
     if refused:
         (error,) = at.error
-        assert "The studio will not serve on every network interface: it has no accounts yet" in plain(error.value)
+        assert "The studio will not serve on every network interface with accounts off" in plain(error.value)
         assert not at.sidebar.selectbox and "Upload" not in texts(at)  # nothing of any project is shown
     else:
         assert sidebar in plain(" ".join(c.value for c in at.sidebar.caption))
+
+
+# -- accounts on: signing in, and roles in the studio ---------------------------------------------
+
+
+@pytest.fixture
+def accounts(monkeypatch, data_home):
+    """Accounts on, with an admin, a labeller and a viewer of project 'colours' (4 red images)."""
+    from core.access import Role, UserStore, set_member
+    from core.network import ACCOUNTS_ENV
+
+    monkeypatch.setenv(ACCOUNTS_ENV, "1")
+    users = UserStore()
+    users.add_user("root", "root's own password", admin=True)
+    for name in ("lena", "vic"):
+        users.add_user(name, f"{name}'s own password")
+    project = create_project("colours", "tiny")
+    add_images(project, RED, 4, prefix="red")
+    set_member(project, "lena", Role.LABELLER)
+    set_member(project, "vic", Role.VIEWER)
+    return users, project
+
+
+def sign_in(at: AppTest, name: str, password: str | None = None) -> AppTest:
+    at.text_input(key="sign_in_name").input(name)
+    at.text_input(key="sign_in_password").input(password or f"{name}'s own password")
+    return click(at, "Sign in")
+
+
+def test_nothing_shows_before_a_sign_in_and_a_wrong_password_says_only_that(accounts):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert [t.value for t in at.title] == ["Sign in to conceptlab"] and not at.sidebar.selectbox
+    sign_in(at, "lena", "not her password")
+    assert [plain(e.value) for e in at.error] == ["Wrong user name or password."]
+    assert at.text_input(key="sign_in_password").value == ""  # the password is not kept
+    sign_in(at, "lena")
+    assert not at.exception and at.sidebar.selectbox(key="project_picker").value == "colours"
+    assert ":material/person: Signed in as **lena** · labeller of colours" in [c.value for c in at.sidebar.caption]
+    assert not [b for b in at.sidebar.button if b.label == "New project"]  # creating projects is an admin's
+    click(at, "Sign out")
+    assert [t.value for t in at.title] == ["Sign in to conceptlab"]
+
+
+def test_a_viewer_sees_no_uploader_and_a_crafted_label_action_is_refused(accounts):
+    _, project = accounts
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    sign_in(at, "vic")
+    assert "vic is a viewer of 'colours': to add inputs takes a labeller or above." in [plain(i.value) for i in at.info]
+    assert not at.file_uploader
+    at.switch_page("pages/label.py").run()
+    with acting_as(None):  # this computer's own user (the studio's engine now asks its browser sessions)
+        project.store.create_concept("red")
+    at.run()
+    at.selectbox(key="label_concept").set_value("red").run()
+    grid_action(at, "yes", [1, 2])  # what the picture grid would send, had the viewer clicked its button
+    assert "vic is a viewer of 'colours': to label inputs takes a labeller or above." in [plain(e.value) for e in at.error]
+    assert project.store.labels_of_inputs([1, 2]) == {1: {}, 2: {}}
+
+
+def test_a_one_time_password_must_be_replaced_first(accounts):
+    users, _ = accounts
+    one_time = users.add_user("newbie")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    sign_in(at, "newbie", one_time)
+    assert [t.value for t in at.title] == ["Choose your own password"]
+    at.text_input(key="new_password").input("my very own password")
+    at.text_input(key="new_password_again").input("my very own password")
+    click(at, "Set my password")
+    assert not users.get_user("newbie").must_change
+    assert users.sign_in("newbie", "my very own password").name == "newbie"
+    assert "You are not a member of any project yet: ask an admin to add you." in [i.value for i in at.info]

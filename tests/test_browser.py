@@ -43,13 +43,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _streamlit(home: Path, log_path: Path) -> Iterator[str]:
+def _streamlit(home: Path, log_path: Path, *options: str) -> Iterator[str]:
     """A fresh studio (`conceptlab studio`, which becomes `streamlit run app.py`) on a free port, serving ``home``."""
     port = _free_port()
     env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env["STREAMLIT_SERVER_HEADLESS"] = "true"  # no browser of its own to open
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    command = [sys.executable, "-m", "core", "studio", "--port", str(port)]  # what `make run` runs
+    command = [sys.executable, "-m", "core", "studio", "--port", str(port), *options]  # what `make run` runs
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -531,8 +531,10 @@ def test_a_newcomers_paths_new_project_suggestions_find_similar_threshold_and_vi
         main.get_by_role("button", name="Train", exact=True).click()
         expect(main.get_by_text("Version 2 trained")).to_be_visible()
         idle()
-        main.get_by_role("combobox", name=re.compile("Concept")).last.click()
-        page.get_by_role("option", name="red", exact=True).click()
+        tune = main.get_by_role("combobox", name="Concept", exact=True)
+        tune.click()
+        tune.fill("red")
+        tune.press("Enter")
         expect(main.get_by_text("yours, set on version 1 and kept since")).to_be_visible()
         assert open_project("Colours").store.get_meta("active_version") == "2"
 
@@ -571,3 +573,95 @@ def test_a_newcomers_paths_new_project_suggestions_find_similar_threshold_and_vi
         expect(main.get_by_text("This project is empty")).to_be_visible()
         expect(page).to_have_url(re.compile(r"/\?project=Fresh$"))
         page.close()
+
+
+def test_two_people_signed_in_at_once_with_their_roles(browser, tmp_path, data_home):
+    """Accounts on: a labeller labels while a viewer watches; the viewer has no uploader and the label
+    action the viewer's browser sends anyway is refused; a sign-in survives a reload; guessing locks out."""
+    from core.access import Role, UserStore, acting_as, set_member
+    from core.ingestion import ingest
+    from core.inputs import read_texts
+    from core.storage.projects import create_project, open_project
+    from core.views.gallery import label_inputs
+
+    users = UserStore()
+    for name in ("lena", "vic"):
+        users.add_user(name, f"{name}'s own password")
+    project = create_project("Pets", "tiny")
+    ingest(project, read_texts([f"note {i}" for i in range(6)]))
+    project.store.create_concept("cat")
+    set_member(project, "lena", Role.LABELLER)
+    set_member(project, "vic", Role.VIEWER)
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+
+    with _streamlit(data_home, tmp_path / "streamlit.log", "--accounts") as url:
+        pages = {}
+        for name in ("lena", "vic"):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})  # its own cookies: another person
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{url}/label?project=Pets")
+            main = page.get_by_test_id("stMain")
+            expect(main.get_by_text("Sign in to conceptlab")).to_be_visible()
+            main.get_by_label("User name").fill(name)
+            main.get_by_role("textbox", name="Password").fill(f"{name}'s own password")
+            main.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_test_id("stSidebar").get_by_text(f"Signed in as {name}")).to_be_visible()
+            pages[name] = page
+
+        def label_all(name: str) -> None:
+            page, main = pages[name], pages[name].get_by_test_id("stMain")
+            expect(main.get_by_text("6 inputs match")).to_be_visible()
+            page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
+            box = main.get_by_role("combobox", name="Label the selected inputs")
+            box.click()
+            page.get_by_role("option", name="cat", exact=True).click()
+            main.get_by_role("button", name="Select all on this page").click()
+            main.get_by_role("button", name="Is cat").click()
+
+        label_all("lena")
+        expect(pages["lena"].get_by_test_id("stMain").get_by_text("Labelled 6 inputs as cat")).to_be_visible()
+        # The viewer's grid has the same button; what it sends is refused by the engine, and nothing changes.
+        with acting_as(None):  # this computer's own user: back to unlabelled
+            label_inputs(open_project("Pets"), list(range(1, 7)), "cat", None)
+        label_all("vic")
+        expect(
+            pages["vic"].get_by_test_id("stMain").get_by_text("vic is a viewer of 'Pets': to label inputs takes a labeller")
+        ).to_be_visible()
+        with acting_as(None):
+            assert not any(open_project("Pets").store.labels_of_inputs(range(1, 7)).values())
+
+        # The viewer's Upload page has no uploader; a reload keeps both signed in.
+        vic = pages["vic"]
+        vic.get_by_test_id("stHeader").get_by_role("link", name="Upload", exact=True).click()
+        expect(vic.get_by_text("vic is a viewer of 'Pets': to add inputs takes a labeller or above")).to_be_visible()
+        assert vic.locator("input[type=file]").count() == 0
+        for page in pages.values():
+            page.reload()
+        for name, page in pages.items():
+            expect(page.get_by_test_id("stSidebar").get_by_text(f"Signed in as {name}")).to_be_visible()
+
+        # Guessing: five wrong passwords, then even the right one waits.
+        guesser = browser.new_context().new_page()
+        guesser.set_default_timeout(TIMEOUT_MS)
+        guesser.goto(url)
+        main = guesser.get_by_test_id("stMain")
+        for attempt in range(6):
+            guesser.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=TIMEOUT_MS)
+            main.get_by_label("User name").fill("lena")
+            main.get_by_role("textbox", name="Password").fill("lena's own password" if attempt == 5 else f"guess number {attempt}")
+            main.get_by_role("button", name="Sign in").click()
+            if attempt < 5:  # each wrong guess counted before the next is typed
+                deadline = time.monotonic() + TIMEOUT_MS / 1000
+                while users.get_user("lena").failures < attempt + 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                expect(main.get_by_text("Wrong user name or password")).to_be_visible()
+        expect(main.get_by_text("Too many failed sign-ins for lena: try again in")).to_be_visible()
+        assert users.get_user("lena").locked_until > time.time()
+        # Signing out ends the session: the next reload asks again.
+        lena = pages["lena"]
+        lena.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+        expect(lena.get_by_text("Sign in to conceptlab")).to_be_visible()
+        lena.reload()
+        expect(lena.get_by_text("Sign in to conceptlab")).to_be_visible()

@@ -367,7 +367,7 @@ def test_the_studio_refuses_a_network_without_accounts_in_one_sentence(tmp_path,
     done = _conceptlab(["studio", "--address", address, "--port", "1"], tmp_path, tmp_path)
     assert done.returncode == 1 and not done.stdout  # an error: nothing was started
     (line,) = done.stderr.strip().splitlines()
-    assert "it has no accounts yet, so anyone on the network could change and delete every project" in line
+    assert "with accounts off: anyone on the network could change and delete every project" in line and "--accounts" in line
     assert "--open-to-anyone-on-the-network" in line
 
 

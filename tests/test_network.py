@@ -41,5 +41,5 @@ def test_the_studio_refuses_a_network_unless_opened_and_says_who_can_reach_it(ad
     if refused is None:
         assert reason is None
     else:
-        assert refused in reason and "Serve it on 127.0.0.1 (make run), or pass --open-to-anyone-on-the-network" in reason
+        assert refused in reason and "serve it on 127.0.0.1 (make run), or pass --open-to-anyone-on-the-network" in reason
     assert describe_studio_reach(address, 8501, opened).startswith(reach)

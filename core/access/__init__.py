@@ -1,11 +1,24 @@
 """Accounts and roles: who may do what in which project, checked in one place (``require``)."""
 
-from core.access.acting import AccessDenied, Actor, acting_as, current_actor, read_members, require, require_of_store, role_in, set_member
+from core.access.acting import (
+    NOBODY,
+    AccessDenied,
+    Actor,
+    acting_as,
+    current_actor,
+    find_actor_with,
+    read_members,
+    require,
+    require_of_store,
+    role_in,
+    set_member,
+)
 from core.access.roles import ADMIN_ONLY, NEEDS, Action, Role, may
 from core.access.users import AccountError, SignInError, User, UserStore, lock_seconds
 
 __all__ = [
     "ADMIN_ONLY",
+    "NOBODY",
     "NEEDS",
     "AccessDenied",
     "AccountError",
@@ -17,6 +30,7 @@ __all__ = [
     "UserStore",
     "acting_as",
     "current_actor",
+    "find_actor_with",
     "lock_seconds",
     "may",
     "read_members",

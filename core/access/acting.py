@@ -1,9 +1,11 @@
 """Who is acting, and the one check every engine call that reads or changes a project makes.
 
 The pages, the HTTP API and the command line share this rule. A front end says who acts with
-``acting_as(user)`` around its work (a page run, a request); with no one named, the caller is this
-computer's own user (the command line, a script, a studio in single-user mode), who may do
-everything: whoever can read the data folder already has the data.
+``acting_as(user)`` around its work (a request), or registers where the acting person is found
+(``find_actor_with``: the studio reads its browser session, so its widget callbacks, which run
+before any page code, are checked too); with no one named, the caller is this computer's own user
+(the command line, a script, a studio in single-user mode), who may do everything: whoever can
+read the data folder already has the data. ``NOBODY`` is someone not signed in: a member of nothing.
 
 A project's members and their roles live in the project itself (``meta`` key ``members``), so they
 move with a rename and go with a delete.
@@ -15,7 +17,7 @@ import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,7 +51,16 @@ class _Project(Protocol):
     store: _Meta
 
 
-_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("conceptlab_actor", default=None)
+NOBODY = Actor("someone not signed in")
+_UNSET = Actor("")
+_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("conceptlab_actor", default=_UNSET)
+_find_actor: Callable[[], Actor | None] | None = None
+
+
+def find_actor_with(source: Callable[[], Actor | None] | None) -> None:
+    """Where to find the acting person when no ``acting_as`` block names one (None: nowhere, this computer's user)."""
+    global _find_actor
+    _find_actor = source
 
 
 @contextlib.contextmanager
@@ -63,7 +74,11 @@ def acting_as(actor: Actor | None) -> Iterator[None]:
 
 
 def current_actor() -> Actor | None:
-    return _actor.get()
+    """The acting person: ``acting_as``'s, else the registered source's, else None (this computer's own user)."""
+    actor = _actor.get()
+    if actor is not _UNSET:
+        return actor
+    return _find_actor() if _find_actor is not None else None
 
 
 def read_members(project: _Project) -> dict[str, Role]:

@@ -8,6 +8,7 @@ while locked no password is even checked, so guessing cannot go on, and every lo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import sqlite3
@@ -39,8 +40,14 @@ CREATE TABLE IF NOT EXISTS users (
     failures INTEGER NOT NULL DEFAULT 0,
     locked_until REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_key TEXT NOT NULL,
+    expires_at REAL NOT NULL
 )
 """
+SESSION_S = 7 * 24 * 3600.0
 
 
 class AccountError(ConceptlabError):
@@ -63,6 +70,10 @@ class User:
 
     def actor(self) -> Actor:
         return Actor(self.name, self.admin)
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def check_password(password: str) -> None:
@@ -92,7 +103,7 @@ class UserStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(_SCHEMA)
+        db.executescript(_SCHEMA)
         return db
 
     def _row(self, db: sqlite3.Connection, name: str) -> tuple | None:
@@ -189,6 +200,38 @@ class UserStore:
         with self._lock, self._connect() as db:
             db.execute("UPDATE users SET failures = 0, locked_until = 0 WHERE key = ?", (make_name_key(user.name),))
         return self._user((*row[:4], 0, 0.0, row[6]))
+
+    # -- sessions: what a browser's cookie names; only the token's hash is kept, so a copy of the
+    # database signs no one in, and a sign-out or a disabled account ends it at once.
+
+    def start_session(self, user: User, lasts_s: float = SESSION_S, now: float | None = None) -> str:
+        """A new session for a signed-in user: the token for the browser's cookie (random, 256 bits)."""
+        now = time.time() if now is None else now
+        token = secrets.token_urlsafe(32)
+        with self._lock, self._connect() as db:
+            db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            db.execute("INSERT INTO sessions VALUES (?, ?, ?)", (_sha256(token), make_name_key(user.name), now + lasts_s))
+        return token
+
+    def find_session(self, token: str | None, now: float | None = None) -> User | None:
+        """The user a session token belongs to, while it lasts and the account is enabled; else None."""
+        if not isinstance(token, str) or not token:
+            return None
+        now = time.time() if now is None else now
+        with self._lock, self._connect() as db:
+            found = db.execute("SELECT user_key, expires_at FROM sessions WHERE token_sha256 = ?", (_sha256(token),)).fetchone()
+            row = db.execute(
+                "SELECT name, admin, disabled, must_change, failures, locked_until, created_at FROM users WHERE key = ?",
+                (found[0] if found else "",),
+            ).fetchone()
+        if found is None or found[1] <= now or row is None or row[2]:
+            return None
+        return self._user(row)
+
+    def end_session(self, token: str | None) -> None:
+        if token:
+            with self._lock, self._connect() as db:
+                db.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_sha256(token),))
 
     def _verify(self, digest: str, password: str) -> bool:
         from argon2.exceptions import InvalidHashError, VerificationError

@@ -284,16 +284,23 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _studio(args: argparse.Namespace) -> int:
     """Check the address, then become ``streamlit run app.py`` (this process, replaced: Ctrl+C stops it)."""
-    from core.network import OPEN_TO_NETWORK_ENV, describe_studio_reach, refuse_network_without_accounts
+    from core.network import ACCOUNTS_ENV, OPEN_TO_NETWORK_ENV, describe_studio_reach, refuse_network_without_accounts
 
-    reason = refuse_network_without_accounts(args.address, args.open_to_network)
+    reason = refuse_network_without_accounts(args.address, args.open_to_network, args.accounts)
     if reason:
         raise ConceptlabError(reason)
+    if args.accounts:
+        from core.access import UserStore
+
+        users = UserStore()
+        if not users.list_users():  # the set-up: the first admin, with a password shown this once
+            one_time = users.add_user("admin", admin=True)
+            print(f"accounts are on and there were none: sign in as 'admin' with the one-time password {one_time}", file=sys.stderr)
     app = Path(__file__).resolve().parents[2] / "app.py"
     if not app.exists():
         raise ConceptlabError(f"the studio's app.py is not at {app}: run the studio from a checkout of conceptlab")
-    env = {**os.environ, OPEN_TO_NETWORK_ENV: "1" if args.open_to_network else "0"}
-    reach = describe_studio_reach(args.address, args.port, args.open_to_network)
+    env = {**os.environ, OPEN_TO_NETWORK_ENV: "1" if args.open_to_network else "0", ACCOUNTS_ENV: "1" if args.accounts else "0"}
+    reach = describe_studio_reach(args.address, args.port, args.open_to_network, args.accounts)
     print(f"studio on http://{args.address or '0.0.0.0'}:{args.port}: {reach}", file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address, "--server.port", str(args.port)]
     os.chdir(app.parent)  # where .streamlit/config.toml is read from

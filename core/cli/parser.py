@@ -161,6 +161,7 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     studio = command(commands, "studio", "start the studio (the browser app) on this computer; `make run` calls this")
     studio.add_argument("--address", default=LOOPBACK, help="address to listen on (default 127.0.0.1: this computer only)")
     studio.add_argument("--port", type=int, default=8501)
+    studio.add_argument("--accounts", action="store_true", help="people sign in (local accounts: `conceptlab users`) and their roles apply")
     studio.add_argument(
         OPEN_TO_NETWORK_FLAG,
         dest="open_to_network",
