@@ -296,12 +296,12 @@ def test_a_small_face_beside_a_big_one_is_refused_alone(faces_project, tmp_path)
 
     from .faces import OBAMA, make_tiny_face
 
-    big = Image.open(OBAMA).convert("RGB").resize((256, 320))
-    canvas = Image.open(make_tiny_face(tmp_path / "tiny.jpg")).convert("RGB").resize((480, 400))
-    small = canvas.resize((240, 200))
-    photo = Image.new("RGB", (520, 340), (200, 200, 200))
-    photo.paste(small, (0, 60))
-    photo.paste(big, (250, 10))
+    # A thumbnail (320 px): Obama small on the left (a face of about 30 px) and large on the right.
+    big = Image.open(OBAMA).convert("RGB").resize((200, 250))
+    small = Image.open(make_tiny_face(tmp_path / "tiny.jpg", width=110)).convert("RGB")
+    photo = Image.new("RGB", (320, 260), (200, 200, 200))
+    photo.paste(small.crop((50, 0, 190, 200)), (0, 50))
+    photo.paste(big, (120, 5))
     photo.save(tmp_path / "pair.jpg", quality=95)
     report = ingest(faces_project, read_inputs([tmp_path / "pair.jpg"]))
     assert len(report.added) == 1

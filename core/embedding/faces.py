@@ -33,10 +33,11 @@ FACE_DIM = 128
 CHIP_SIZE = 150  # the aligned face the ResNet takes (dlib's own size for it)
 CHIP_PADDING = 0.25  # dlib's default margin around the landmarks
 # The detector's image: a larger photo is scaled down to this long side to find its faces (its landmarks
-# and chips are still taken at full resolution). Smaller photos are upsampled once or twice, so the
-# HOG detector (an 80 px window) finds faces down to about 40 px, or 20 px in thumbnails.
+# and chips are still taken at full resolution). Smaller photos are upsampled once, so the HOG
+# detector (an 80 px window) finds faces down to about 40 px, and thumbnails twice (20 px), which
+# costs no more than once for a photo of twice their size: a small face there is found, and refused.
 DETECT_MAX_SIDE = 2048
-UPSAMPLE_BELOW = ((512, 2), (1024, 1))  # (long side at most, times upsampled)
+UPSAMPLE_BELOW = ((320, 2), (1024, 1))  # (long side at most, times upsampled)
 
 
 @dataclass(frozen=True)
