@@ -225,14 +225,14 @@ def _keep_faces(
     kept, refused = [], []
     for number, face in enumerate(faces, start=1):
         box = tuple(round(v * scale) for v in face.box)
-        size = min(box[2] - box[0], box[3] - box[1])
+        side = min(box[2] - box[0], box[3] - box[1])
         suffix = f"{at}#face{number}"
-        if size < MIN_FACE_PX:
-            refused.append(InputError(f"{raw.name}{suffix}", f"face too small to trust: {size} px, at least {MIN_FACE_PX} px"))
+        if side < MIN_FACE_PX:
+            refused.append(InputError(f"{raw.name}{suffix}", f"face too small to trust: {side} px, at least {MIN_FACE_PX} px"))
             continue
         key = face_key(raw.sha256, box, time_s)
         face_info = {
-            "face": {"box": list(box), "size": size, "number": number, "of": len(faces)},
+            "face": {"box": list(box), "size": side, "number": number, "of": len(faces)},
             "source": base,
             "source_sha256": raw.sha256,
             "width": info.get("width", width),
