@@ -79,8 +79,10 @@ def evaluate_inputs(
         for result in embed_inputs(embedder, batch, video):
             if isinstance(result, InputError):
                 failed.append(result)
-            else:
-                _collect(result, by_name, rows, skipped)
+                continue
+            failed.extend(result.refused)
+            for part in result.parts:  # each face of a photo, as ingest labels them
+                _collect(part, by_name, rows, skipped)
         batch.clear()
 
     for item in items:

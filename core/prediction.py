@@ -65,6 +65,8 @@ class Prediction:
     frames: FrameScores | None = None
     unknown: bool = False
     unknown_reason: str = ""
+    # A face (embedder ``faces``): its box in the photo (left, top, right, bottom), its number, and a video frame's time.
+    face: dict | None = None
 
     @property
     def head(self) -> str | None:
@@ -85,6 +87,8 @@ class Prediction:
         data["neighbours"] = [asdict(n) for n in self.neighbours]
         if self.frames is not None:
             data["frames"] = asdict(self.frames)
+        if self.face is not None:
+            data["face"] = self.face
         return data
 
 
@@ -149,7 +153,10 @@ def _predict_one(context: _Context, item: EmbeddedInput, explain: int) -> Predic
         names_f, frame_scores, _ = _score_vectors(model, context.current, item.space, item.frame_vectors)
         frames = FrameScores(list(item.frame_times), {n: [round(float(v), 6) for v in frame_scores[:, j]] for j, n in enumerate(names_f)})
     neighbours = _explain(context.project, model, item.space, item.vector, explain) if explain else []
-    return Prediction(item.raw.name, item.raw.kind, concepts, model.version, neighbours, frames, unknown, reason)
+    face = item.info.get("face")
+    if face is not None:
+        face = {**face, **({"time": item.info["time"]} if "time" in item.info else {})}
+    return Prediction(item.raw.name, item.raw.kind, concepts, model.version, neighbours, frames, unknown, reason, face)
 
 
 def _decide(context: _Context, space: str, vector: np.ndarray, names: list[str], kind: str) -> tuple[list[float], bool, str]:
@@ -207,6 +214,9 @@ def predict(
 ) -> Iterator[Prediction | InputError]:
     """Predict concepts for inputs (nothing is stored); failures come back as InputError in place.
 
+    With an embedder of faces, a photo gives one Prediction per face (named ``team.jpg#face2``, with
+    its box in ``face``), and a face too small to trust its own InputError.
+
     Raises:
         ModelVersionError: the project has no trained model (or no such version).
     """
@@ -242,14 +252,19 @@ def predict_embedded_batch(
         embedded: one result per ``RawInput`` of ``items``, in order (what ``embed_inputs`` gives).
 
     Returns:
-        One Prediction or InputError per item, in order.
+        One Prediction or InputError per item, in order; for a photo of faces one per face, then one
+        InputError per face refused.
     """
     context = _Context.read(project, version)  # after embedding: a model trained meanwhile is the one used
     results = iter(embedded)
     scored: list[Prediction | InputError] = []
     for item in items:
         done = item if isinstance(item, InputError) else next(results)
-        scored.append(done if isinstance(done, InputError) else _predict_one(context, done, explain))
+        if isinstance(done, InputError):
+            scored.append(done)
+            continue
+        scored += [_predict_one(context, part, explain) for part in done.parts]
+        scored += done.refused
     return scored
 
 

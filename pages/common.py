@@ -114,6 +114,8 @@ def space_name(embedder: Embedder, space: str) -> str:
     """What lives in an embedding space, in words."""
     if embedder.zero_shot:
         return "images, videos and texts"
+    if embedder.finds_faces:
+        return "faces in images and videos"
     return "images and videos" if space == embedder.image_space else "texts"
 
 

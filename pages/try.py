@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.embedding import has_text_space
 from core.errors import ConceptlabError, InputError
 from core.inputs import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, read_texts
 from core.inputs.uploads import read_camera_photo, read_uploads
@@ -50,6 +51,12 @@ if source == "File":
     )
     if upload is not None:
         raw = next(read_uploads([(upload.name, upload.getvalue())]), None)
+elif source == "Text" and not has_text_space(project.embedder_spec):
+    st.info(
+        f"This project's embedder ({project.embedder_spec}) finds faces in photos and videos: "
+        "it has no text space, so it cannot read a text.",
+        icon=":material/info:",
+    )
 elif source == "Text":
     with st.form("try_text_form", border=False):
         text = st.text_area("Text", height=120, key="try_text", placeholder="Type or paste a text")

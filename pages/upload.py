@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.access import Action
+from core.embedding import has_text_space
 from core.ingestion import ingest, note_missing_folder_labels
 from core.inputs import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, TABLE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, ReadConfig, read_texts
 from core.inputs.raw import suffix_of
@@ -137,20 +138,25 @@ with files_tab:
         )
 
 with paste_tab:
-    pasted = st.text_area("Texts, one per line", height=180, key=f"pasted_{st.session_state.upload_round}")
-    lines = [line for line in (pasted or "").splitlines() if line.strip()]
-    text_labels = batch_labels("texts", allow_folders=False)
-    if st.button(
-        f"Add {plural(len(lines), 'text')}" if lines else "Add texts",
-        type="primary",
-        disabled=not lines or text_labels is None,
-        key="add_texts",
-    ):
-        concept, negative, _ = text_labels
-        items = read_texts(lines)
-        finish(
-            ingest_with_progress(project, len(lines), lambda progress: ingest(project, items, concept, negative, progress=progress), top)
+    if not has_text_space(project.embedder_spec):
+        st.info(
+            f"This project's embedder ({project.embedder_spec}) finds faces in photos and videos: it has no text space, "
+            "so texts cannot be added.",
+            icon=":material/info:",
         )
+    else:
+        pasted = st.text_area("Texts, one per line", height=180, key=f"pasted_{st.session_state.upload_round}")
+        lines = [line for line in (pasted or "").splitlines() if line.strip()]
+        text_labels = batch_labels("texts", allow_folders=False)
+        if st.button(
+            f"Add {plural(len(lines), 'text')}" if lines else "Add texts",
+            type="primary",
+            disabled=not lines or text_labels is None,
+            key="add_texts",
+        ):
+            concept, negative, _ = text_labels
+            items = read_texts(lines)
+            finish(ingest_with_progress(project, len(lines), lambda step: ingest(project, items, concept, negative, progress=step), top))
 
 if report is not None:
     st.divider()

@@ -140,7 +140,8 @@ import json, sys
 from core.cli import run
 status = run(sys.argv[1:])
 from core.embedding.registry import list_loaded_embedders
-print("LOADED " + json.dumps({"status": status, "torch": "torch" in sys.modules, "embedders": list_loaded_embedders()}))
+loaded = {"status": status, "torch": "torch" in sys.modules, "dlib": "dlib" in sys.modules, "embedders": list_loaded_embedders()}
+print("LOADED " + json.dumps(loaded))
 """
 
 
@@ -393,3 +394,73 @@ def test_users_and_members_from_the_command_line(tmp_path):
     bad_role = _conceptlab(["members", "set", "P", "bob", "emperor"], tmp_path, tmp_path)
     assert bad_role.returncode == 2 and "invalid choice: 'emperor'" in bad_role.stderr
     assert _conceptlab(["users", "disable", "bob"], tmp_path, tmp_path).stdout.strip() == "disabled 'bob'"
+
+
+# ---------------------------------------------------------------- faces
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    """Five people's photos (tests/fixtures/faces/train) in a faces project "people", made with the installed command."""
+    from .faces import FACES
+
+    root = tmp_path_factory.mktemp("people")
+    shutil.copytree(FACES / "train", root / "train")
+    shutil.copytree(FACES / "test", root / "test")
+    home = root / "home"
+    done = _conceptlab(["project", "create", "people", "--embedder", "faces", "--json"], root, home)
+    assert done.returncode == 0 and json.loads(done.stdout)["embedder"] == "faces", done.stderr
+    return root, home
+
+
+def test_faces_create_ingest_train_predict_end_to_end(people):
+    from .faces import make_no_face
+
+    root, home = people
+    make_no_face(root / "team.jpg")
+    ingested = _conceptlab(["ingest", "people", "train", "--labels-from-folders", "--json"], root, home)
+    report = json.loads(ingested.stdout)
+    assert ingested.returncode == 0 and len(report["added"]) == 10 and report["labelled"] == 10, ingested.stderr
+    again = _conceptlab(["ingest", "people", "train", "team.jpg", "--json"], root, home)
+    report = json.loads(again.stdout)
+    assert again.returncode == 3 and report["added"] == [] and len(report["already_stored"]) == 10
+    assert [(os.path.basename(f["input"]), f["error"]) for f in report["failed"]] == [("team.jpg", "no face found")]
+    listed = json.loads(_conceptlab(["inputs", "people", "--json"], root, home).stdout)
+    assert sorted(entry["name"] for entry in listed)[:2] == ["train/alex_lacamoire/img1.jpg#face1", "train/alex_lacamoire/img2.jpg#face1"]
+    trained = _conceptlab(["train", "people"], root, home)
+    assert trained.returncode == 0 and "faces-text" not in trained.stdout, trained.stderr
+    predicted = _conceptlab(["predict", "people", "test/obama_and_biden.jpg", "test/kit_with_rose.jpg", "team.jpg", "--json"], root, home)
+    lines = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert predicted.returncode == 3  # partly done: the photo without a face
+    top = [(line["input"], line["concepts"][0]["concept"] if "concepts" in line else line["error"]) for line in lines]
+    assert top[:2] == [("test/obama_and_biden.jpg#face1", "biden"), ("test/obama_and_biden.jpg#face2", "obama")]
+    assert top[3:] == [
+        ("test/kit_with_rose.jpg#face1", "rose_leslie"),
+        ("test/kit_with_rose.jpg#face2", "kit_harington"),
+        ("team.jpg", "no face found"),
+    ]
+    assert all(len(line["face"]["box"]) == 4 for line in lines[:5])
+    text = _conceptlab(["predict", "people", "--text", "Barack Obama"], root, home)
+    (line,) = [json.loads(line) for line in text.stdout.splitlines()]
+    assert text.returncode == 1 and line["error"] == "embedder 'faces' has no text space: it finds faces in photos and videos, not texts"
+
+
+@pytest.mark.parametrize(
+    "args, dlib",
+    [
+        (["project", "list"], False),
+        (["concepts", "people"], False),
+        (["inputs", "people"], False),
+        (["ingest", "people", "train", "--labels-from-folders"], False),  # known photos: their faces are found in the store
+        (["predict", "people", "test/obama1.jpg"], True),
+    ],
+    ids=lambda row: " ".join(row) if isinstance(row, list) else None,
+)
+def test_only_commands_that_find_faces_import_dlib(people, args, dlib):
+    root, home = people
+    if not (home / "projects" / "people" / "versions").exists() or args[0] == "predict":
+        for setup in (["ingest", "people", "train", "--labels-from-folders"], ["train", "people"]):
+            assert _conceptlab(setup, root, home).returncode == 0
+    report = _loaded(args, root, home)
+    assert (report["dlib"], report["torch"]) == (dlib, False)
+    assert report["embedders"] == ({"faces": ["image"]} if dlib else {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -211,3 +212,119 @@ def test_inputs_another_writer_stored_first_are_reported_as_already_stored(monke
     second = ingest(project, read_texts(texts, concept="shared"))
     assert (len(first.added), second.added, sorted(second.already_stored)) == (2, [], sorted(first.added))
     assert second.labelled == 2 and len(project.store.list_inputs()) == 2
+
+
+# ---------------------------------------------------------------- faces: one input per face
+
+
+@pytest.fixture
+def faces_project():
+    return create_project("people", "faces")
+
+
+def _faces_by_name(project) -> dict[str, dict]:
+    return {record.name: record.info for record in project.store.list_inputs()}
+
+
+def test_a_group_photo_stores_each_face_with_its_box_and_shares_the_photo(faces_project, tmp_path):
+    from .faces import OBAMA_AND_BIDEN
+
+    report = ingest(faces_project, read_inputs([OBAMA_AND_BIDEN]), concept="group")
+    assert len(report.added) == 3 and report.failed == [] and report.labelled == 3
+    stored = _faces_by_name(faces_project)
+    assert sorted(stored) == [f"obama_and_biden.jpg#face{i}" for i in (1, 2, 3)]
+    photo = OBAMA_AND_BIDEN.read_bytes()
+    for number, name in enumerate(sorted(stored), start=1):
+        info = stored[name]
+        left, top, right, bottom = info["face"]["box"]
+        assert 0 <= left < right <= 1000 and 0 <= top < bottom <= 714 and info["face"]["number"] == number
+        assert info["face"]["of"] == 3 and info["face"]["size"] >= 40 and info["source"] == "obama_and_biden.jpg"
+    records = faces_project.store.list_inputs()
+    assert {faces_project.store.read_blob(r) for r in records} == {photo}  # each face's original is the photo
+    assert len(list((faces_project.root / "blobs").rglob("*.jpg"))) == 1  # kept once, for all three faces
+    assert len({r.sha256 for r in records}) == 3
+    ids, vectors = faces_project.store.load_embeddings("faces")
+    assert vectors.shape == (3, 128) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_ingesting_a_photo_again_adds_no_face_and_embeds_nothing(faces_project, monkeypatch):
+    from .faces import KIT_WITH_ROSE, OBAMA
+
+    first = ingest(faces_project, read_inputs([KIT_WITH_ROSE, OBAMA]))
+    assert len(first.added) == 3
+    embedder = faces_project.embedder()
+    monkeypatch.setattr(embedder, "find_faces", lambda image: pytest.fail("a known photo was searched for faces again"))
+    again = ingest(faces_project, read_inputs([KIT_WITH_ROSE, OBAMA]), concept="friends")
+    assert again.added == [] and sorted(again.already_stored) == sorted(first.added) and again.labelled == 3
+    assert len(faces_project.store.list_inputs()) == 3
+    assert [faces_project.store.labels_of(i) for i in sorted(first.added)] == [{"friends": 1}] * 3
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "reason"),
+    [
+        ("no-face", "shapes.jpg", r"no face found$"),
+        ("tiny-face", "tiny.jpg", r"face too small to trust: 3\d px, at least 40 px$"),
+        ("broken", "broken.jpg", r"not a readable image$"),
+        ("text", "note.txt", r"embedder 'faces' has no text space: it finds faces in photos and videos, not texts$"),
+    ],
+)
+def test_a_bad_input_is_one_line_and_the_rest_of_the_batch_goes_in(faces_project, tmp_path, make, name, reason):
+    from .faces import OBAMA, make_no_face, make_tiny_face
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (folder / "obama.jpg").write_bytes(OBAMA.read_bytes())
+    if make == "no-face":
+        make_no_face(folder / "shapes.jpg")
+    elif make == "tiny-face":
+        make_tiny_face(folder / "tiny.jpg")
+    elif make == "broken":
+        (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    else:
+        (folder / "note.txt").write_text("a text about faces")
+    before = ingest(faces_project, read_inputs([OBAMA]))  # something stored already, which must stay
+    report = ingest(faces_project, read_inputs([folder]))
+    (failure,) = report.failed
+    assert os.path.basename(failure.name) == name and re.match(reason, failure.reason) and "\n" not in str(failure)
+    assert report.already_stored == before.added and report.added == []  # the good photo: its face is known
+    assert [r.name for r in faces_project.store.list_inputs()] == ["obama.jpg#face1"]
+
+
+def test_a_small_face_beside_a_big_one_is_refused_alone(faces_project, tmp_path):
+    from PIL import Image
+
+    from .faces import OBAMA, make_tiny_face
+
+    # A thumbnail (320 px): Obama small on the left (a face of about 30 px) and large on the right.
+    big = Image.open(OBAMA).convert("RGB").resize((200, 250))
+    small = Image.open(make_tiny_face(tmp_path / "tiny.jpg", width=110)).convert("RGB")
+    photo = Image.new("RGB", (320, 260), (200, 200, 200))
+    photo.paste(small.crop((50, 0, 190, 200)), (0, 50))
+    photo.paste(big, (120, 5))
+    photo.save(tmp_path / "pair.jpg", quality=95)
+    report = ingest(faces_project, read_inputs([tmp_path / "pair.jpg"]))
+    assert len(report.added) == 1
+    (failure,) = report.failed
+    assert os.path.basename(failure.name) == "pair.jpg#face1"
+    assert re.match(r"face too small to trust: 3\d px, at least 40 px$", failure.reason)
+    (record,) = faces_project.store.list_inputs()
+    assert record.name == "pair.jpg#face2" and record.info["face"]["of"] == 2
+
+
+def test_a_video_gives_the_faces_of_its_sampled_frames_with_their_times(faces_project):
+    from core.inputs import VideoConfig
+
+    from .faces import VIDEO
+
+    report = ingest(faces_project, read_inputs([VIDEO]), video=VideoConfig(fps=1.0))
+    stored = _faces_by_name(faces_project)
+    assert sorted(stored) == [f"obama_then_biden.mp4@{t}.0s#face1" for t in range(4)] and len(report.added) == 4
+    assert [stored[name]["time"] for name in sorted(stored)] == [0.0, 1.0, 2.0, 3.0]
+    ids, vectors = faces_project.store.load_embeddings("faces")
+    # Obama for two seconds, then Biden: frames of one person are the same face, the others not.
+    similar = vectors @ vectors.T
+    assert similar[0, 1] > 0.9 and similar[2, 3] > 0.9 and similar[0, 2] < 0.9
+    for record in faces_project.store.list_inputs():
+        assert record.kind == "image" and faces_project.store.read_blob(record)[:2] == b"\xff\xd8"  # the frame, as a JPEG
+    assert ingest(faces_project, read_inputs([VIDEO]), video=VideoConfig(fps=1.0)).added == []

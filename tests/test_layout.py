@@ -39,7 +39,7 @@ MAY_IMPORT = {
 # Third-party packages a part must not import.
 FORBIDDEN_LIBRARIES = {
     "core": {"streamlit"},
-    "pages": {"torch", "torchvision", "faiss", "open_clip", "sentence_transformers", "efficientnet_lite_pytorch"},
+    "pages": {"torch", "torchvision", "faiss", "open_clip", "sentence_transformers", "efficientnet_lite_pytorch", "dlib"},
 }
 
 

@@ -168,3 +168,70 @@ def test_heads_refuse_counts_of_held_out_inputs_that_cannot_be(trained, held_out
 
     with pytest.raises(ValueError, match="unknown_kept"):
         replace(load_model(trained).spaces["tiny-image"], unknown_held_out=held_out, unknown_kept=kept)
+
+
+# ---------------------------------------------------------------- faces: one prediction per face
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    """A faces project of the five people in tests/fixtures/faces/train, one folder each, trained."""
+    import os
+
+    from .faces import FACES
+
+    home = tmp_path_factory.mktemp("people-home")
+    old = os.environ.get("CONCEPTLAB_HOME")
+    os.environ["CONCEPTLAB_HOME"] = str(home)
+    try:
+        project = create_project("people", "faces")
+        report = ingest(project, read_inputs([FACES / "train"], ReadConfig(labels_from_folders=True)))
+        assert len(report.added) == 10 and report.failed == []
+        train(project)
+    finally:
+        if old is None:
+            os.environ.pop("CONCEPTLAB_HOME", None)
+        else:
+            os.environ["CONCEPTLAB_HOME"] = old
+    return project
+
+
+def test_a_group_photo_gives_one_prediction_per_face_naming_its_box(people, tmp_path):
+    from .faces import KIT_WITH_ROSE, OBAMA_AND_BIDEN, OBAMA_TEST, make_no_face, make_tiny_face
+
+    paths = [OBAMA_AND_BIDEN, KIT_WITH_ROSE, OBAMA_TEST, make_no_face(tmp_path / "shapes.jpg"), make_tiny_face(tmp_path / "tiny.jpg")]
+    results = list(predict(people, read_inputs(paths)))
+    by_name = {r.input.rsplit("/", 1)[-1] if isinstance(r, Prediction) else r.name.rsplit("/", 1)[-1]: r for r in results}
+    assert list(by_name) == [
+        "obama_and_biden.jpg#face1",
+        "obama_and_biden.jpg#face2",
+        "obama_and_biden.jpg#face3",
+        "kit_with_rose.jpg#face1",
+        "kit_with_rose.jpg#face2",
+        "obama1.jpg#face1",
+        "shapes.jpg",
+        "tiny.jpg",
+    ]
+    top = {name: r.concepts[0].concept for name, r in by_name.items() if isinstance(r, Prediction)}
+    assert top["obama_and_biden.jpg#face1"] == "biden" and top["obama_and_biden.jpg#face2"] == "obama"
+    assert top["kit_with_rose.jpg#face1"] == "rose_leslie" and top["kit_with_rose.jpg#face2"] == "kit_harington"
+    assert top["obama1.jpg#face1"] == "obama" and "obama" in by_name["obama1.jpg#face1"].matches
+    assert by_name["shapes.jpg"].reason == "no face found"
+    assert by_name["tiny.jpg"].reason.startswith("face too small to trust")
+    face = by_name["obama_and_biden.jpg#face2"].to_dict()["face"]
+    assert face["number"] == 2 and face["of"] == 3 and len(face["box"]) == 4 and face["box"][0] > 400
+    neighbours = by_name["obama1.jpg#face1"].neighbours
+    assert neighbours and neighbours[0].name.startswith("train/obama/")  # the closest stored face is Obama's
+
+
+def test_a_text_cannot_be_predicted_with_faces(people):
+    (result,) = predict(people, read_texts(["Barack Obama"]))
+    assert isinstance(result, InputError) and "has no text space" in result.reason
+
+
+def test_search_with_a_photo_finds_the_same_persons_faces(people):
+    from .faces import OBAMA_TEST
+
+    (query,) = read_inputs([OBAMA_TEST])
+    hits = search_similar(people, query, k=2)
+    assert [h.record.name.split("/")[1] for h in hits] == ["obama", "obama"]

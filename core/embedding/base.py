@@ -81,6 +81,14 @@ class Embedder(abc.ABC):
     # Lowest cosine between this model's image embeddings and the unmodified model's on the probe
     # images (``make_probe_images``), when a faster rewrite of the model is in use; else 1.0.
     agreement: float = 1.0
+    # True for an embedder of faces (``faces``): it finds any number of faces in a photo or a video
+    # frame (``find_faces``) and embeds each (``embed_faces``); ingestion stores each face as its own input.
+    finds_faces: bool = False
+
+    @property
+    def has_text_space(self) -> bool:
+        """Whether this embedder embeds texts at all (``faces`` does not)."""
+        return True
 
     @property
     def zero_shot(self) -> bool:
@@ -98,7 +106,7 @@ class Embedder(abc.ABC):
 
     @property
     def text_dim(self) -> int:
-        return self.dims[self.text_space]
+        return self.dims.get(self.text_space, 0)  # 0: no text space
 
     def build_image_graph(self):
         """A torch module, in eval mode, from a preprocessed image batch (n, 3, h, w) to unit vectors: for export.

@@ -5,10 +5,11 @@ An embedder is named by a *spec* string:
 - ``clip`` (the default) = ``clip:ViT-B-32:laion2b_s34b_b79k``: OpenCLIP, images and texts in one space;
 - ``clip:ARCH:TAG`` with a pretrained tag, ``clip:ARCH:/path/to/checkpoint`` or ``clip:ARCH:random``;
 - ``lite``: offline EfficientNet-Lite0 images + all-MiniLM-L6-v2 texts (two spaces, no zero-shot);
-- ``tiny``: colour thumbnails and character trigrams, no model at all (tests, slow machines).
+- ``tiny``: colour thumbnails and character trigrams, no model at all (tests, slow machines);
+- ``faces`` (HOG detector) or ``faces:cnn``: dlib's face ResNet, one vector per face found (no texts).
 
 The backends depend on ``base`` and ``specs`` only; this module is the one place that names them,
-and it imports the torch-backed ones (``clip``, ``lite``) only when first loaded.
+and it imports the torch-backed ones (``clip``, ``lite``) and the dlib one (``faces``) only when first loaded.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def describe_embedders() -> list[tuple[str, str]]:
         ("clip:ARCH:random", "An OpenCLIP architecture with random weights: for tests only, predictions are meaningless."),
         ("lite", describe_spec("lite")),
         ("tiny", describe_spec("tiny")),
+        ("faces", describe_spec("faces")),
+        ("faces:cnn", describe_spec("faces:cnn")),
     ]
 
 
@@ -102,6 +105,10 @@ def _create_embedder(canonical: str) -> Embedder:
             from core.embedding.lite import LiteEmbedder
 
             return LiteEmbedder()
+        if canonical.startswith("faces"):
+            from core.embedding.faces import FaceEmbedder
+
+            return FaceEmbedder("cnn" if canonical == "faces:cnn" else "hog")
         from core.embedding.clip import ClipEmbedder
 
         return ClipEmbedder(parse_clip_spec(canonical))

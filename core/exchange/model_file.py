@@ -360,7 +360,8 @@ def _check_embedder(spec: str, spaces: list[str], arrays: dict[str, np.ndarray])
     checkpoint path (a server or a new project would open that path): both are refused.
     """
     kind, _, rest = spec.partition(":")
-    if kind not in ("clip", "lite", "tiny") or (kind != "clip" and rest):
+    detector_ok = kind != "faces" or rest in ("", "cnn")
+    if kind not in ("clip", "lite", "tiny", "faces") or (kind in ("lite", "tiny") and rest) or not detector_ok:
         raise ModelFileError(f"model file names an unknown embedder {spec[:100]!r}")
     weights = rest.partition(":")[2]
     if kind == "clip" and (os.path.isabs(weights) or "/" in weights or "\\" in weights):

@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS embeddings_space ON embeddings(space);
+-- Faces (embedder faces) are found again by the file they came from, and keep their photo's file.
+CREATE INDEX IF NOT EXISTS inputs_source ON inputs(json_extract(info, '$.source_sha256'));
+CREATE INDEX IF NOT EXISTS inputs_blob ON inputs(json_extract(info, '$.blob_sha256'));
 CREATE TABLE IF NOT EXISTS frames (
     input_id INTEGER NOT NULL REFERENCES inputs(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,

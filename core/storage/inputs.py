@@ -1,5 +1,10 @@
 """Inputs and their embeddings: rows, content-addressed blobs of the originals, video frames,
 and the clean-up of files a killed process left behind.
+
+A face (embedder ``faces``) is an input of its own whose original is the photo it was found in (or,
+for a video, the sampled frame as a JPEG): its ``sha256`` is a key made from the photo's hash and the
+face's box, and ``info["blob_sha256"]`` names the one blob file all faces of that photo share;
+``info["source_sha256"]`` is the hash of the file ingested, so ingesting it again finds its faces.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ class InputRecord:
     info: dict = field(default_factory=dict)
 
     @property
+    def blob_sha256(self) -> str:
+        """The hash naming this input's original file: its own, or for a face the photo (or frame) it is in."""
+        return self.info.get("blob_sha256") or self.sha256
+
+    @property
     def is_its_own_text(self) -> bool:
         """True for a text kept in the database alone (no file in ``blobs/``): its UTF-8 text is its original."""
         return self.kind == "text" and self.text is not None and hashlib.sha256(self.text.encode("utf-8")).hexdigest() == self.sha256
@@ -64,6 +74,11 @@ class NewInput:
     info: dict = field(default_factory=dict)
     frame_times: list[float] = field(default_factory=list)
     frame_vectors: np.ndarray | None = None
+
+    @property
+    def blob_sha256(self) -> str:
+        """The hash naming the file ``data`` is kept in: ``sha256``, or for a face its photo's (shared by its faces)."""
+        return self.info.get("blob_sha256") or self.sha256
 
 
 def _is_its_own_text(item: NewInput) -> bool:
@@ -96,6 +111,14 @@ class InputRows:
     def find_input_ids(self, sha256s: Iterable[str]) -> dict[str, int]:
         """Map the given content hashes to the ids of inputs already stored."""
         return dict(self.query_in("SELECT sha256, id FROM inputs WHERE sha256 IN ({marks})", sha256s))
+
+    def find_faces_of(self, source_sha256s: Iterable[str]) -> dict[str, list[tuple[str, int]]]:
+        """The faces stored from the given files (by the files' hashes): hash -> [(face key, input id)], by id."""
+        sql = f"SELECT {_SOURCE}, sha256, id FROM inputs WHERE {_SOURCE} IN ({{marks}}) ORDER BY id"
+        found: dict[str, list[tuple[str, int]]] = {}
+        for source, key, input_id in self.query_in(sql, source_sha256s):
+            found.setdefault(source, []).append((key, int(input_id)))
+        return found
 
     def add_inputs(self, items: list[NewInput], labels: dict[str, list[tuple[int, int]]] | None = None) -> AddedInputs:
         """Store inputs with their embeddings (and optional labels) in one transaction.
@@ -151,14 +174,14 @@ class InputRows:
                     self._annotate(conn, row[0], pairs, now)
         # An orphan sweep (another process) may have removed a reused blob between its check and our
         # commit; now that the rows are committed no sweep will touch these files, so restore any gap.
-        self._write_blobs([item for item in items if not self.blob_path(item.sha256, item.suffix).exists()])
+        self._write_blobs([item for item in items if not self.blob_path(item.blob_sha256, item.suffix).exists()])
         return AddedInputs(ids, frozenset(inserted))
 
     def _write_blobs(self, items: list[NewInput]) -> None:
         for item in items:
             if _is_its_own_text(item):
                 continue
-            path = self.blob_path(item.sha256, item.suffix)
+            path = self.blob_path(item.blob_sha256, item.suffix)
             with storage_errors(path.parent):
                 try:
                     # Touched, so an orphan sweep sees a file someone is about to reference as fresh.
@@ -205,7 +228,7 @@ class InputRows:
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))
-        doomed = self.query(f"SELECT sha256, suffix FROM inputs WHERE id IN ({marks})", ids)
+        doomed = self.query(f"SELECT coalesce({_BLOB}, sha256), suffix FROM inputs WHERE id IN ({marks})", ids)
         with self.transaction() as conn:
             conn.execute(f"DELETE FROM inputs WHERE id IN ({marks})", ids)
             self._bump_generation(conn)
@@ -229,6 +252,8 @@ class InputRows:
                 chunk = [_BLOB_NAME.match(n).group(1) for n in names[start : start + 500] if _BLOB_NAME.match(n)]
                 marks = ",".join("?" * len(chunk))
                 referenced.update(r[0] for r in conn.execute(f"SELECT sha256 FROM inputs WHERE sha256 IN ({marks})", chunk))
+                # A photo's file stays while any of its faces refers to it.
+                referenced.update(r[0] for r in conn.execute(f"SELECT {_BLOB} FROM inputs WHERE {_BLOB} IN ({marks})", chunk))
             for path in paths:
                 match = _BLOB_NAME.match(path.name)
                 if match is None or match.group(1) in referenced:
@@ -287,7 +312,7 @@ class InputRows:
                     log.warning("could not remove %s: %s", path, e)
         stray = [p for p in blob_files if _BLOB_NAME.match(p.name) and old(p)]
         if stray:
-            known = {sha for (sha,) in self.query("SELECT sha256 FROM inputs")}
+            known = {sha for (sha,) in self.query(f"SELECT coalesce({_BLOB}, sha256) FROM inputs")}
             unreferenced = [p for p in stray if _BLOB_NAME.match(p.name).group(1) not in known]
             before = {p for p in unreferenced if p.exists()}
             self._remove_unreferenced_blobs(unreferenced, min_age_s)
@@ -320,7 +345,7 @@ class InputRows:
         """The original bytes of an input (for a text stored without a file, its text's UTF-8 bytes)."""
         if record.is_its_own_text:
             return record.text.encode("utf-8")
-        return self.blob_path(record.sha256, record.suffix).read_bytes()
+        return self.blob_path(record.blob_sha256, record.suffix).read_bytes()
 
     # -- embeddings --------------------------------------------------------------------
 
@@ -355,6 +380,11 @@ class InputRows:
         return times.astype(np.float64), vectors
 
     # -- concepts and labels -----------------------------------------------------------
+
+
+# The links of a face to what it was found in (see the module's docstring), read in SQL.
+_BLOB = "json_extract(info, '$.blob_sha256')"
+_SOURCE = "json_extract(info, '$.source_sha256')"
 
 
 def _list_files(folder: Path) -> list[Path]:

@@ -229,6 +229,8 @@ def load_thumbnail(project: Project, record: InputRecord, size: int = 256) -> by
         data = project.store.read_blob(record)
         if record.kind == "image":
             image = decode_image(data, record.name, min_side=size)
+            if "face" in record.info:  # a face: its part of the photo it was found in
+                image = crop_face(image, record.info)
         else:
             duration = float(record.info.get("duration") or 0)
             config = VideoConfig(fps=2 / duration if duration > 1 else 1.0, max_frames=2)
@@ -243,6 +245,15 @@ def load_thumbnail(project: Project, record: InputRecord, size: int = 256) -> by
     except OSError as e:  # a read-only disk only costs the cache
         log.warning("could not cache thumbnail %s: %s", path, e)
     return buffer.getvalue()
+
+
+def crop_face(image, info: dict):
+    """The part of a photo around a stored face's box (half its size again on each side), in the decoded image's scale."""
+    scale = image.width / (info.get("width") or image.width)
+    left, top, right, bottom = (v * scale for v in info["face"]["box"])
+    margin = (right - left) / 2
+    box = (max(0, left - margin), max(0, top - margin), min(image.width, right + margin), min(image.height, bottom + margin))
+    return image.crop(tuple(round(v) for v in box))
 
 
 def preview_text(record: InputRecord, lines: int = 3, width: int = 200) -> str:

@@ -111,7 +111,7 @@ def test_canonicalize_relative_checkpoint_path(tmp_path, monkeypatch):
 def test_describe_embedders_covers_every_kind():
     rows = describe_embedders()
     specs = [spec for spec, _ in rows]
-    assert specs == ["clip", "clip:ARCH:TAG", "clip:ARCH:/path", "clip:ARCH:random", "lite", "tiny"]
+    assert specs == ["clip", "clip:ARCH:TAG", "clip:ARCH:/path", "clip:ARCH:random", "lite", "tiny", "faces", "faces:cnn"]
     assert all(text and "\n" not in text for _, text in rows)
     assert "meaningless" in dict(rows)["clip:ARCH:random"]
 

@@ -171,3 +171,32 @@ def test_a_text_is_kept_in_the_database_alone_when_its_text_is_its_original(stor
     assert store.blob_path(sha, suffix).exists() == has_file
     assert store.read_blob(record) == data  # the original, from the file or from the row
     assert store.delete_inputs([record.id]) == 1 and not store.blob_path(sha, suffix).exists()
+
+
+def _face(photo: bytes, number: int) -> NewInput:
+    """Face ``number`` of a photo, as ingest stores it: its own key, the photo's bytes and hash as its original."""
+    source = hashlib.sha256(photo).hexdigest()
+    key = hashlib.sha256(f"{source}#face{number}".encode()).hexdigest()
+    info = {"face": {"box": [10 * number, 0, 10 * number + 50, 50]}, "source_sha256": source, "blob_sha256": source}
+    return NewInput(key, "image", f"team.jpg#face{number}", ".jpg", photo, "faces", np.ones(4, np.float32) / 2, info=info)
+
+
+@pytest.mark.parametrize(
+    ("deleted", "photo_kept"),
+    [([], True), ([1], True), ([2], True), ([1, 2], False)],
+    ids=["none", "first", "second", "both"],
+)
+def test_faces_share_their_photos_file_until_the_last_is_deleted(store, deleted, photo_kept):
+    photo, other = b"\xff\xd8 a photo of two people", b"\xff\xd8 someone else"
+    added = store.add_inputs([_face(photo, 1), _face(photo, 2), _face(other, 1)])
+    ids = [added.ids[item.sha256] for item in (_face(photo, 1), _face(photo, 2))]
+    blob = store.blob_path(hashlib.sha256(photo).hexdigest(), ".jpg")
+    assert len(list((store.root / "blobs").rglob("*.jpg"))) == 2 and blob.read_bytes() == photo  # once per photo, not per face
+    assert store.delete_inputs([ids[n - 1] for n in deleted]) == len(deleted)
+    store.remove_orphans(min_age_s=0)  # the sweep of files no input refers to keeps what faces refer to
+    assert blob.exists() == photo_kept
+    for record in store.list_inputs():
+        assert store.read_blob(record) in (photo, other)
+    source = hashlib.sha256(photo).hexdigest()
+    found = store.find_faces_of([source, hashlib.sha256(b"never stored").hexdigest()])
+    assert [input_id for _, input_id in found.get(source, [])] == [i for n, i in enumerate(ids, 1) if n not in deleted]

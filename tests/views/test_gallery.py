@@ -211,3 +211,16 @@ def test_describe_input_name_never_shows_a_full_local_path(name, shown):
     from core.views.gallery import describe_input_name
 
     assert describe_input_name(name) == shown
+
+
+def test_a_faces_thumbnail_is_its_part_of_the_photo():
+    from ..faces import OBAMA_AND_BIDEN
+
+    project = create_project("group", "faces")
+    ingest(project, read_inputs([OBAMA_AND_BIDEN]))
+    thumbs = [Image.open(io.BytesIO(load_thumbnail(project, record))) for record in project.store.list_inputs()]
+    assert len(thumbs) == 3 and len({t.tobytes() for t in thumbs}) == 3  # one picture per face, not the photo three times
+    for thumb in thumbs:
+        # The box with half its size again on each side: about square, unlike the 1000 x 714 photo.
+        assert 0.8 < thumb.width / thumb.height < 1.25
+        assert max(thumb.size) <= 256
