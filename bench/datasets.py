@@ -1,4 +1,5 @@
-"""Real, offline benchmark data: Debian's clipart and Fashion-MNIST packages, chatterbot-corpus texts.
+"""Real, offline benchmark data: Debian's packages (clipart, Fashion-MNIST, fortunes, the archive's own
+package descriptions), the photos and digits that ship inside scikit-image and scikit-learn, chatterbot-corpus texts.
 
 Each dataset is embedded once with the project's ``lite`` embedder and cached under
 ``bench/.data/`` (gitignored): a later run only reads the cache. Missing packages are fetched
@@ -35,6 +36,36 @@ CHAT_TOPICS = ("ai", "coding", "conversations", "emotion", "psychology", "trivia
 CHAT_PER_CLASS = 200
 TEST_PER_CLASS = 30
 MAX_SHOTS = 64
+# The wide benchmark (bench/quality.py): more datasets, each a little smaller, so that all of them
+# at k = 1 .. 64 and "all" with 20 seeds run in minutes on two cores (embedding them once: about 6 more).
+WIDE_PER_CLASS = 120  # 30 to test, 90 in the pool: "all" is 90 per concept
+# Every top-level openclipart folder with enough distinct drawings, less "special" and "unsorted" (no subject).
+CLIPART_MANY = (
+    "animals", "computer", "food", "geography", "office", "people", "recreation", "shapes", "signs_and_symbols", "tools",
+    "transportation",
+)  # fmt: skip
+# Fashion-MNIST's tops, which look alike at 28 x 28: the fine-grained part of it.
+FASHION_TOPS = ("t-shirt", "pullover", "dress", "coat", "shirt")
+# Natural photos that ship inside scikit-image and scikit-learn (no download): which photo a crop comes from.
+PHOTOS = (
+    "astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass", "gravel", "hubble_deep_field", "immunohistochemistry",
+    "moon", "motorcycle", "retina", "rocket", "china", "flower",
+)  # fmt: skip
+PHOTO_CROPS = 120  # per photo: 90 from its left half (pool), 30 from its right half (test)
+# fortune files with a subject (Debian's "fortunes"): quotations and jokes.
+FORTUNE_FILES = ("art", "computers", "drugs", "education", "food", "law", "linux", "love", "politics", "science", "startrek", "work")
+# Debian's package descriptions (the one-line synopsis), labelled by Section: short messages, classes as
+# unequal as the archive's. The test set keeps the archive's proportions. Read from apt's lists: another
+# machine, after another apt-get update, draws other packages (the cache keeps what was drawn).
+DEBIAN_SECTIONS = (
+    "admin", "devel", "doc", "fonts", "games", "graphics", "libs", "net", "python", "science", "sound", "text", "utils", "web",
+)  # fmt: skip
+DEBIAN_TEST = 420
+DEBIAN_POOL_MAX = 300
+DEBIAN_MIN_TEST = 8
+# Two concepts, one rare: "game" against every other package (test: 1 game in 20).
+GAMES_TEST = (20, 380)
+GAMES_POOL = (150, 600)
 
 
 @dataclass(frozen=True)
@@ -53,10 +84,45 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+WIDE = (
+    "openclipart-11",
+    "fashion-mnist",
+    "fashion-tops",
+    "digits",
+    "photo-crops",
+    "chatterbot",
+    "fortunes",
+    "debian-sections",
+    "debian-games",
+)
+
+
 def load_datasets(names: tuple[str, ...] = ("openclipart", "fashion-mnist", "chatterbot")) -> list[Dataset]:
     """Embedded datasets, fetched and embedded on first use, from the cache after."""
-    loaders = {"openclipart": _clipart, "fashion-mnist": _fashion, "chatterbot": _chatterbot}
-    return [_cached(name, loaders[name]) for name in names]
+    loaders = {
+        "openclipart": _clipart,
+        "openclipart-11": _clipart_many,
+        "fashion-mnist": _fashion,
+        "digits": _digits,
+        "photo-crops": _photo_crops,
+        "chatterbot": _chatterbot,
+        "fortunes": _fortunes,
+        "debian-sections": _debian_sections,
+        "debian-games": _debian_games,
+    }
+    unknown = [name for name in names if name not in loaders and name != "fashion-tops"]
+    if unknown:
+        raise SystemExit(f"unknown dataset(s): {', '.join(unknown)}; known: {', '.join(sorted(loaders))}, fashion-tops")
+    subsets = {"fashion-tops": ("fashion-mnist", FASHION_TOPS)}
+    return [
+        _subset(_cached(subsets[n][0], loaders[subsets[n][0]]), subsets[n][1], n) if n in subsets else _cached(n, loaders[n]) for n in names
+    ]
+
+
+def is_imbalanced(ds: Dataset) -> bool:
+    """Whether the test set's classes differ in size by more than half (then balanced accuracy is the figure)."""
+    counts = np.bincount(ds.test_labels, minlength=len(ds.classes))
+    return bool(counts.max() > 1.5 * counts.min())
 
 
 def _cached(name: str, build) -> Dataset:
@@ -229,3 +295,178 @@ def _chatterbot() -> Dataset:
         embedder.embed_texts(test),
         np.array(test_labels, np.int64),
     )
+
+
+def _decode_files(paths: list[Path], labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    from core.embedding import load_embedder
+    from core.errors import InputError
+    from core.inputs import decode_image
+
+    min_side = load_embedder(EMBEDDER).image_size
+    images, kept = [], []
+    for path, label in zip(paths, labels):
+        try:
+            images.append(decode_image(path.read_bytes(), path.name, min_side=min_side))
+            kept.append(label)
+        except InputError as e:
+            say(f"  skipped {e}")
+    return _embed_images(images), np.array(kept, np.int64)
+
+
+def _clipart_many() -> Dataset:
+    root = _debian_package("openclipart-png") / "usr/share/openclipart/png"
+    per_class = {}
+    for category in CLIPART_MANY:
+        files = sorted(p for p in (root / category).rglob("*.png") if p.is_file())
+        per_class[category] = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in files]
+    classes, pool, pool_labels, test, test_labels = _split(_unique_per_class(per_class), WIDE_PER_CLASS)
+    say(f"openclipart-11: decoding {len(pool) + len(test)} drawings from {len(classes)} categories")
+    pool_x, pool_y = _decode_files(pool, pool_labels)
+    test_x, test_y = _decode_files(test, test_labels)
+    return Dataset("openclipart-11", classes, pool_x, pool_y, test_x, test_y)
+
+
+def _subset(full: Dataset, keep_names: tuple[str, ...], name: str) -> Dataset:
+    """Some classes of a cached dataset, at most 90 per class in the pool: nothing new to embed."""
+    keep = [full.classes.index(k) for k in keep_names]
+    rng = np.random.default_rng(0)
+    pool_rows = np.concatenate([rng.permutation(np.flatnonzero(full.pool_labels == c))[: WIDE_PER_CLASS - TEST_PER_CLASS] for c in keep])
+    test_rows = np.concatenate([np.flatnonzero(full.test_labels == c)[:TEST_PER_CLASS] for c in keep])
+    relabel = {c: i for i, c in enumerate(keep)}
+    return Dataset(
+        name,
+        list(keep_names),
+        full.pool[pool_rows],
+        np.array([relabel[c] for c in full.pool_labels[pool_rows]], np.int64),
+        full.test[test_rows],
+        np.array([relabel[c] for c in full.test_labels[test_rows]], np.int64),
+    )
+
+
+def _arrays_split(images: list, labels: np.ndarray, classes: list[str], name: str) -> Dataset:
+    per_class = {cls: [images[i] for i in np.flatnonzero(labels == c)] for c, cls in enumerate(classes)}
+    rng = np.random.default_rng(0)
+    pool, pool_y, test, test_y = [], [], [], []
+    for c, cls in enumerate(classes):
+        items = [per_class[cls][i] for i in rng.permutation(len(per_class[cls]))[:WIDE_PER_CLASS]]
+        test += items[:TEST_PER_CLASS]
+        test_y += [c] * len(items[:TEST_PER_CLASS])
+        pool += items[TEST_PER_CLASS:]
+        pool_y += [c] * len(items[TEST_PER_CLASS:])
+    say(f"{name}: embedding {len(pool) + len(test)} images")
+    return Dataset(name, classes, _embed_images(pool), np.array(pool_y, np.int64), _embed_images(test), np.array(test_y, np.int64))
+
+
+def _digits() -> Dataset:
+    """scikit-learn's handwritten digits (8 x 8 scans, in the wheel), dark on white."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = [Image.fromarray((255 - image * 255 / 16).astype(np.uint8)).convert("RGB") for image in digits.images]
+    return _arrays_split(images, digits.target, [str(d) for d in range(10)], "digits")
+
+
+def _photo(name: str) -> np.ndarray:
+    from skimage import data
+
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
+    image = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    return image
+
+
+def _photo_crops() -> Dataset:
+    """Crops of 16 natural photos, the class being the photo: the pool's from each left half, the test's from the right."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pool, pool_y, test, test_y = [], [], [], []
+    for c, name in enumerate(PHOTOS):
+        image = _photo(name)
+        height, width = image.shape[:2]
+        half = width // 2
+        for i in range(PHOTO_CROPS):
+            left = i >= TEST_PER_CLASS
+            side = int(rng.uniform(0.35, 0.7) * min(height, half))
+            top, x0 = int(rng.integers(0, height - side + 1)), int(rng.integers(0, half - side + 1))
+            crop = image[top : top + side, (x0 if left else half + x0) : (x0 if left else half + x0) + side]
+            (pool if left else test).append(Image.fromarray(crop).convert("RGB"))
+            (pool_y if left else test_y).append(c)
+    say(f"photo-crops: embedding {len(pool) + len(test)} crops of {len(PHOTOS)} photos")
+    pool_x, test_x = _embed_images(pool), _embed_images(test)
+    return Dataset("photo-crops", list(PHOTOS), pool_x, np.array(pool_y, np.int64), test_x, np.array(test_y, np.int64))
+
+
+def _embed_text_dataset(name: str, classes, pool, pool_labels, test, test_labels) -> Dataset:
+    from core.embedding import load_embedder
+
+    embedder = load_embedder(EMBEDDER)
+    say(f"{name}: embedding {len(pool) + len(test)} texts in {len(classes)} classes")
+    return Dataset(
+        name,
+        list(classes),
+        embedder.embed_texts(pool),
+        np.array(pool_labels, np.int64),
+        embedder.embed_texts(test),
+        np.array(test_labels, np.int64),
+    )
+
+
+def _fortunes() -> Dataset:
+    folder = _debian_package("fortunes") / "usr/share/games/fortunes"
+    per_class = {}
+    for topic in FORTUNE_FILES:
+        entries = [" ".join(e.split()) for e in (folder / topic).read_text(encoding="utf-8", errors="replace").split("\n%\n")]
+        per_class[topic] = [(e.lower(), e) for e in entries if e.strip("% ")]
+    classes, pool, pool_labels, test, test_labels = _split(_unique_per_class(per_class), WIDE_PER_CLASS)
+    return _embed_text_dataset("fortunes", classes, pool, pool_labels, test, test_labels)
+
+
+def _debian_descriptions() -> dict[str, list[tuple[str, str]]]:
+    """{section: [(normalised synopsis, synopsis)]} of every package apt knows (``apt-cache dumpavail``: no download)."""
+    out = subprocess.run(["apt-cache", "dumpavail"], capture_output=True, text=True, check=True).stdout
+    sections: dict[str, dict[str, str]] = {}
+    for stanza in out.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line.startswith(" "))
+        if "Package" in fields and "Section" in fields and "Description" in fields:
+            section = fields["Section"].rsplit("/", 1)[-1]
+            sections.setdefault(section, {})[fields["Package"]] = fields["Description"].strip()
+    return {s: sorted((" ".join(d.lower().split()), d) for d in packages.values()) for s, packages in sections.items()}
+
+
+def _debian_sections() -> Dataset:
+    per_class = _unique_per_class({s: items for s, items in _debian_descriptions().items() if s in DEBIAN_SECTIONS})
+    classes = sorted(per_class)
+    total, largest = sum(len(per_class[c]) for c in classes), max(len(v) for v in per_class.values())
+    rng = np.random.default_rng(0)
+    pool, pool_y, test, test_y = [], [], [], []
+    for c, name in enumerate(classes):
+        items = [per_class[name][i] for i in rng.permutation(len(per_class[name]))]
+        n_test = max(DEBIAN_MIN_TEST, round(DEBIAN_TEST * len(items) / total))
+        n_pool = min(len(items) - n_test, max(MAX_SHOTS + 16, round(DEBIAN_POOL_MAX * len(items) / largest)))
+        test += items[:n_test]
+        test_y += [c] * n_test
+        pool += items[n_test : n_test + n_pool]
+        pool_y += [c] * n_pool
+    return _embed_text_dataset("debian-sections", classes, pool, pool_y, test, test_y)
+
+
+def _debian_games() -> Dataset:
+    descriptions = _debian_descriptions()
+    per_class = _unique_per_class(
+        {"game": descriptions["games"], "not a game": [item for s, items in descriptions.items() if s != "games" for item in items]}
+    )
+    rng = np.random.default_rng(0)
+    pool, pool_y, test, test_y = [], [], [], []
+    for c, name in enumerate(("game", "not a game")):
+        items = [per_class[name][i] for i in rng.permutation(len(per_class[name]))]
+        test += items[: GAMES_TEST[c]]
+        test_y += [c] * GAMES_TEST[c]
+        pool += items[GAMES_TEST[c] : GAMES_TEST[c] + GAMES_POOL[c]]
+        pool_y += [c] * GAMES_POOL[c]
+    return _embed_text_dataset("debian-games", ["game", "not a game"], pool, pool_y, test, test_y)
