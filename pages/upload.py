@@ -156,7 +156,8 @@ with paste_tab:
         ):
             concept, negative, _ = text_labels
             items = read_texts(lines)
-            finish(ingest_with_progress(project, len(lines), lambda step: ingest(project, items, concept, negative, progress=step), top))
+            run = lambda progress: ingest(project, items, concept, negative, progress=progress)  # noqa: E731 - called by keyword
+            finish(ingest_with_progress(project, len(lines), run, top))
 
 if report is not None:
     st.divider()
