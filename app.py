@@ -7,10 +7,11 @@ is in ``pages/common.py``.
 from __future__ import annotations
 
 import os
+import time
 
 import streamlit as st
 
-from core.access import role_in
+from core.access import Role, read_log, role_in
 from core.embedding.weights import clip_weights_available, download_clip_weights
 from core.errors import ConceptlabError, WeightsMissingError
 from core.names import make_name_key
@@ -141,6 +142,25 @@ def _ask_delete(value: bool) -> None:
 # -- the sidebar -------------------------------------------------------------------------
 
 
+@st.dialog("Project log", width="large")
+def show_project_log(project) -> None:
+    """Who deleted, removed, imported or changed roles in this project, and when (its owners and admins see it)."""
+    entries = read_log(project, limit=200)
+    if not entries:
+        st.caption("Nothing recorded yet: deleting, removing labels in bulk, importing models and changing roles are.")
+        return
+    st.dataframe(
+        {
+            "When": [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at)) for e in entries],
+            "Who": [e.user for e in entries],
+            "What": [e.action for e in entries],
+            "Details": [e.what for e in entries],
+        },
+        hide_index=True,
+        width="stretch",
+    )
+
+
 def _describe_my_role() -> str:
     if USER.admin:
         return "admin"
@@ -169,6 +189,9 @@ def render_sidebar(projects: list) -> None:
             with st.form("rename_project", border=False):
                 st.text_input("New name", key="rename_to", placeholder=st.session_state.project)
                 st.form_submit_button("Rename", on_click=_rename, args=(st.session_state.project,))
+            project = current_project()
+            if project is not None and (role_in(project) or 0) >= Role.OWNER and st.button("Project log", icon=":material/history:"):
+                show_project_log(project)
             failed = st.session_state.get("rename_error")
             if failed and failed[0] == st.session_state.project:  # only under the project it was about
                 st.error(md(failed[1]), icon=":material/error:")

@@ -1232,3 +1232,24 @@ def test_a_one_time_password_must_be_replaced_first(accounts):
     assert not users.get_user("newbie").must_change
     assert users.sign_in("newbie", "my very own password").name == "newbie"
     assert "You are not a member of any project yet: ask an admin to add you." in [i.value for i in at.info]
+
+
+def test_owners_see_the_project_log_and_labellers_do_not(accounts):
+    from core.access import Role, set_member
+
+    users, project = accounts
+    users.add_user("olga", "olga's own password")
+    from core.views.gallery import label_inputs
+
+    with acting_as(None):
+        set_member(project, "olga", Role.OWNER)
+        label_inputs(project, [1, 2], "red", None)  # a bulk removal: recorded
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    sign_in(at, "lena")
+    assert not [b for b in at.sidebar.button if b.label == "Project log"]
+    click(at, "Sign out")
+    sign_in(at, "olga")
+    click(at, "Project log")
+    log = next(d.value for d in at.dataframe if "Who" in d.value.columns)
+    assert list(log["What"][:2]) == ["remove labels", "change role"]
+    assert log["Details"][1] == "olga: not a member -> owner" and log["Who"][0] == "this computer's user"

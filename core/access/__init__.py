@@ -7,12 +7,14 @@ from core.access.acting import (
     acting_as,
     current_actor,
     find_actor_with,
+    project_of_store,
     read_members,
     require,
     require_of_store,
     role_in,
     set_member,
 )
+from core.access.audit import AuditEntry, read_log, record
 from core.access.roles import ADMIN_ONLY, NEEDS, Action, Role, may
 from core.access.users import AccountError, SignInError, User, UserStore, lock_seconds
 
@@ -21,6 +23,7 @@ __all__ = [
     "NOBODY",
     "NEEDS",
     "AccessDenied",
+    "AuditEntry",
     "AccountError",
     "Action",
     "Actor",
@@ -31,9 +34,12 @@ __all__ = [
     "acting_as",
     "current_actor",
     "find_actor_with",
+    "project_of_store",
     "lock_seconds",
     "may",
+    "read_log",
     "read_members",
+    "record",
     "require",
     "require_of_store",
     "role_in",

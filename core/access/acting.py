@@ -46,7 +46,9 @@ class _Meta(Protocol):
     def set_meta(self, key: str, value: str) -> None: ...
 
 
-class _Project(Protocol):
+class ProjectLike(Protocol):
+    """What the checks need of a project: its name and its store's meta (core.access sits below core.storage)."""
+
     name: str
     store: _Meta
 
@@ -81,7 +83,7 @@ def current_actor() -> Actor | None:
     return _find_actor() if _find_actor is not None else None
 
 
-def read_members(project: _Project) -> dict[str, Role]:
+def read_members(project: ProjectLike) -> dict[str, Role]:
     """The project's members by user name, with their roles (an unreadable entry counts as no member)."""
     try:
         raw = json.loads(project.store.get_meta(MEMBERS_KEY) or "{}")
@@ -97,7 +99,7 @@ def read_members(project: _Project) -> dict[str, Role]:
     return members
 
 
-def role_in(project: _Project, actor: Actor | None = None) -> Role | None:
+def role_in(project: ProjectLike, actor: Actor | None = None) -> Role | None:
     """The acting person's role in ``project`` (this computer's user and admins: owner)."""
     actor = actor if actor is not None else current_actor()
     if actor is None or actor.admin:
@@ -105,7 +107,7 @@ def role_in(project: _Project, actor: Actor | None = None) -> Role | None:
     return read_members(project).get(actor.name)
 
 
-def require(project: _Project | None, action: Action) -> None:
+def require(project: ProjectLike | None, action: Action) -> None:
     """Refuse ``action`` on ``project`` (None for the studio-wide actions) unless the acting person may.
 
     Raises:
@@ -124,26 +126,34 @@ def require(project: _Project | None, action: Action) -> None:
     raise AccessDenied(f"{actor.name} {has}: to {action.value} takes {NEEDS[action].with_article} or above")
 
 
+@dataclass
+class _StoreProject:
+    name: str
+    store: _Meta
+
+
+def project_of_store(store: _Meta) -> ProjectLike:
+    """A project's store seen as the project, for code that holds the store only."""
+    return _StoreProject(store.get_meta("name") or "this project", store)
+
+
 def require_of_store(store: _Meta, action: Action) -> None:
     """``require`` for code that holds a project's store only (the store's own concept and input edits)."""
     if current_actor() is None or current_actor().admin:
         return
-
-    @dataclass
-    class _StoreProject:
-        name: str
-        store: _Meta
-
-    require(_StoreProject(store.get_meta("name") or "this project", store), action)
+    require(project_of_store(store), action)
 
 
-def set_member(project: _Project, user: str, role: Role | None) -> None:
+def set_member(project: ProjectLike, user: str, role: Role | None) -> None:
     """Give ``user`` a role in ``project``, or take it away (None); the acting person must be able to manage members."""
     require(project, Action.MANAGE_MEMBERS)
     members = {name: r.word for name, r in read_members(project).items()}
+    before = members.get(user)
     if role is None:
         members.pop(user, None)
     else:
         members[user] = role.word
     project.store.set_meta(MEMBERS_KEY, json.dumps(members, sort_keys=True))
-    log.info("project %s: %s is now %s", project.name, user, role.word if role else "not a member")
+    from core.access.audit import record  # here: audit imports this module
+
+    record("change role", project, f"{user}: {before or 'not a member'} -> {role.word if role else 'not a member'}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.access.acting import Actor, require
+from core.access.audit import record
 from core.access.roles import Action
 from core.errors import ConceptlabError
 from core.names import describe_forbidden_character, make_name_key, normalize_name
@@ -188,6 +189,7 @@ class UserStore:
             row = self._row(db, name)
         if row is None:
             self._verify(self._dummy(), password)  # as slow as a real check: the answer's time tells nothing
+            record("failed sign-in", None, f"as '{name}', which is no account", user=str(name)[:64])
             raise SignInError("wrong user name or password")
         user, digest = self._user(row), row[7]
         if user.locked_until > now:
@@ -256,8 +258,9 @@ class UserStore:
             )
         if locked:
             log.warning("user %s: %d failed sign-ins in a row, locked for %.0f s", user.name, failures, locked)
+            record("lock-out", None, f"{failures} failed sign-ins in a row: locked for {locked:.0f} s", user=user.name)
         else:
-            log.info("user %s: failed sign-in %d of %d", user.name, failures, MAX_TRIES)
+            record("failed sign-in", None, f"{failures} of {MAX_TRIES} before a lock-out", user=user.name)
 
     def _require_self_or_admin(self, name: str) -> None:
         from core.access.acting import current_actor

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -83,6 +84,15 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.command == "members":
         return _members(args)
+
+    if args.command == "audit":
+        from core.access import read_log
+
+        entries = read_log(open_project(args.project) if args.project else None, limit=args.limit)
+        when = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.at)) for e in entries]
+        rows = [f"{at}\t{e.user}\t{e.action}\t{e.project or '-'}\t{e.what}" for at, e in zip(when, entries)]
+        _out(args, [asdict(e) for e in entries], "\n".join(rows) or "nothing recorded yet")
+        return EXIT_OK
 
     if args.command == "models":
         if args.action == "list":

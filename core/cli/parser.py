@@ -202,6 +202,10 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     member_remove.add_argument("name", metavar="PROJECT")
     member_remove.add_argument("user", metavar="USER")
 
+    audit = command(commands, "audit", "who deleted, removed, imported or changed roles, and failed sign-ins: newest first")
+    audit.add_argument("--project", metavar="NAME", help="only this project's entries")
+    audit.add_argument("--limit", type=int, default=50)
+
     tokens = command(commands, "tokens", "API tokens for `conceptlab serve`").add_subparsers(dest="action", required=True, metavar="ACTION")
     token_create = command(tokens, "create", "make a token (shown once) for all projects or one")
     token_create.add_argument("token_name", metavar="NAME")

@@ -17,6 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from core.access import Action, require
+from core.access.audit import record
 from core.disk import as_storage_error, write_file_atomically
 from core.errors import ModelFileError, ModelVersionError
 from core.exchange.model_file import (
@@ -190,6 +191,9 @@ def import_model(
     for name, value in model_file.threshold_overrides.items():
         set_threshold(project, version, target_names[make_name_key(name)], value)
     log.info("imported a model into %s as version %d", project.name, version)
+    origin = model_file.source.get("project") if isinstance(model_file.source, dict) else None
+    where = f", from '{origin}'" if origin else ""
+    record("import model", project, f"imported version {version} ({len(model_file.concepts)} concepts{where})")
     return ImportResult(version, list(model_file.concepts), created)
 
 

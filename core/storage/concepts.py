@@ -6,7 +6,8 @@ import sqlite3
 import time
 from collections.abc import Iterable
 
-from core.access import Action, require_of_store
+from core.access import Action, project_of_store, require_of_store
+from core.access.audit import record
 from core.errors import ConceptError, one_line
 from core.names import describe_forbidden_character, make_name_key, normalize_name
 
@@ -109,6 +110,8 @@ class ConceptRows:
     def delete_concept(self, name: str) -> None:
         require_of_store(self, Action.EDIT_CONCEPT)
         cid = self._require_concept(name)
+        labels = self.query("SELECT COUNT(*) FROM annotations WHERE concept_id = ?", (cid,))[0][0]
+        record("delete concept", project_of_store(self), f"deleted concept '{name}' and its {labels} labels")
         with self.transaction() as conn:
             conn.execute("DELETE FROM concepts WHERE id = ?", (cid,))
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.access import Action, require_of_store
+from core.access import Action, project_of_store, require_of_store
+from core.access.audit import record
 from core.disk import as_storage_error, storage_errors, write_file_atomically
 from core.errors import StorageError
 
@@ -225,6 +226,8 @@ class InputRows:
         """Delete inputs, their embeddings, frames and labels; the original files are removed after commit."""
         require_of_store(self, Action.DELETE_INPUTS)
         ids = list(input_ids)
+        if ids:
+            record("delete inputs", project_of_store(self), f"deleted {len(ids)} inputs")
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.access import Action, require, role_in
+from core.access.audit import record
 from core.disk import as_storage_error
 from core.embedding import DEFAULT_EMBEDDER, Embedder, canonicalize_spec, describe_spaces, load_embedder
 from core.embedding.weights import resolve_clip_weights
@@ -208,6 +209,7 @@ def delete_project(name: str) -> None:
     """Delete a project and everything in it."""
     project = open_project(name)
     require(project, Action.DELETE_PROJECT)
+    record("delete project", project, f"deleted project '{project.name}' with {sum(project.store.count_inputs().values())} inputs")
     project.store.close()
     # Rename first so the project disappears at once, even if removing its files takes a while.
     doomed = projects_dir() / f".deleting-{uuid.uuid4().hex}"

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from core.access import Action, require
+from core.access.audit import record
 from core.disk import write_file_atomically
 from core.errors import InputError, ModelVersionError
 from core.inputs import VideoConfig, decode_image, make_thumbnail, sample_frames
@@ -196,6 +197,8 @@ def label_inputs(project: Project, input_ids: list[int], concept: str, value: in
     if value not in (1, -1, None):
         raise ValueError(f"label value must be 1, -1 or None, not {value!r}")
     require(project, Action.LABEL)
+    if value is None and len(input_ids) > 1:
+        record("remove labels", project, f"removed the '{concept}' label from {len(input_ids)} inputs")
     cid = project.store.ensure_concepts([concept])[validate_concept_name(concept)]
     if project.exclusive and value == 1:
         project.store.set_only_positive(input_ids, cid)
