@@ -75,6 +75,12 @@ def acting_as(actor: Actor | None) -> Iterator[None]:
         _actor.reset(token)
 
 
+def act_as(actor: Actor | None) -> None:
+    """Name the acting person for the rest of the current context: an HTTP request's own task (asyncio gives
+    each its own context, and the threads it hands work to get a copy), never a thread's whole life."""
+    _actor.set(actor)
+
+
 def current_actor() -> Actor | None:
     """The acting person: ``acting_as``'s, else the registered source's, else None (this computer's own user)."""
     actor = _actor.get()

@@ -383,9 +383,14 @@ def _tokens(args: argparse.Namespace) -> int:
     if args.action == "create":
         if args.project:
             open_project(args.project)
-        token = store.create_token(args.token_name, args.project, args.read_only)
+        if args.user:
+            from core.access import UserStore
+
+            if UserStore().get_user(args.user) is None:
+                raise ConceptlabError(f"there is no user named '{args.user}': add one with `conceptlab users add {args.user}`")
+        token = store.create_token(args.token_name, args.project, args.read_only, args.user)
         scope = f"project '{args.project}'" if args.project else "every project"
-        data = {"name": args.token_name, "token": token, "project": args.project, "read_only": args.read_only}
+        data = {"name": args.token_name, "token": token, "project": args.project, "read_only": args.read_only, "user": args.user}
         _out(args, data, f"{token}\n(shown once: token '{args.token_name}' for {scope}{', read-only' if args.read_only else ''})")
     elif args.action == "list":
         records = store.list_tokens()

@@ -211,6 +211,7 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     token_create.add_argument("token_name", metavar="NAME")
     token_create.add_argument("--project", help="the token may use only this project")
     token_create.add_argument("--read-only", action="store_true", help="the token may predict and search only")
+    token_create.add_argument("--user", help="the account the token acts as, with that user's roles (see `conceptlab members`)")
     command(tokens, "list", "the tokens (never the secrets)")
     token_revoke = command(tokens, "revoke", "forget a token for good")
     token_revoke.add_argument("token_name", metavar="NAME")

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.access import AccessDenied, Action, UserStore, act_as, require
 from core.errors import ConceptlabError, InputError, ModelVersionError, ProjectError
 from core.ingestion import ingest
 from core.inputs.raw import RawInput
@@ -69,6 +70,7 @@ class _State:
     def __init__(self, config: ServerConfig, tokens: TokenStore) -> None:
         self.config = config
         self.tokens = tokens
+        self.users = UserStore()
         self.jobs = TrainingJobs()
         self.rates = RateLimiter(config.requests_per_minute)
         self._lock = threading.Lock()
@@ -83,6 +85,7 @@ class _State:
             raise ApiError(403, "forbidden", f"this token may not use project '{name}'")
         cached = self._projects.get(name)
         if cached is not None and (cached.root / "project.db").exists():  # deleted or renamed meanwhile: open again
+            require(cached, Action.VIEW)  # opened for someone else before: this caller's role is checked too
             return cached
         try:
             project = open_project(name)
@@ -147,6 +150,10 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
         return JSONResponse(error_body(e.code, e.message, e.input), status_code=e.status, headers=e.headers)
 
+    @app.exception_handler(AccessDenied)
+    async def _denied(request: Request, e: AccessDenied) -> JSONResponse:
+        return JSONResponse(error_body("forbidden", str(e)), status_code=403)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {}
@@ -176,6 +183,11 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
         _check_rate(state, f"token {record.name}")
         if write and record.read_only:
             raise ApiError(403, "read_only", f"token '{record.name}' is read-only: it may predict and search only")
+        if record.user is not None:  # the request acts as the token's user, with that user's roles
+            user = state.users.get_user(record.user)
+            if user is None or user.disabled:
+                raise ApiError(401, "unauthorised", f"token '{record.name}' belongs to an account that is disabled or gone")
+            act_as(user.actor())
         return record
 
     @app.get("/v1/projects")
@@ -231,6 +243,8 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
         project = state.project(name, access)
         try:
             report = await run_in_threadpool(lambda: ingest(project, items, concept=concept, negative=negative))
+        except AccessDenied:
+            raise
         except ConceptlabError as e:
             raise ApiError(422, "bad_request", str(e)) from e
         body = {
@@ -245,6 +259,7 @@ def create_app(config: ServerConfig = ServerConfig(), tokens: TokenStore | None 
     def start_training(name: str, request: Request) -> dict:
         """Start a training job; poll ``GET /v1/jobs/{id}``. One job per project at a time (409 otherwise)."""
         project = state.project(name, authorise(request, write=True))
+        require(project, Action.TRAIN)  # now, as a 403, not later as a failed job
 
         def run(progress) -> dict:
             result = train(project, HeadConfig(), progress)

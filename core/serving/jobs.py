@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -79,7 +80,9 @@ class TrainingJobs:
                 raise JobConflictError(project, running.id)
             job = Job(uuid.uuid4().hex[:16], project, time.time())
             self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, run), name=f"conceptlab-train-{job.id}", daemon=True).start()
+        # The job runs in a copy of the caller's context: it acts as whoever asked for it (core/access/).
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(self._run, job, run), name=f"conceptlab-train-{job.id}", daemon=True).start()
         return job
 
     def get_job(self, job_id: str) -> Job | None:

@@ -43,6 +43,7 @@ class TokenRecord:
     project: str | None  # None: every project the server serves
     read_only: bool
     created_at: float
+    user: str | None = None  # the account it acts as, with that user's roles; None: this computer's own user (older tokens)
 
     def may_use(self, project: str) -> bool:
         return self.project is None or self.project == project
@@ -62,7 +63,7 @@ class TokenStore:
         with self._lock:
             return list(self._read())
 
-    def create_token(self, name: str, project: str | None = None, read_only: bool = False) -> str:
+    def create_token(self, name: str, project: str | None = None, read_only: bool = False, user: str | None = None) -> str:
         """Make a token, store its hash, and return the token: the only time it is ever shown.
 
         Raises:
@@ -76,9 +77,9 @@ class TokenStore:
             records = self._read()
             if any(r.name == name for r in records):
                 raise TokenError(f"a token named '{name}' exists already: revoke it first, or choose another name")
-            records.append(TokenRecord(name, _digest(token), project, read_only, time.time()))
+            records.append(TokenRecord(name, _digest(token), project, read_only, time.time(), user))
             self._write(records)
-        logger.info("token %s created (project %s, read-only %s)", name, project or "any", read_only)
+        logger.info("token %s created (project %s, read-only %s, acting as %s)", name, project or "any", read_only, user or "this computer")
         return token
 
     def revoke_token(self, name: str) -> None:

@@ -293,3 +293,55 @@ def test_the_api_documents_itself(open_server):
     predict_body = spec["paths"]["/v1/projects/{name}/predict"]["post"]["requestBody"]["content"]
     assert set(predict_body) == {"multipart/form-data", "application/json"}
     assert {"files", "top_k", "version", "include_neighbours"} <= set(predict_body["multipart/form-data"]["schema"]["properties"])
+
+
+def test_tokens_act_as_their_users_with_those_users_roles(home):
+    """A token made for a user has that user's roles in each project; a disabled user's token stops working."""
+    env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    for user in ("lena", "vic"):
+        done = subprocess.run(
+            [CONSOLE_SCRIPT, "users", "add", user, "--password-stdin"],
+            input=f"{user}'s own password\n",
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+    for args in (
+        ("members", "set", "colours", "lena", "labeller"),
+        ("members", "set", "colours", "vic", "viewer"),
+        ("members", "set", "empty", "vic", "viewer"),
+    ):
+        assert _conceptlab(home, *args).returncode == 0
+    made = {}
+    for user in ("lena", "vic"):
+        made[user] = json.loads(_conceptlab(home, "tokens", "create", f"{user}-token", "--user", user, "--json").stdout)["token"]
+    nobody = _conceptlab(home, "tokens", "create", "ghost-token", "--user", "ghost")
+    assert nobody.returncode == 1 and "there is no user named 'ghost'" in nobody.stderr
+    server = Server(home)
+    try:
+        texts = {"json": {"texts": ["a new message"]}}
+        cases = [
+            ("vic", "post", "/v1/projects/colours/predict", 200, None),
+            ("vic", "post", "/v1/projects/colours/inputs", 403, "vic is a viewer of 'colours': to add inputs takes a labeller or above"),
+            ("vic", "post", "/v1/projects/colours/train", 403, "vic is a viewer of 'colours': to train takes a trainer or above"),
+            ("lena", "post", "/v1/projects/colours/inputs", 200, None),
+            ("lena", "post", "/v1/projects/colours/train", 403, "lena is a labeller of 'colours': to train takes a trainer or above"),
+            ("lena", "get", "/v1/projects/empty", 403, "lena is not a member of 'empty': to view the project takes a viewer or above"),
+            ("vic", "get", "/v1/projects/empty", 200, None),
+        ]
+        for user, method, path, status, message in cases:
+            with server.client(made[user]) as client:
+                answer = getattr(client, method)(path, **(texts if method == "post" else {}))
+                assert answer.status_code == status, (user, path, answer.text)
+                if message:
+                    assert answer.json()["error"] == {"code": "forbidden", "message": message, "input": None}, answer.text
+        with server.client(made["lena"]) as client:
+            assert [p["name"] for p in client.get("/v1/projects").json()] == ["colours"]  # only her projects
+        assert _conceptlab(home, "users", "disable", "vic").returncode == 0
+        with server.client(made["vic"]) as client:
+            assert client.post("/v1/projects/colours/predict", **texts).status_code == 401
+    finally:
+        server.close()
+        for token in ("lena-token", "vic-token"):
+            _conceptlab(home, "tokens", "revoke", token)
