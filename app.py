@@ -17,7 +17,7 @@ from core.errors import ConceptlabError, WeightsMissingError
 from core.names import make_name_key
 from core.network import OPEN_TO_NETWORK_ENV, describe_studio_reach, refuse_network_without_accounts
 from core.storage.projects import create_project, delete_project, list_projects, rename_project
-from pages.account import accounts_on, ask_the_browser_who_acts, find_signed_in, sign_out, stop_unless_ready
+from pages.account import accounts_on, ask_the_browser_who_acts, find_demo_link, find_signed_in, sign_out, stop_unless_ready
 from pages.common import LABEL, TRAIN, TRY, UPLOAD, current_project, flash, md, plural, sentence, show_flashes
 
 st.set_page_config(page_title="conceptlab", page_icon=":material/neurology:", layout="wide", initial_sidebar_state="expanded")
@@ -37,6 +37,11 @@ if refusal := refuse_network_without_accounts(ADDRESS, OPENED, accounts_on()):
     st.error(md(refusal) + ".", icon=":material/lock:")
     st.stop()
 ask_the_browser_who_acts()
+if (DEMO := find_demo_link()) is not None:
+    # A demo link shows the Try page of its one version and nothing else: no sidebar, no other page.
+    st.session_state.project = next((p.name for p in list_projects()), None)  # the one project its visitor may see
+    st.navigation([st.Page(TRY, title="Try")], position="hidden").run()
+    st.stop()
 USER = find_signed_in() if accounts_on() else None
 
 

@@ -14,12 +14,14 @@ import os
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core.access import NOBODY, Actor, SignInError, User, UserStore, find_actor_with
+from core.access import NOBODY, Actor, Share, ShareStore, SignInError, User, UserStore, find_actor_with
 from core.errors import ConceptlabError
 from core.network import ACCOUNTS_ENV
+from core.serving.limits import RateLimiter
 from pages.common import md, sentence
 
 COOKIE = "conceptlab_session"
+DEMO_REQUESTS_PER_MINUTE = 30
 _COOKIE_JS = """
 export default function ({ data }) {
   // Strict: the cookie is never sent with a request another site starts. Secure wherever the page is https.
@@ -34,16 +36,55 @@ def accounts_on() -> bool:
 
 
 def _browser_actor() -> Actor | None:
-    """The person signed in to the browser session running this code; NOBODY anywhere else."""
+    """Who acts in the browser session running this code: a demo link's visitor, the person signed in,
+    this computer's own user (accounts off), or NOBODY (accounts on, outside any session or signed in)."""
     if get_script_run_ctx() is None:
-        return NOBODY
+        return NOBODY if accounts_on() else None
+    demo = st.session_state.get("demo")
+    if isinstance(demo, Share):
+        return demo.actor()
+    if not accounts_on():
+        return None
     user = st.session_state.get("signed_in")
     return user.actor() if isinstance(user, User) else NOBODY
 
 
 def ask_the_browser_who_acts() -> None:
-    """From now on every engine call in this process asks the browser session who acts (accounts on) or not."""
-    find_actor_with(_browser_actor if accounts_on() else None)
+    """From now on every engine call in this process asks the browser session who acts."""
+    find_actor_with(_browser_actor)
+
+
+# -- demo links ---------------------------------------------------------------------------
+
+
+def find_demo_link() -> Share | None:
+    """The demo link this browser session opened (``?share=...``), checked again on every run; None if it opened none.
+
+    A session that opened a link stays a demo session: taking the parameter off the address shows
+    nothing more. A link that has expired or was revoked stops the page with one sentence.
+    """
+    state = st.session_state
+    token = st.query_params.get("share") or state.get("demo_token")
+    if not token:
+        return None
+    state.demo_token = token
+    demo = ShareStore().find_share(token)
+    if demo is None:
+        state.pop("demo", None)
+        st.error("This demo link has expired or was revoked: ask whoever shared it for a new one.", icon=":material/link_off:")
+        st.stop()
+    state.demo = demo
+    return demo
+
+
+@st.cache_resource(show_spinner=False)
+def _demo_rates() -> RateLimiter:
+    return RateLimiter(DEMO_REQUESTS_PER_MINUTE)
+
+
+def wait_for_demo_turn(demo: Share) -> float:
+    """Count one prediction of a demo link: 0 if it may go ahead, else the seconds to wait (one limit per link)."""
+    return _demo_rates().take(demo.id)
 
 
 @st.cache_resource(show_spinner=False)

@@ -49,6 +49,7 @@ from pages.common import (
     space_name,
     start_page,
 )
+from pages.demo_links import render_demo_links
 
 MISTAKES_SHOWN = 8  # of each kind, then "Show more": hundreds of mistakes must not flood the page
 
@@ -76,6 +77,7 @@ def share_model(version: int | None) -> None:
                 icon=":material/download:",
                 key=f"export_{version}",
             )
+            render_demo_links(project, version)
         else:
             st.caption("Someone shared a model file made with the same model and label mode? Import it to use it here.")
         with st.form("import_model", clear_on_submit=True, border=False):

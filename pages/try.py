@@ -14,6 +14,7 @@ from core.prediction import Prediction, predict
 from core.views.gallery import load_video_moments
 from core.views.reports import name_head
 from core.views.timeline import find_concept_segments, format_clock
+from pages.account import wait_for_demo_turn
 from pages.common import TRAIN, get_embedder, md, render_cards, require_project, sentence, show_error, start_page
 
 start_page()
@@ -30,13 +31,18 @@ if not versions:
 active = int(project.store.get_meta("active_version") or versions[-1][0])
 ids = [v[0] for v in versions][::-1]
 source_col, version_col = st.columns([3, 1])
-version = version_col.selectbox(
-    "Model version",
-    ids,
-    index=ids.index(active),
-    format_func=lambda v: f"Version {v}" + (" (in use)" if v == active else ""),
-    key="try_version",
-)
+demo = st.session_state.get("demo")  # a demo link: its one version, no labelled examples shown
+if demo is not None:
+    version = demo.version
+    version_col.caption(f"A demo of {md(project.name)}, version {version}")
+else:
+    version = version_col.selectbox(
+        "Model version",
+        ids,
+        index=ids.index(active),
+        format_func=lambda v: f"Version {v}" + (" (in use)" if v == active else ""),
+        key="try_version",
+    )
 source = (
     source_col.segmented_control("What to try", ["File", "Text", "Camera"], default="File", key="try_source", label_visibility="collapsed")
     or "File"
@@ -78,6 +84,9 @@ if isinstance(raw, InputError):
 key = (project.name, raw.sha256, version, project.store.generation())
 cached = st.session_state.get("try_result")
 if cached is None or cached[0] != key:
+    if demo is not None and (wait := wait_for_demo_turn(demo)) > 0:
+        st.warning(f"This demo link is busy: try again in {wait:.0f} s.", icon=":material/hourglass_top:")
+        st.stop()
     try:
         get_embedder(project)
         with st.spinner("Looking…"):
@@ -184,7 +193,7 @@ if prediction.frames is not None and prediction.frames.scores:
             for col, moment in zip(st.columns(len(moments)), moments):
                 col.image(moment.image, caption=f"at {moment.time:.0f} s · {moment.score:.0%}", width="stretch")
 
-if prediction.neighbours:
+if prediction.neighbours and demo is None:
     st.subheader("Why: the closest labelled examples")
     records = [r for r in (project.store.get_input(n.input_id) for n in prediction.neighbours) if r is not None]
     notes = {n.input_id: f"{n.similarity:.0%} similar" for n in prediction.neighbours}

@@ -1253,3 +1253,28 @@ def test_owners_see_the_project_log_and_labellers_do_not(accounts):
     log = next(d.value for d in at.dataframe if "Who" in d.value.columns)
     assert list(log["What"][:2]) == ["remove labels", "change role"]
     assert log["Details"][1] == "olga: not a member -> owner" and log["Who"][0] == "this computer's user"
+
+
+def test_a_demo_link_shows_only_the_try_page_of_its_version_until_revoked(trained):
+    from core.access import ShareStore
+
+    project, _ = trained
+    at = run_app("train", "colours")
+    click(at, "Make a demo link")
+    (code,) = [c.value for c in at.code]
+    token = code.rsplit("share=", 1)[1]
+    demo = AppTest.from_file(APP, default_timeout=60)
+    demo.query_params["share"] = token
+    demo.run()
+    assert not demo.exception and [t.value for t in demo.title] == ["Try"]
+    assert not demo.sidebar.selectbox and not demo.sidebar.button  # no project picker, no other page
+    assert "A demo of colours, version 1" in texts(demo)
+    demo.file_uploader(key="try_file").set_value(("new.png", png(RED, 99), "image/png")).run()
+    assert "### red" in [m.value for m in demo.markdown]
+    assert "Why: the closest labelled examples" not in texts(demo)  # no labelled inputs shown
+    (share,) = ShareStore().list_shares(project)
+    with acting_as(None):
+        ShareStore().revoke_share(project, share.id)
+    demo.query_params.clear()  # taking the link off the address does not leave the demo
+    demo.run()
+    assert [plain(e.value) for e in demo.error] == ["This demo link has expired or was revoked: ask whoever shared it for a new one."]

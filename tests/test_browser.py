@@ -665,3 +665,39 @@ def test_two_people_signed_in_at_once_with_their_roles(browser, tmp_path, data_h
         expect(lena.get_by_text("Sign in to conceptlab")).to_be_visible()
         lena.reload()
         expect(lena.get_by_text("Sign in to conceptlab")).to_be_visible()
+
+
+def test_a_demo_link_opens_only_its_try_page_and_stops_once_revoked(browser, tmp_path, data_home):
+    import datetime as dt
+
+    from core.access import ShareStore
+    from core.ingestion import ingest
+    from core.inputs import read_texts
+    from core.learning import train
+    from core.storage.projects import create_project
+
+    project = create_project("Notes", "tiny")
+    ingest(project, read_texts(["the match ended two nil", "a late goal won it"], concept="sport"))
+    ingest(project, read_texts(["simmer the sauce slowly", "bake the bread for an hour"], concept="food"))
+    train(project)
+    create_project("Secret", "tiny")
+    share, token = ShareStore().make_share(project, 1, dt.date.today(), "olga")
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    with _streamlit(data_home, tmp_path / "streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{url}/?share={token}")
+        main = page.get_by_test_id("stMain")
+        expect(main.get_by_text("A demo of Notes, version 1")).to_be_visible()
+        assert page.get_by_test_id("stSidebar").count() == 0 and page.get_by_text("Secret").count() == 0
+        main.get_by_text("Text", exact=True).click()
+        main.get_by_role("textbox", name="Text").fill("a goal in the last minute")
+        main.get_by_role("button", name="Predict").click()
+        expect(main.get_by_role("heading", name="sport", exact=True)).to_be_visible()
+        assert main.get_by_text("Why: the closest labelled examples").count() == 0
+        assert page.get_by_role("link", name="Label").count() == 0  # no way to another page
+        ShareStore().revoke_share(project, share.id)
+        page.reload()
+        expect(main.get_by_text("This demo link has expired or was revoked")).to_be_visible()
+        page.close()

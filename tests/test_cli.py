@@ -464,3 +464,21 @@ def test_only_commands_that_find_faces_import_dlib(people, args, dlib):
     report = _loaded(args, root, home)
     assert (report["dlib"], report["torch"]) == (dlib, False)
     assert report["embedders"] == ({"faces": ["image"]} if dlib else {})
+
+
+def test_demo_links_from_the_command_line(tmp_path):
+    notes = tmp_path / "notes.csv"
+    notes.write_text("text,topic\nan ant,ant\nanother ant,ant\na bee,bee\nanother bee,bee\n")
+    for args in (["project", "create", "P", "--embedder", "tiny"], ["ingest", "P", str(notes), "--label-column", "topic"]):
+        assert _conceptlab(args, tmp_path, tmp_path).returncode == 0
+    untrained = _conceptlab(["share", "create", "P", "--until", "2999-01-01"], tmp_path, tmp_path)
+    assert untrained.returncode == 1 and "no trained model" in untrained.stderr
+    assert _conceptlab(["train", "P"], tmp_path, tmp_path).returncode == 0
+    made = json.loads(_conceptlab(["--json", "share", "create", "P", "--until", "2999-01-01"], tmp_path, tmp_path).stdout)
+    assert made["version"] == 1 and made["path"].startswith("/?share=")
+    listed = _conceptlab(["share", "list", "P"], tmp_path, tmp_path).stdout
+    assert f"{made['id']}\tversion 1\tuntil 2999-01-01\tworks" in listed and made["path"] not in listed  # the token never again
+    assert _conceptlab(["share", "revoke", "P", made["id"]], tmp_path, tmp_path).stdout.strip() == f"revoked demo link {made['id']}"
+    assert "revoked" in _conceptlab(["share", "list", "P"], tmp_path, tmp_path).stdout
+    past = _conceptlab(["share", "create", "P", "--until", "2000-01-01"], tmp_path, tmp_path)
+    assert past.returncode == 1 and "cannot expire in the past" in past.stderr

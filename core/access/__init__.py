@@ -17,6 +17,7 @@ from core.access.acting import (
 )
 from core.access.audit import AuditEntry, read_log, record
 from core.access.roles import ADMIN_ONLY, NEEDS, Action, Role, may
+from core.access.shares import Share, ShareError, ShareStore
 from core.access.users import AccountError, SignInError, User, UserStore, lock_seconds
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "Action",
     "Actor",
     "Role",
+    "Share",
+    "ShareError",
+    "ShareStore",
     "SignInError",
     "User",
     "UserStore",

@@ -38,6 +38,8 @@ class Actor:
 
     name: str
     admin: bool = False
+    # A demo link's visitor: a viewer of the one project made at this time (its created_at), of nothing else.
+    viewer_of: str | None = None
 
 
 class _Meta(Protocol):
@@ -105,12 +107,18 @@ def read_members(project: ProjectLike) -> dict[str, Role]:
     return members
 
 
+def _role(project: ProjectLike, actor: Actor) -> Role | None:
+    if actor.viewer_of is not None:
+        return Role.VIEWER if project.store.get_meta("created_at") == actor.viewer_of else None
+    return read_members(project).get(actor.name)
+
+
 def role_in(project: ProjectLike, actor: Actor | None = None) -> Role | None:
     """The acting person's role in ``project`` (this computer's user and admins: owner)."""
     actor = actor if actor is not None else current_actor()
     if actor is None or actor.admin:
         return Role.OWNER
-    return read_members(project).get(actor.name)
+    return _role(project, actor)
 
 
 def require(project: ProjectLike | None, action: Action) -> None:
@@ -122,7 +130,7 @@ def require(project: ProjectLike | None, action: Action) -> None:
     actor = current_actor()
     if actor is None or actor.admin:
         return
-    role = None if project is None else read_members(project).get(actor.name)
+    role = None if project is None else _role(project, actor)
     if may(role, action):
         return
     if project is None or action not in NEEDS:

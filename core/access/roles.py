@@ -4,7 +4,7 @@
 |---|---|
 | viewer | browse inputs, see reports, try the model, search |
 | labeller | + upload, label, create concepts |
-| trainer | + train, set thresholds, choose the active version, export |
+| trainer | + train, set thresholds, choose the active version, export, make demo links |
 | owner | + rename, delete, import models, manage members |
 | admin (global) | + create projects, manage users |
 
@@ -53,6 +53,7 @@ class Action(StrEnum):
     SET_THRESHOLD = "set thresholds"
     ACTIVATE_VERSION = "choose the version in use"
     EXPORT = "export models"
+    SHARE = "make or revoke demo links"
     RENAME_PROJECT = "rename the project"
     DELETE_PROJECT = "delete the project"
     DELETE_INPUTS = "delete inputs"
@@ -74,6 +75,7 @@ NEEDS: dict[Action, Role] = {
     Action.SET_THRESHOLD: Role.TRAINER,
     Action.ACTIVATE_VERSION: Role.TRAINER,
     Action.EXPORT: Role.TRAINER,
+    Action.SHARE: Role.TRAINER,
     Action.RENAME_PROJECT: Role.OWNER,
     Action.DELETE_PROJECT: Role.OWNER,
     Action.DELETE_INPUTS: Role.OWNER,

@@ -85,6 +85,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.command == "members":
         return _members(args)
 
+    if args.command == "share":
+        return _share(args)
+
     if args.command == "audit":
         from core.access import read_log
 
@@ -373,6 +376,30 @@ def _members(args: argparse.Namespace) -> int:
     else:
         set_member(project, args.user, None)
         _out(args, {"project": project.name, "removed": args.user}, f"{args.user} is no longer a member of '{project.name}'")
+    return EXIT_OK
+
+
+def _share(args: argparse.Namespace) -> int:
+    from core.access import ShareStore
+    from core.learning.models import resolve_version
+
+    project, shares = open_project(args.name), ShareStore()
+    if args.action == "create":
+        share, token = shares.make_share(project, resolve_version(project, args.version), args.until, "this computer's user")
+        data = {"id": share.id, "version": share.version, "until": args.until.isoformat(), "path": f"/?share={token}"}
+        note = f"(shown once: demo link {share.id} to version {share.version} of '{project.name}', until {args.until})"
+        _out(args, data, f"/?share={token}\n{note}")
+    elif args.action == "list":
+        listed = shares.list_shares(project)
+        rows = [
+            f"{s.id}\tversion {s.version}\tuntil {time.strftime('%Y-%m-%d', time.localtime(s.expires_at - 1))}\t"
+            + ("revoked" if s.revoked else "expired" if s.expires_at <= time.time() else "works")
+            for s in listed
+        ]
+        _out(args, [asdict(s) for s in listed], "\n".join(rows) or f"'{project.name}' has no demo links")
+    else:
+        shares.revoke_share(project, args.share_id)
+        _out(args, {"revoked": args.share_id}, f"revoked demo link {args.share_id}")
     return EXIT_OK
 
 

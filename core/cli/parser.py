@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 
 from core.embedding.base import DEFAULT_EMBEDDER
 from core.inputs.video_plan import VideoConfig
@@ -29,6 +30,13 @@ def _global_options(defaults: bool) -> argparse.ArgumentParser:
     options.add_argument("--json", action="store_true", default=default, help="print JSON instead of text")
     options.add_argument("-v", "--verbose", action="store_true", default=default, help="log what the engine does")
     return options
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def build_parser(version: str) -> argparse.ArgumentParser:
@@ -201,6 +209,18 @@ def build_parser(version: str) -> argparse.ArgumentParser:
     member_remove = command(members, "remove", "take a user's role in a project away")
     member_remove.add_argument("name", metavar="PROJECT")
     member_remove.add_argument("user", metavar="USER")
+
+    share = command(commands, "share", "demo links: a read-only Try page of one model version").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    share_create = command(share, "create", "make a demo link (shown once), working through the date given")
+    share_create.add_argument("name", metavar="PROJECT")
+    share_create.add_argument("--until", required=True, metavar="YYYY-MM-DD", type=_date, help="the last day the link works")
+    share_create.add_argument("--version", type=int, help="the version it shows (default: the one in use)")
+    command(share, "list", "a project's demo links").add_argument("name", metavar="PROJECT")
+    share_revoke = command(share, "revoke", "stop a demo link for good")
+    share_revoke.add_argument("name", metavar="PROJECT")
+    share_revoke.add_argument("share_id", metavar="ID")
 
     audit = command(commands, "audit", "who deleted, removed, imported or changed roles, and failed sign-ins: newest first")
     audit.add_argument("--project", metavar="NAME", help="only this project's entries")

@@ -18,6 +18,7 @@ TABLE = {
     Action.SET_THRESHOLD: {T, OWN},
     Action.ACTIVATE_VERSION: {T, OWN},
     Action.EXPORT: {T, OWN},
+    Action.SHARE: {T, OWN},
     Action.RENAME_PROJECT: {OWN},
     Action.DELETE_PROJECT: {OWN},
     Action.DELETE_INPUTS: {OWN},
