@@ -19,7 +19,7 @@ from core.errors import ConceptError, InputError, ModelVersionError
 from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
 from core.learning.heads import DEFAULT_THRESHOLD
-from core.learning.metrics import ConceptMetrics, Evaluation, binary_metrics, evaluate_probabilities
+from core.learning.metrics import ConceptMetrics, Evaluation, VerificationRates, binary_metrics, evaluate_probabilities, verification_rates
 from core.learning.models import Model, load_model, resolve_version, thresholds_for
 from core.names import make_name_key
 from core.storage.inputs import InputRecord
@@ -150,6 +150,18 @@ def get_evaluations(project: Project, version: int | None = None) -> list[Evalua
 
 def _scores(number: int, report: dict, space: str, concept: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(input ids, labelled positive, out-of-fold probability) of one concept, from a version's report."""
+    ids, y, p, _ = read_held_out_scores(number, report, space, concept)
+    return ids, y, p
+
+
+def read_held_out_scores(number: int, report: dict, space: str, concept: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(input ids, labelled positive, out-of-fold probability, called "unknown") of one concept, from version ``number``'s report.
+
+    Versions that did not keep which held-out inputs were unknown give all False.
+
+    Raises:
+        ModelVersionError: the report kept no scores for the space. ConceptError: none for the concept.
+    """
     stored = report.get("scores", {}).get(space)
     if not stored:
         raise ModelVersionError(f"model version {number} kept no cross-validated scores for {space}")
@@ -161,7 +173,9 @@ def _scores(number: int, report: dict, space: str, concept: str) -> tuple[np.nda
     labels = np.asarray(stored["labels"], np.int64).reshape(len(ids), -1)[:, j]
     probabilities = np.array([np.nan if row[j] is None else row[j] for row in stored["probabilities"]], np.float64)
     keep = (labels != 0) & ~np.isnan(probabilities)
-    return ids[keep], labels[keep] > 0, probabilities[keep]
+    flags = stored.get("unknown") or []
+    unknown = np.asarray(flags, bool) if len(flags) == len(ids) else np.zeros(len(ids), bool)
+    return ids[keep], labels[keep] > 0, probabilities[keep], unknown[keep]
 
 
 def _taken_for(report: dict, space: str, concept: str, input_ids: np.ndarray) -> dict[int, str]:
@@ -188,6 +202,21 @@ def metrics_at_threshold(project: Project, space: str, concept: str, threshold: 
     """
     _, y, p = _scores(*_report(project, version), space, concept)
     return binary_metrics(concept, y, p, threshold)
+
+
+def verification_at_threshold(
+    project: Project, space: str, concept: str, threshold: float, version: int | None = None
+) -> VerificationRates:
+    """Cross-validated false-accept and false-reject rates of a concept (a person) if its threshold were ``threshold``.
+
+    From the out-of-fold scores training stored: others' held-out inputs that would pass, and this
+    concept's that would not (an input training's cut-off called "unknown" never passes).
+
+    Raises:
+        ValueError: threshold outside [0, 1]. ModelVersionError / ConceptError: nothing stored for it.
+    """
+    _, y, p, unknown = read_held_out_scores(*_report(project, version), space, concept)
+    return verification_rates(concept, y, p, threshold, unknown)
 
 
 def _split(y: np.ndarray, p: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -237,6 +266,7 @@ class Mistakes:
     total_false_negatives: int
     metrics: ConceptMetrics
     note: str = ""
+    rates: VerificationRates | None = None  # false accepts and rejects at the same threshold, from the same scores
 
 
 def list_mistakes(project: Project, space: str, concept: str, threshold: float, version: int | None = None, limit: int = 8) -> Mistakes:
@@ -253,13 +283,14 @@ def list_mistakes(project: Project, space: str, concept: str, threshold: float, 
     if limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     number, report = _report(project, version)
-    ids, y, p = _scores(number, report, space, concept)
+    ids, y, p, unknown = read_held_out_scores(number, report, space, concept)
     false_pos, false_neg = _split(y, p, threshold)
     # The page shows these figures beside the mistakes: one read of the report serves both.
     metrics = binary_metrics(concept, y, p, threshold)
+    rates = verification_rates(concept, y, p, threshold, unknown)
     if "imported" in report:
         note = f"model version {number} was imported: the inputs it was measured on belong to another project"
-        return Mistakes([], [], len(false_pos), len(false_neg), metrics, note)
+        return Mistakes([], [], len(false_pos), len(false_neg), metrics, note, rates)
 
     taken_for = _taken_for(report, space, concept, ids[false_neg])
 
@@ -273,4 +304,6 @@ def list_mistakes(project: Project, space: str, concept: str, threshold: float, 
                 found.append(Mistake(record, kind, float(p[i]), taken_for.get(int(ids[i])) if kind == FALSE_NEGATIVE else None))
         return found
 
-    return Mistakes(listed(false_pos, FALSE_POSITIVE), listed(false_neg, FALSE_NEGATIVE), len(false_pos), len(false_neg), metrics)
+    return Mistakes(
+        listed(false_pos, FALSE_POSITIVE), listed(false_neg, FALSE_NEGATIVE), len(false_pos), len(false_neg), metrics, "", rates
+    )

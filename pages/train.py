@@ -9,6 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.embedding import splits_into_faces
 from core.errors import ConceptlabError
 from core.evaluate import list_mistakes
 from core.exchange import import_model
@@ -26,9 +27,11 @@ from core.learning.heads import NO_HEAD
 from core.views.reports import (
     build_confusion_chart,
     build_quality_rows,
+    build_verification_rows,
     describe_overall,
     describe_plan,
     describe_plan_examples,
+    describe_rate,
     name_head,
     read_evaluations,
 )
@@ -218,6 +221,33 @@ if quality:
         width="stretch",
         key="result_table",
     )
+    if splits_into_faces(project.embedder_spec):
+        # A face check's figures per person, at the threshold in use (training's, or the one saved below).
+        names = dict(project.store.list_concepts())
+        saved = {names[cid]: value for cid, value in get_threshold_overrides(project, version).items() if cid in names}
+        try:
+            checks = build_verification_rows(report, saved, version)
+        except ValueError:
+            checks = []
+        if checks:
+            st.markdown("**As a face check**")
+            st.dataframe(
+                {
+                    "Person": [rates.concept + where(space) for space, rates in checks],
+                    "Strangers let in (false accepts)": [describe_rate(r.false_accepts, r.impostors) for _, r in checks],
+                    "Own faces turned away (false rejects)": [describe_rate(r.false_rejects, r.genuine) for _, r in checks],
+                    "Threshold": [f"{r.threshold:.3f}" for _, r in checks],
+                },
+                hide_index=True,
+                width="stretch",
+                key="verification_table",
+            )
+            st.caption(
+                "Each labelled face was checked by a model trained without it. **False accepts**: of the other people's faces, "
+                "how many passed this person's threshold. **False rejects**: of this person's faces, how many did not (a face "
+                "unlike every labelled one is *unknown* and passes no one). Raise a person's threshold below to let in fewer "
+                "strangers and turn away more of their own faces."
+            )
     with st.expander("Details"):
         overall = [e for e in evaluations if e.measured]
         for col, evaluation in zip(st.columns(max(len(overall), 1)), overall):
@@ -342,6 +372,13 @@ if measured:
             f"{plural(at.fp, 'input')} wrongly matched, {at.tn} rightly left out. "
             f"Training chose {best:.3f}; in use: {in_force:.3f}{whose}."
         )
+        rates = mistakes.rates
+        if splits_into_faces(project.embedder_spec) and rates is not None:
+            st.caption(
+                f"As a face check at this threshold: false accepts {describe_rate(rates.false_accepts, rates.impostors)} "
+                f"of the other people's faces; false rejects {describe_rate(rates.false_rejects, rates.genuine)} "
+                f"of {md(row.concept)}'s own."
+            )
         with st.expander("Details"):
             p, r, f, n = st.columns(4)
             p.metric("Precision", "–" if at.precision is None else f"{at.precision:.0%}", help="Of what it matched, how much was right")

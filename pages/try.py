@@ -8,14 +8,15 @@ import streamlit as st
 
 from core.embedding import has_text_space
 from core.errors import ConceptlabError, InputError
-from core.inputs import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, read_texts
+from core.inputs import IMAGE_SUFFIXES, TEXT_SUFFIXES, VIDEO_SUFFIXES, decode_image, read_texts
 from core.inputs.uploads import read_camera_photo, read_uploads
 from core.prediction import Prediction, predict
+from core.views.faces import UNKNOWN, answer_faces, draw_faces
 from core.views.gallery import load_video_moments
 from core.views.reports import name_head
 from core.views.timeline import find_concept_segments, format_clock
 from pages.account import wait_for_demo_turn
-from pages.common import TRAIN, get_embedder, md, render_cards, require_project, sentence, show_error, start_page
+from pages.common import TRAIN, get_embedder, md, plural, render_cards, require_project, sentence, show_error, start_page
 
 start_page()
 project = require_project()
@@ -90,28 +91,56 @@ if cached is None or cached[0] != key:
     try:
         get_embedder(project)
         with st.spinner("Looking…"):
-            result = next(predict(project, [raw], version=version, explain=4))
+            # A photo of faces gives one prediction per face (then one error per face refused); anything else, one.
+            results = list(predict(project, [raw], version=version, explain=4))
     except ConceptlabError as e:
         show_error(e)
         st.stop()
-    st.session_state.try_result = cached = (key, result)
-result = cached[1]
-if isinstance(result, InputError):
-    show_error(result)
+    st.session_state.try_result = cached = (key, results)
+results = cached[1]
+predictions = [r for r in results if isinstance(r, Prediction)]
+if not predictions:
+    show_error(results[0])
     st.stop()
-prediction: Prediction = result
+prediction: Prediction = predictions[0]
+faces = answer_faces(predictions) if raw.kind == "image" else []
+refused = [r for r in results if isinstance(r, InputError)]
 
 st.divider()
+if faces:
+    # Every face of the photo, boxed and named (or "unknown"), then each face's answer.
+    photo = decode_image(raw.data, raw.name)
+    st.image(draw_faces(photo, faces), caption=md(raw.name), width="stretch")
+    st.markdown(f"**{plural(len(faces), 'face')} in this photo**")
+    for answer in faces:
+        if answer.outcome == "named":
+            st.markdown(f"{answer.number}. **{md(answer.name)}** ({answer.score:.0%})")
+        elif answer.outcome == UNKNOWN:
+            st.markdown(f"{answer.number}. **unknown**: unlike every person you labelled")
+        else:
+            st.markdown(f"{answer.number}. **no match**: no person passes their threshold")
+    for error in refused:
+        st.caption(md(sentence(f"{error.name.rsplit('#', 1)[-1]}: {error.reason}")))
+    if len(predictions) > 1:
+        picked = st.selectbox(
+            "Details of face",
+            range(len(predictions)),
+            format_func=lambda i: f"Face {faces[i].number}: {faces[i].name}",
+            key=f"try_face_{raw.sha256}",
+        )
+        prediction = predictions[picked]
 shown, scores = st.columns([2, 3])
 with shown:
-    if raw.kind == "image":
+    if faces:
+        st.caption(f"Face {prediction.face['number']} of {len(faces)}")
+    elif raw.kind == "image":
         st.image(raw.data, width="stretch")
     elif raw.kind == "video":
         st.video(raw.data)
     else:
         with st.container(border=True, height=260):
             st.text(raw.text)
-    if source != "Text":
+    if source != "Text" and not faces:
         st.caption(md(raw.name))
 
 with scores:

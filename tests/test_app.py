@@ -1278,3 +1278,68 @@ def test_a_demo_link_shows_only_the_try_page_of_its_version_until_revoked(traine
     demo.query_params.clear()  # taking the link off the address does not leave the demo
     demo.run()
     assert [plain(e.value) for e in demo.error] == ["This demo link has expired or was revoked: ask whoever shared it for a new one."]
+
+
+@pytest.fixture
+def four_people(tmp_path):
+    """A faces project "four" of four of the five fixture people, trained: Kit Harington is a stranger to it."""
+    import shutil
+
+    from core.inputs import ReadConfig, read_inputs
+
+    from .faces import FACES
+
+    for person in ("alex_lacamoire", "biden", "obama", "rose_leslie"):
+        shutil.copytree(FACES / "train" / person, tmp_path / "train" / person)
+    project = create_project("four", "faces")
+    ingest(project, read_inputs([tmp_path / "train"], ReadConfig(labels_from_folders=True)))
+    train(project)
+    return project
+
+
+def test_try_boxes_and_names_every_face_of_a_photo(four_people, monkeypatch):
+    import core.views.faces
+
+    from .faces import FACES, KIT_WITH_ROSE
+
+    drawn = []
+    original = core.views.faces.draw_faces
+    monkeypatch.setattr(core.views.faces, "draw_faces", lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    at = run_app("try", "four")
+    at.file_uploader(key="try_file").set_value(("kit_with_rose.jpg", KIT_WITH_ROSE.read_bytes(), "image/jpeg")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    lines = [plain(m.value) for m in at.markdown]
+    assert "**2 faces in this photo**" in lines
+    answers = [line for line in lines if line[:3] in ("1. ", "2. ")]
+    assert len(answers) == 2 and answers[0].startswith("1. **rose_leslie** (") and answers[1].startswith("2. **unknown**")
+    shown = [image for image in at.get("image") if [plain(c) for c in image.captions] == ["kit_with_rose.jpg"]]
+    assert len(shown) == 1 and len(drawn) == 1  # the annotated photo, once (the cards below show labelled faces)
+    pixels = np.asarray(drawn[0])
+    scale = drawn[0].width / Image.open(KIT_WITH_ROSE).width
+    results = at.session_state.try_result[1]
+    for result, colour in zip(results, (core.views.faces.COLOURS["named"], core.views.faces.COLOURS["unknown"])):
+        left, top, right, bottom = (round(v * scale) for v in result.face["box"])
+        assert tuple(pixels[(top + bottom) // 2, left]) == colour and tuple(pixels[(top + bottom) // 2, right - 1]) == colour
+    # Details of one face at a time: the second is the stranger.
+    next(s for s in at.selectbox if s.label == "Details of face").set_value(1).run()
+    assert "### Not like anything you labelled" in [m.value for m in at.markdown]
+    # A photo of one known face: one answer, named.
+    at.file_uploader(key="try_file").set_value(("obama1.jpg", (FACES / "test/obama1.jpg").read_bytes(), "image/jpeg")).run()
+    lines = [plain(m.value) for m in at.markdown]
+    assert "**1 face in this photo**" in lines and any(line.startswith("1. **obama** (") for line in lines)
+
+
+def test_train_shows_each_persons_false_accepts_and_rejects(four_people):
+    at = run_app("train", "four")
+    assert "As a face check" in texts(at)
+    table = next(d.value for d in at.dataframe if "Strangers let in (false accepts)" in d.value.columns)
+    assert list(table["Person"]) == ["alex_lacamoire", "biden", "obama", "rose_leslie"]
+    assert set(table["Strangers let in (false accepts)"]) == {"0% (0 of 6)"} and set(table["Own faces turned away (false rejects)"]) == {
+        "0% (0 of 2)"
+    }
+    # The slider moves the figures: at 0 every stranger is let in, at 1 every own face turned away.
+    slider = next(s for s in at.slider if s.key.startswith("threshold_"))
+    slider.set_value(0.0).run()
+    assert "false accepts 100% (6 of 6) of the other people's faces; false rejects 0% (0 of 2)" in plain(texts(at))
+    next(s for s in at.slider if s.key.startswith("threshold_")).set_value(1.0).run()
+    assert "false accepts 0% (0 of 6) of the other people's faces; false rejects 100% (2 of 2)" in plain(texts(at))

@@ -235,3 +235,66 @@ def test_search_with_a_photo_finds_the_same_persons_faces(people):
     (query,) = read_inputs([OBAMA_TEST])
     hits = search_similar(people, query, k=2)
     assert [h.record.name.split("/")[1] for h in hits] == ["obama", "obama"]
+
+
+@pytest.fixture(scope="module")
+def four_people(tmp_path_factory):
+    """A faces project of four of the five people, trained: Kit Harington is a stranger to it."""
+    import os
+    import shutil
+
+    from .faces import FACES
+
+    home, folder = tmp_path_factory.mktemp("four-home"), tmp_path_factory.mktemp("four") / "train"
+    for person in ("alex_lacamoire", "biden", "obama", "rose_leslie"):
+        shutil.copytree(FACES / "train" / person, folder / person)
+    old = os.environ.get("CONCEPTLAB_HOME")
+    os.environ["CONCEPTLAB_HOME"] = str(home)
+    try:
+        project = create_project("four", "faces")
+        ingest(project, read_inputs([folder], ReadConfig(labels_from_folders=True)))
+        train(project)
+    finally:
+        if old is None:
+            os.environ.pop("CONCEPTLAB_HOME", None)
+        else:
+            os.environ["CONCEPTLAB_HOME"] = old
+    return project
+
+
+@pytest.mark.parametrize(
+    "photo, face, expected",
+    [
+        ("KIT", 1, None),  # a stranger's face: unknown, never forced onto the nearest name
+        ("KIT2", 1, None),
+        ("KIT_TEST", 1, None),
+        ("KIT_WITH_ROSE", 2, None),  # the stranger beside an enrolled person ...
+        ("KIT_WITH_ROSE", 1, "rose_leslie"),  # ... who is named
+        ("OBAMA_TEST", 1, "obama"),  # an enrolled person's new photo gets their name
+        ("OBAMA_AND_BIDEN", 1, "biden"),
+        ("OBAMA_AND_BIDEN", 2, "obama"),
+        ("OBAMA_AND_BIDEN", 3, None),  # the third person there was never enrolled
+    ],
+)
+def test_a_stranger_is_unknown_and_an_enrolled_person_is_named(four_people, photo, face, expected):
+    from . import faces
+
+    results = [r for r in predict(four_people, read_inputs([getattr(faces, photo)])) if isinstance(r, Prediction)]
+    (result,) = [r for r in results if r.face["number"] == face]
+    assert result.matches == ([expected] if expected else [])
+    assert result.unknown == (expected is None)
+    if expected is None:
+        assert "unlike the photos you labelled" in result.unknown_reason
+
+
+def test_a_faces_version_keeps_which_held_out_faces_were_unknown_for_its_rates(people):
+    from core.evaluate import list_mistakes, verification_at_threshold
+
+    report = people.store.get_version(1)[4]
+    assert report["scores"]["faces"]["unknown"] == [False] * 10  # every labelled face passed the cut-off, held out
+    # Each person: 2 own held-out faces, 8 of the others'; at 0 everyone is let in, at 1 no one.
+    assert verification_at_threshold(people, "faces", "obama", 0.0).false_accepts == 8
+    low, high = list_mistakes(people, "faces", "obama", 0.0).rates, list_mistakes(people, "faces", "obama", 1.0).rates
+    assert (low.far, low.frr, high.far, high.frr) == (1.0, 0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="threshold"):
+        verification_at_threshold(people, "faces", "obama", -0.1)

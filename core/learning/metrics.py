@@ -298,3 +298,62 @@ def evaluate_probabilities(
         confusion=matrix.tolist(),
         note=note,
     )
+
+
+@dataclass(frozen=True)
+class VerificationRates:
+    """A verification figure of one concept (a person) at one threshold: false accepts and false rejects.
+
+    Attributes:
+        false_accepts, impostors: others' held-out inputs that passed this concept's threshold, of all others'.
+        false_rejects, genuine: this concept's held-out inputs that did not pass (or were "unknown"), of all of them.
+        far, frr: the two shares; ``None`` when there is nothing to count them on.
+    """
+
+    concept: str
+    threshold: float
+    false_accepts: int
+    impostors: int
+    false_rejects: int
+    genuine: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.false_accepts <= self.impostors or not 0 <= self.false_rejects <= self.genuine:
+            raise ValueError("counts must lie between 0 and their totals")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], not {self.threshold}")
+
+    @property
+    def far(self) -> float | None:
+        return self.false_accepts / self.impostors if self.impostors else None
+
+    @property
+    def frr(self) -> float | None:
+        return self.false_rejects / self.genuine if self.genuine else None
+
+
+def verification_rates(concept: str, y_true, scores, threshold: float, unknown=None) -> VerificationRates:
+    """False-accept and false-reject rates of a concept at ``threshold``, from held-out scores.
+
+    An input is accepted when its score is at or above the threshold and it was not "unknown"
+    (less similar to every labelled input than the cut-off): an unknown impostor is no false accept,
+    an unknown genuine input is a false reject.
+
+    Args:
+        y_true: (n,) whether each held-out input is this concept's (False: someone else's).
+        scores: (n,) its probability for this concept.
+        unknown: (n,) whether it was called unknown; None: none was.
+
+    Raises:
+        ValueError: mismatched or non-binary inputs, or a threshold outside [0, 1].
+    """
+    y, s = _check_binary(y_true, scores)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], not {threshold}")
+    unknown = np.zeros(len(y), bool) if unknown is None else np.asarray(unknown, bool)
+    if unknown.shape != y.shape:
+        raise ValueError(f"unknown must have one flag per input: {unknown.shape} for {y.shape}")
+    accepted = (s >= threshold) & ~unknown
+    return VerificationRates(
+        concept, float(threshold), int((accepted & ~y).sum()), int((~y).sum()), int((~accepted & y).sum()), int(y.sum())
+    )

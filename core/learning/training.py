@@ -242,6 +242,8 @@ def _report(plans: list[ConceptPlan], config: HeadConfig, selection: SelectionCo
             "labels": fit.oof_labels[keep].tolist(),
             "probabilities": _rounded(fit.oof_probabilities[keep]),
             "names": fit.evaluation.labels[:-1] if fit.evaluation.labels else [],
+            # Which held-out inputs were "unknown" (less similar to the rest than the cut-off): never accepted.
+            "unknown": (fit.oof_nearest[keep] < fit.heads.unknown_cutoff).tolist() if len(fit.oof_nearest) == len(fit.oof_ids) else [],
         }
     return {
         "concepts": [asdict(p) for p in plans],

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.errors import ConceptlabError
+from core.evaluate import read_held_out_scores
 from core.learning.heads import ENSEMBLE, LINEAR, NEAREST, NO_HEAD, PROTOTYPE, TIP_ADAPTER, ZERO_SHOT
-from core.learning.metrics import NONE_LABEL, Evaluation
+from core.learning.metrics import NONE_LABEL, Evaluation, VerificationRates, verification_rates
 from core.learning.selection import NOT_EVALUATED, TOO_FEW
 from core.learning.training import ConceptPlan
 
@@ -225,6 +227,40 @@ def build_quality_rows(report: dict) -> list[QualityRow]:
             )
         )
     return rows
+
+
+def build_verification_rows(
+    report: dict, in_force: dict[str, float] | None = None, version: int = 0
+) -> list[tuple[str, VerificationRates]]:
+    """(space, false-accept and false-reject rates) per measured concept, at the threshold in force.
+
+    For a project of faces, each concept is a person: its false-accept rate is the share of others'
+    held-out faces that pass its threshold, its false-reject rate the share of its own that do not,
+    from the out-of-fold scores training stored (see ``core.learning.metrics.verification_rates``).
+
+    Args:
+        in_force: concept name -> threshold in force where one was saved; training's otherwise.
+
+    Raises:
+        ValueError: the report is damaged.
+    """
+    in_force = in_force or {}
+    rows = []
+    for row in build_quality_rows(report):
+        if not row.measured or row.threshold is None:
+            continue
+        try:
+            _, y, p, unknown = read_held_out_scores(version, report, row.space, row.concept)
+        except ConceptlabError:  # an older version kept no scores: no rates to show
+            continue
+        threshold = float(in_force.get(row.concept, row.threshold))
+        rows.append((row.space, verification_rates(row.concept, y, p, threshold, unknown)))
+    return rows
+
+
+def describe_rate(count: int, total: int) -> str:
+    """A rate with what it was counted on: "12% (1 of 8)"; "–" when there is nothing to count."""
+    return f"{count / total:.0%} ({count} of {total})" if total else "–"
 
 
 def describe_overall(evaluation: Evaluation) -> str:

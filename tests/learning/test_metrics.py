@@ -15,9 +15,43 @@ from core.learning.metrics import (
     confusion_matrix,
     evaluate_probabilities,
     roc_auc,
+    verification_rates,
 )
 
 # -- metrics -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "y, s, t, unknown, expected, expectation",
+    [
+        # Alice's 3 held-out faces [0.9, 0.6, 0.3]: one below 0.5 is turned away; others' 4 faces: 0.7 is let in.
+        ([1, 1, 1, 0, 0, 0, 0], [0.9, 0.6, 0.3, 0.7, 0.2, 0.1, 0.4], 0.5, None, (1, 4, 1, 3, 0.25, 1 / 3), does_not_raise()),
+        # a higher threshold trades the false accept for one more false reject
+        ([1, 1, 1, 0, 0, 0, 0], [0.9, 0.6, 0.3, 0.7, 0.2, 0.1, 0.4], 0.8, None, (0, 4, 2, 3, 0.0, 2 / 3), does_not_raise()),
+        # an "unknown" face passes no one: the stranger at 0.7 is no false accept, Alice's unknown 0.9 is a false reject
+        (
+            [1, 1, 1, 0, 0, 0, 0],
+            [0.9, 0.6, 0.3, 0.7, 0.2, 0.1, 0.4],
+            0.5,
+            [1, 0, 0, 1, 0, 0, 0],
+            (0, 4, 2, 3, 0.0, 2 / 3),
+            does_not_raise(),
+        ),
+        ([1, 0], [0.5, 0.5], 0.5, None, (1, 1, 0, 1, 1.0, 0.0), does_not_raise()),  # a score at the threshold passes
+        ([1, 1], [0.2, 0.9], 0.5, None, (0, 0, 1, 2, None, 0.5), does_not_raise()),  # no one else's faces: no false-accept rate
+        ([0], [0.9], 0.5, None, (1, 1, 0, 0, 1.0, None), does_not_raise()),
+        ([1, 0], [0.5, 0.4], 1.5, None, None, pytest.raises(ValueError, match="threshold")),
+        ([1, 0], [0.5, 0.4], float("nan"), None, None, pytest.raises(ValueError, match="threshold")),
+        ([1, 0], [0.5], 0.5, None, None, pytest.raises(ValueError, match="equal length")),
+        ([1, 0], [0.5, float("nan")], 0.5, None, None, pytest.raises(ValueError, match="finite")),
+        ([1, 3], [0.5, 0.4], 0.5, None, None, pytest.raises(ValueError, match="0/1")),
+        ([1, 0], [0.5, 0.4], 0.5, [True], None, pytest.raises(ValueError, match="one flag per input")),
+    ],
+)
+def test_verification_rates_by_hand(y, s, t, unknown, expected, expectation):
+    with expectation:
+        r = verification_rates("alice", y, s, t, unknown)
+        assert (r.false_accepts, r.impostors, r.false_rejects, r.genuine, r.far, r.frr) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

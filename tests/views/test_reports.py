@@ -22,10 +22,12 @@ from core.views.reports import (
     OUTCOMES,
     build_confusion_chart,
     build_quality_rows,
+    build_verification_rows,
     describe_choice,
     describe_overall,
     describe_plan,
     describe_plan_examples,
+    describe_rate,
     read_evaluations,
 )
 
@@ -198,3 +200,61 @@ def test_quality_rows_of_a_version_trained_without_cross_validation(colours):
     train(project, HeadConfig(evaluate=False))
     rows = build_quality_rows(project.store.list_versions()[-1][4])
     assert rows and all(r.note == "not measured: trained without cross-validation" and r.f1 is None for r in rows)
+
+
+# -- a face check's figures per person ------------------------------------------------------------
+
+# Five held-out faces: alice's two, bob's two, and carol's one (not measured: a single face).
+_FACES_SCORES = {
+    "ids": [1, 2, 3, 4, 5],
+    "names": ["alice", "bob", "carol"],
+    "labels": [[1, -1, -1], [1, -1, -1], [-1, 1, -1], [-1, 1, -1], [-1, -1, 1]],
+    "probabilities": [[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.5, 0.45, 0.05], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]],
+}
+_FACES_EVALUATION = Evaluation(
+    "faces",
+    "leave-one-out",
+    folds=5,
+    inputs=5,
+    exclusive=True,
+    concepts=[_measured("alice", 1, 1, 1, 2), _measured("bob", 1, 0, 1, 3)],  # training's thresholds: 0.4 each
+)
+_FACES_PLANS = [{"concept": n, "space": "faces", "head": "prototype", "positives": 2, "negatives": 3} for n in ("alice", "bob")]
+
+
+@pytest.mark.parametrize(
+    "scores, in_force, expected, expectation",
+    [
+        # at 0.4: alice lets in bob's face 3 at 0.5 (1 of 3 others) and turns away her own 0.3 (1 of 2);
+        # bob keeps both his (0.45, 0.8) and lets in alice's face 2 at 0.6 (1 of 3)
+        (_FACES_SCORES, {}, [("alice", 0.4, 1, 3, 1, 2), ("bob", 0.4, 1, 3, 0, 2)], does_not_raise()),
+        # a saved threshold is the one in force: bob at 0.7 lets in no one and turns away his 0.45
+        (_FACES_SCORES, {"bob": 0.7}, [("alice", 0.4, 1, 3, 1, 2), ("bob", 0.7, 0, 3, 1, 2)], does_not_raise()),
+        # face 3 was "unknown" in cross-validation: it is no one's, so alice's false accept goes and bob's own face is turned away
+        (
+            {**_FACES_SCORES, "unknown": [False, False, True, False, False]},
+            {},
+            [("alice", 0.4, 0, 3, 1, 2), ("bob", 0.4, 1, 3, 1, 2)],
+            does_not_raise(),
+        ),
+        (
+            {**_FACES_SCORES, "unknown": [True]},
+            {},
+            [("alice", 0.4, 1, 3, 1, 2), ("bob", 0.4, 1, 3, 0, 2)],
+            does_not_raise(),
+        ),  # damaged: ignored
+        (None, {}, [], does_not_raise()),  # an older version kept no scores: no figures
+        (_FACES_SCORES, {"bob": 1.5}, None, pytest.raises(ValueError, match="threshold")),
+    ],
+)
+def test_build_verification_rows_by_hand(scores, in_force, expected, expectation):
+    report = {"concepts": _FACES_PLANS, "metrics": [_FACES_EVALUATION.to_dict()]} | ({"scores": {"faces": scores}} if scores else {})
+    with expectation:
+        rows = build_verification_rows(report, in_force, 3)
+        got = [(r.concept, round(r.threshold, 6), r.false_accepts, r.impostors, r.false_rejects, r.genuine) for _, r in rows]
+        assert got == expected and all(space == "faces" for space, _ in rows)
+
+
+@pytest.mark.parametrize("count, total, expected", [(1, 8, "12% (1 of 8)"), (0, 3, "0% (0 of 3)"), (2, 2, "100% (2 of 2)"), (0, 0, "–")])
+def test_describe_rate(count, total, expected):
+    assert describe_rate(count, total) == expected
