@@ -309,3 +309,49 @@ def test_photos_of_labelled_concepts_pass_and_photos_of_other_things_are_unknown
     assert kept >= 0.95 * held_out_total
     assert caught >= 0.7 * strangers and caught_before <= 0.6 * strangers
     assert colour_caught == splits * len(OTHER_PHOTOS)
+
+
+# -- exclusive concepts: priors from the project's own inputs ---------------------------------------
+
+
+def _narrow_and_broad(rng, n_rare: int, n_common: int) -> tuple[np.ndarray, np.ndarray]:
+    """A narrow concept and a broad "everything else" around it, in 8 dimensions."""
+    d = 8
+    rare = np.eye(d)[0] + 0.25 * rng.normal(size=(n_rare, d))
+    common = 0.3 * np.eye(d)[0] + 0.5 * rng.normal(size=(n_common, d))
+    x = np.concatenate([rare, common])
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), np.r_[np.zeros(n_rare, int), np.ones(n_common, int)]
+
+
+@pytest.mark.parametrize("strength, most_called", [(0.0, None), (1.0, 2.0)])
+def test_a_rare_concept_labelled_as_often_as_the_rest_is_not_over_called(strength, most_called):
+    # 8 examples of each, but 1 input in 20 of the project (and of the test) is the rare one.
+    rng = np.random.default_rng(2)
+    x, y = _narrow_and_broad(rng, 8, 8)
+    unlabelled, _ = _narrow_and_broad(rng, 25, 475)
+    test, truth = _narrow_and_broad(rng, 50, 950)
+    labels = np.where(np.eye(2, dtype=bool)[y], 1, -1).astype(np.int8)
+    fit = fit_space(_space_data(x, labels, True, unlabelled), HeadConfig(), SelectionConfig(prior_strength=strength))
+    called = np.nanargmax(fit.heads.score(test), axis=1) == 0
+    f1 = 2 * (called & (truth == 0)).sum() / (called.sum() + 50)
+    if most_called is None:  # the balanced softmax calls the narrow concept four times too often
+        assert fit.priors is None and called.sum() > 4 * 50 and f1 < 0.4
+    else:
+        assert 0.05 < fit.priors[0] < 0.2 and called.sum() <= most_called * 50 and f1 > 0.5
+        # The shift is in the calibration, so a saved version applies it; thresholds were set on the shifted scores.
+        assert fit.heads.calibration[0, 1] < 0 < fit.heads.calibration[1, 1]
+
+
+def test_no_prior_shift_without_unlabelled_inputs_or_for_independent_concepts():
+    rng = np.random.default_rng(0)
+    x, y = _narrow_and_broad(rng, 8, 8)
+    labels = np.where(np.eye(2, dtype=bool)[y], 1, -1).astype(np.int8)
+    unlabelled, _ = _narrow_and_broad(rng, 5, 95)
+    for data in (_space_data(x, labels, True), _space_data(x, labels, False, unlabelled)):
+        fit = fit_space(data)
+        assert fit.priors is None and np.all(fit.heads.calibration[:, 1] == 0) if data.exclusive else fit.priors is None
+
+
+def test_prior_strength_outside_0_to_1_is_refused():
+    with pytest.raises(ValueError, match="prior_strength"):
+        SelectionConfig(prior_strength=1.5)
