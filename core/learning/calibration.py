@@ -6,10 +6,6 @@ Both fits run on cross-validated logits (scores of inputs the head did not see):
   smoothed targets so a handful of examples cannot produce probabilities of exactly 0 or 1;
 - ``fit_temperature`` (exclusive concepts): ``p = softmax(logits / T)``, one temperature for all
   classes (Guo et al., 2017), which keeps the ranking of classes and only fixes confidence;
-- ``estimate_priors`` (exclusive concepts): how common each concept is among the project's own
-  inputs, labelled and not, by EM on the unlabelled inputs' probabilities (Saerens et al., 2002);
-  the log ratio to the labelled proportions shifts the softmax, so that a concept labelled as often
-  as the others but rarer in the project is neither swamped nor over-called;
 - ``fit_unknown_cutoff``: the similarity to the nearest labelled example below which an input is
   "unknown", set so that a stated share of held-out labelled inputs stays above it.
 """
@@ -168,46 +164,3 @@ def fit_unknown_cutoff(similarities, keep_rate: float, slack: float) -> UnknownC
     k = int(np.floor((1.0 - keep_rate) * (n + 1) + 1e-9))
     cutoff = float(values[0] - slack) if k < 1 else float(values[k - 1])
     return UnknownCutoff(cutoff, n, int((values >= cutoff).sum()))
-
-
-def estimate_priors(probabilities, labelled_counts, iterations: int = 200, tolerance: float = 1e-7) -> np.ndarray:
-    """How common each class is among labelled and unlabelled inputs together: Saerens et al. (2002)'s EM.
-
-    Args:
-        probabilities: (n, C) calibrated softmax probabilities of the unlabelled inputs, made under
-            the priors of the labelled inputs (a head calibrated on them believes what they show).
-        labelled_counts: (C,) labelled inputs of each class, every class at least one.
-
-    Returns:
-        (C,) priors summing to 1: each step re-weights every unlabelled input's probabilities by the
-        ratio of the current priors to the labelled ones, then averages them with the labelled inputs'
-        known classes. No class goes below half an input's share: fewer cannot be told from none.
-
-    Raises:
-        ValueError: shapes that disagree, or a class without labelled inputs.
-    """
-    p = np.asarray(probabilities, dtype=np.float64)
-    known = np.asarray(labelled_counts, dtype=np.float64)
-    if p.ndim != 2 or known.shape != (p.shape[1],):
-        raise ValueError("probabilities must be (n, C) and labelled_counts (C,)")
-    if not (known >= 1).all():
-        raise ValueError("every class needs at least one labelled input")
-    trained = known / known.sum()
-    total = len(p) + known.sum()
-    prior = trained.copy()
-    for _ in range(iterations):
-        weighted = p * (prior / trained)
-        weighted /= np.maximum(weighted.sum(axis=1, keepdims=True), 1e-300)
-        new = np.maximum((weighted.sum(axis=0) + known) / total, 0.5 / total)
-        new /= new.sum()
-        done = np.abs(new - prior).max() < tolerance
-        prior = new
-        if done:
-            break
-    return prior
-
-
-def prior_shift(priors, labelled_counts) -> np.ndarray:
-    """(C,) what to add to calibrated logits so a softmax made under the labelled proportions follows ``priors``."""
-    known = np.asarray(labelled_counts, dtype=np.float64)
-    return np.log(np.asarray(priors, dtype=np.float64)) - np.log(known / known.sum())

@@ -4,9 +4,7 @@ For one embedding space: the labelled inputs are split into stratified folds by 
 by row: inputs with identical embeddings stay together, so a duplicate cannot leak from
 training into testing); every candidate head is fitted on each fold's training part and
 scores its test part. These out-of-fold logits decide the winner (``choice.py``), fit the
-calibration, give the F1-maximising thresholds and the ``Evaluation``. Exclusive concepts' softmax
-is then shifted to the priors the project's unlabelled inputs imply (``_prior_shift``) before the
-thresholds and the evaluation are made, so both describe what the version will predict.
+calibration, give the F1-maximising thresholds and the ``Evaluation``.
 
 The "unknown" cut-off comes from the same folds: each held-out input's similarity to the nearest
 input of its fold's training part, and a cut-off that a stated share of them pass
@@ -27,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.learning.calibration import UnknownCutoff, estimate_priors, fit_platt, fit_temperature, fit_unknown_cutoff, prior_shift
+from core.learning.calibration import UnknownCutoff, fit_platt, fit_temperature, fit_unknown_cutoff
 from core.learning.candidates import (
     REFINED,
     CandidateFitter,
@@ -87,17 +85,12 @@ class SelectionConfig:
     # unknown when less similar to every labelled example than the rest (see fit_unknown_cutoff).
     unknown_keep_rate: float = 0.95
     unknown_slack: float = 0.02  # too few held-out inputs for the rate: the cut-off is this far below the lowest
-    # Exclusive concepts: how far the softmax follows the concepts' priors among the project's own
-    # inputs rather than the labelled proportions (1: Bayes' rule, 0: off); see calibration.estimate_priors.
-    prior_strength: float = 1.0
     kinds: tuple[str, ...] = ()  # the head kinds that may compete (empty: all), e.g. (LINEAR,) to force linear heads
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.unknown_keep_rate < 1.0:
             raise ValueError(f"unknown_keep_rate must lie strictly between 0 and 1, not {self.unknown_keep_rate}")
-        if not 0.0 <= self.prior_strength <= 1.0:
-            raise ValueError(f"prior_strength must lie between 0 and 1, not {self.prior_strength}")
         if not self.unknown_slack >= 0.0:
             raise ValueError(f"unknown_slack must be 0 or more, not {self.unknown_slack}")
         unknown = set(self.kinds) - set(HEAD_KINDS)
@@ -116,7 +109,6 @@ class SpaceFit:
     oof_probabilities: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     oof_labels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int8))
     oof_nearest: np.ndarray = field(default_factory=lambda: np.zeros(0))  # what the "unknown" cut-off was set on
-    priors: np.ndarray | None = None  # exclusive concepts: how common each is among the project's inputs (None: not estimated)
 
 
 def _plan_folds(data: SpaceData, rows: np.ndarray, config: SelectionConfig) -> tuple[str, int] | None:
@@ -193,15 +185,6 @@ def fit_space(
             candidates.append(ensemble[0])
     choices, chosen = choose_heads(data, labels, oof, candidates, config.margin, config.challenger_standard_errors)
     calibration, probabilities = _calibrate(data, labels, chosen)
-    report(0.9, "fitting the chosen heads on every labelled input")
-    placeholder = np.full(c, DEFAULT_THRESHOLD, np.float32)
-    heads = _refit(data, head_config, center, power, choices, calibration, placeholder, UnknownCutoff(float("-inf"), 0, 0))
-    priors = None
-    if data.exclusive and config.prior_strength > 0:
-        priors, shift = _prior_shift(heads, data.unlabelled, labels, config.prior_strength)
-        if priors is not None:
-            heads.calibration[:, 1] += shift.astype(np.float32)
-            probabilities = _shifted(probabilities, shift)
     thresholds = np.full(c, DEFAULT_THRESHOLD, np.float32)
     for j in range(c):
         keep = (labels[:, j] != 0) & ~np.isnan(probabilities[:, j])
@@ -215,39 +198,9 @@ def fit_space(
     evaluation = evaluate_probabilities(
         data.space, data.names, labels, probabilities, thresholds, data.exclusive, method, len(folds), unknown=unknown, note=note
     )
-    heads.thresholds = thresholds.astype(np.float32)
-    heads.unknown_cutoff, heads.unknown_held_out, heads.unknown_kept = cutoff.cutoff, cutoff.held_out, cutoff.kept
-    return SpaceFit(heads, evaluation, choices, data.ids[rows], probabilities, labels, nearest, priors)
-
-
-def _prior_shift(heads: SpaceHeads, unlabelled: np.ndarray, labels: np.ndarray, strength: float) -> tuple[np.ndarray | None, np.ndarray]:
-    """(priors (C,) or None, logit shift (C,)): exclusive concepts made as common as the project's inputs say.
-
-    The heads were trained and calibrated on the labelled inputs, so their softmax assumes the
-    labelled proportions (a person often labels as many of each). The project's unlabelled inputs
-    say how common each concept really is (EM, ``estimate_priors``, counting the labelled ones too);
-    the shift is ``strength`` times the log ratio. None, and no shift, where a scored concept has no
-    labelled input of its own or nothing is unlabelled.
-    """
-    c = labels.shape[1]
-    scored = np.array([k != NO_HEAD for k in heads.kinds], bool)
-    single = (labels > 0).sum(axis=1) == 1
-    counts = (labels[single] > 0).sum(axis=0)
-    if len(unlabelled) == 0 or scored.sum() < 2 or (counts[scored] < 1).any():
-        return None, np.zeros(c)
-    probabilities = heads.score(unlabelled)[:, scored]
-    priors = np.zeros(c)
-    priors[scored] = estimate_priors(probabilities, counts[scored])
-    shift = np.zeros(c)
-    shift[scored] = strength * prior_shift(priors[scored], counts[scored])
-    return priors, shift
-
-
-def _shifted(probabilities: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Softmax probabilities (n, C; NaN: no head) as they are once ``shift`` is added to their logits."""
-    scaled = np.where(np.isnan(probabilities), 0.0, probabilities) * np.exp(shift)
-    total = scaled.sum(axis=1, keepdims=True)
-    return np.where(np.isnan(probabilities), np.nan, scaled / np.where(total > 0, total, 1.0))
+    report(1.0, "fitting the chosen heads on every labelled input")
+    heads = _refit(data, head_config, center, power, choices, calibration, thresholds, cutoff)
+    return SpaceFit(heads, evaluation, choices, data.ids[rows], probabilities, labels, nearest)
 
 
 def plan_comparisons(

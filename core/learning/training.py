@@ -250,12 +250,6 @@ def _report(plans: list[ConceptPlan], config: HeadConfig, selection: SelectionCo
         "metrics": [fit.evaluation.to_dict() for fit in fits.values()],
         "choices": {space: [c.to_dict() for c in fit.choices] for space, fit in fits.items()},
         "thresholds": {space: _thresholds_by_name(fit) for space, fit in fits.items()},
-        # Exclusive concepts: how common each is among the project's inputs, which the version's softmax follows.
-        "priors": {
-            space: dict(zip(fit.evaluation.labels[:-1] or [c.concept for c in fit.choices], np.round(fit.priors, 6).tolist()))
-            for space, fit in fits.items()
-            if fit.priors is not None
-        },
         "scores": scores,
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.learning.calibration import UnknownCutoff, estimate_priors, fit_platt, fit_temperature, fit_unknown_cutoff, prior_shift
+from core.learning.calibration import UnknownCutoff, fit_platt, fit_temperature, fit_unknown_cutoff
 
 # -- calibration ---------------------------------------------------------------------------
 
@@ -79,27 +79,3 @@ def test_new_inputs_like_the_held_out_ones_pass_at_the_stated_rate(n):
         rule = fit_unknown_cutoff(rng.normal(size=n), 0.95, 0.0)
         missed.append((rng.normal(size=50) < rule.cutoff).mean())
     assert 0.035 < np.mean(missed) <= 0.054
-
-
-@pytest.mark.parametrize("rare", [0.05, 0.2, 0.5])
-def test_em_recovers_the_priors_behind_probabilities_made_under_balanced_ones(rare):
-    # Two unit-variance Gaussians 2 apart; the probabilities are the exact posteriors under equal priors.
-    rng = np.random.default_rng(0)
-    n = 4000
-    is_rare = rng.random(n) < rare
-    x = np.where(is_rare, 0.0, 2.0) + rng.normal(size=n)
-    likelihood = np.stack([np.exp(-0.5 * x**2), np.exp(-0.5 * (x - 2.0) ** 2)], axis=1)
-    probabilities = likelihood / likelihood.sum(axis=1, keepdims=True)
-    priors = estimate_priors(probabilities, np.array([10, 10]))
-    assert priors.sum() == pytest.approx(1.0) and priors[0] == pytest.approx(rare, abs=0.03)
-    shift = prior_shift(priors, np.array([10, 10]))
-    assert shift[0] == pytest.approx(np.log(priors[0] / 0.5)) and (shift[0] < 0) == (priors[0] < 0.5)
-
-
-@pytest.mark.parametrize(
-    "probabilities, counts, message",
-    [(np.full((3, 2), 0.5), np.array([1, 1, 1]), "shape"), (np.full((3, 2), 0.5), np.array([4, 0]), "at least one")],
-)
-def test_em_refuses_what_it_cannot_use(probabilities, counts, message):
-    with pytest.raises(ValueError, match=message if message != "shape" else "must be"):
-        estimate_priors(probabilities, counts)
