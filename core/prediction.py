@@ -13,6 +13,7 @@ from core.errors import InputError
 from core.ingestion import EmbeddedInput, embed_inputs
 from core.inputs import RawInput, VideoConfig
 from core.learning.heads import SpaceHeads
+from core.learning.metrics import exclusive_passes
 from core.learning.models import Model, load_model, thresholds_for
 from core.storage.index import load_index
 from core.storage.inputs import InputRecord
@@ -141,10 +142,15 @@ def _predict_one(context: _Context, item: EmbeddedInput, explain: int) -> Predic
     model = context.model
     names, scores, kinds = _score_vectors(model, context.current, item.space, item.vector[None, :])
     thresholds, unknown, reason = _decide(context, item.space, item.vector, names, item.raw.kind)
+    # Exclusive concepts: one match at most, the most probable concept, and only if it reaches its threshold.
+    if model.exclusive and len(names):
+        passes = exclusive_passes(scores, np.asarray(thresholds))[0]
+    else:
+        passes = scores[0] >= np.asarray(thresholds, dtype=np.float64)
     concepts = sorted(
         (
-            ConceptScore(n, round(float(s), 6), k, round(float(t), 6), bool(s >= t) and not unknown)
-            for n, s, k, t in zip(names, scores[0], kinds, thresholds)
+            ConceptScore(n, round(float(s), 6), k, round(float(t), 6), bool(ok) and not unknown)
+            for n, s, k, t, ok in zip(names, scores[0], kinds, thresholds, passes)
         ),
         key=lambda c: (-c.score, c.concept),
     )

@@ -298,3 +298,32 @@ def test_a_faces_version_keeps_which_held_out_faces_were_unknown_for_its_rates(p
     assert (low.far, low.frr, high.far, high.frr) == (1.0, 0.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="threshold"):
         verification_at_threshold(people, "faces", "obama", -0.1)
+
+
+@pytest.mark.parametrize(
+    "thresholds, matches",
+    [
+        pytest.param({"red": 0.0, "blue": 0.0}, ["red"], id="both pass: an exclusive project matches only the most probable"),
+    ],
+)
+def test_an_exclusive_version_from_before_the_prior_shift_loads_and_respects_thresholds(tmp_path, thresholds, matches):
+    project = create_project("x", "tiny", exclusive=True)
+    for concept, colour in (("red", RED), ("blue", BLUE)):
+        folder = tmp_path / "in" / concept
+        folder.mkdir(parents=True)
+        for i in range(3):
+            solid_image(colour, seed=i + (10 if concept == "blue" else 0)).save(folder / f"{i}.png")
+    ingest(project, read_inputs([tmp_path / "in"], ReadConfig(labels_from_folders=True)))
+    version = train(project).version
+    # A file written before priors were estimated: its calibration never shifts the softmax.
+    (path,) = (project.root / "versions").glob("*.npz")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["tiny-image/calibration"][:, 1] = 0.0
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    for concept, value in thresholds.items():
+        set_threshold(project, version, concept, value)
+    solid_image(RED, seed=99).save(tmp_path / "new.png")
+    (prediction,) = list(predict(project, read_inputs([tmp_path / "new.png"]), explain=0))
+    assert prediction.concepts[0].concept == "red" and prediction.matches == matches

@@ -182,6 +182,24 @@ def macro_f1(metrics: list[ConceptMetrics]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def exclusive_passes(probabilities, thresholds) -> np.ndarray:
+    """(n, C) which concepts match when concepts are exclusive: at most one per input, the most probable, if it reaches its threshold.
+
+    Args:
+        probabilities: (n, C) softmax probabilities; NaN for a concept without a head (never matches).
+        thresholds: (C,) per-concept thresholds.
+    """
+    p = np.atleast_2d(np.asarray(probabilities, dtype=np.float64))
+    filled = np.nan_to_num(p, nan=-1.0)
+    passes = np.zeros(p.shape, bool)
+    if p.size == 0:
+        return passes
+    best = np.argmax(filled, axis=1)
+    rows = np.arange(len(p))
+    passes[rows, best] = filled[rows, best] >= np.asarray(thresholds, dtype=np.float64)[best]
+    return passes
+
+
 NONE_LABEL = "(none)"
 
 
@@ -196,7 +214,8 @@ class Evaluation:
         folds: number of folds (0 for held-out or unmeasured).
         inputs: labelled inputs the numbers come from.
         exclusive: accuracy applies (one concept per input) rather than macro F1.
-        concepts: per concept, metrics at its threshold.
+        concepts: per concept, metrics at its threshold (exclusive concepts: an input counts for the
+            most probable concept only, as prediction matches it).
         accuracy: exclusive concepts: share of inputs whose best concept is the labelled one.
         macro_f1: mean F1 over the concepts.
         labels, confusion: row = labelled concept, column = predicted concept; the last
@@ -264,7 +283,10 @@ def evaluate_probabilities(
         raise ValueError("names, labels, probabilities and thresholds must agree in shape")
     scored = ~np.isnan(probabilities).all(axis=0) if n else np.zeros(c, bool)
     unknown = np.zeros(n, bool) if unknown is None else np.asarray(unknown, bool)
-    passes = (np.nan_to_num(probabilities, nan=-1.0) >= np.asarray(thresholds)[None, :]) & ~unknown[:, None]
+    if exclusive:
+        passes = exclusive_passes(probabilities, thresholds) & ~unknown[:, None]
+    else:
+        passes = (np.nan_to_num(probabilities, nan=-1.0) >= np.asarray(thresholds)[None, :]) & ~unknown[:, None]
     metrics = []
     for j in np.flatnonzero(scored):
         rows = (labels[:, j] != 0) & ~np.isnan(probabilities[:, j])

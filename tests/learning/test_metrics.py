@@ -14,6 +14,7 @@ from core.learning.metrics import (
     binary_metrics,
     confusion_matrix,
     evaluate_probabilities,
+    exclusive_passes,
     roc_auc,
     verification_rates,
 )
@@ -129,3 +130,24 @@ def test_evaluation_counts_unknown_inputs_as_matching_nothing():
     assert e.confusion == [[1, 0, 1], [0, 1, 0]] and e.labels == ["a", "b", "(none)"]
     assert e.concept("a").fn == 1 and e.concept("a").tp == 1
     assert type(e).from_dict(json.loads(json.dumps(e.to_dict()))) == e
+
+
+@pytest.mark.parametrize(
+    "probabilities, thresholds, expected",
+    [
+        pytest.param([[0.6, 0.4]], [0.5, 0.3], [[True, False]], id="both reach their thresholds: only the most probable matches"),
+        pytest.param([[0.6, 0.4]], [0.7, 0.3], [[False, False]], id="the most probable misses its threshold: nothing matches"),
+        pytest.param([[0.2, 0.5, 0.3]], [0.1, 0.5, 0.1], [[False, True, False]], id="at the threshold it matches"),
+        pytest.param([[np.nan, 0.7, 0.3]], [0.0, 0.5, 0.5], [[False, True, False]], id="a concept without a head never matches"),
+    ],
+)
+def test_exclusive_concepts_match_at_most_one_and_respect_its_threshold(probabilities, thresholds, expected):
+    assert exclusive_passes(np.array(probabilities), np.array(thresholds)).tolist() == expected
+
+
+def test_exclusive_evaluation_counts_an_input_for_its_most_probable_concept_only():
+    labels = np.array([[1, -1], [-1, 1]], np.int8)
+    probabilities = np.array([[0.6, 0.4], [0.4, 0.6]])
+    evaluation = evaluate_probabilities("s", ["a", "b"], labels, probabilities, np.array([0.3, 0.3]), True, "held-out")
+    # Independent thresholds at 0.3 would pass both concepts on both inputs: a false positive each.
+    assert [(m.tp, m.fp) for m in evaluation.concepts] == [(1, 0), (1, 0)]
