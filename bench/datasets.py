@@ -216,9 +216,6 @@ def _embed_images(images: list) -> np.ndarray:
 
 
 def _clipart() -> Dataset:
-    from core.embedding import load_embedder
-    from core.errors import InputError
-    from core.inputs import decode_image
 
     root = _debian_package("openclipart-png") / "usr/share/openclipart/png"
     per_class = {}
@@ -226,21 +223,10 @@ def _clipart() -> Dataset:
         files = sorted(p for p in (root / category).rglob("*.png") if p.is_file())
         per_class[category] = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in files]
     classes, pool, pool_labels, test, test_labels = _split(_unique_per_class(per_class), CLIPART_PER_CLASS)
-    min_side = load_embedder(EMBEDDER).image_size
     say(f"openclipart: decoding {len(pool) + len(test)} drawings from {len(classes)} categories")
 
-    def decode(paths, labels):
-        images, kept = [], []
-        for path, label in zip(paths, labels):
-            try:
-                images.append(decode_image(path.read_bytes(), path.name, min_side=min_side))
-                kept.append(label)
-            except InputError as e:
-                say(f"  skipped {e}")
-        return _embed_images(images), np.array(kept, np.int64)
-
-    pool_x, pool_y = decode(pool, pool_labels)
-    test_x, test_y = decode(test, test_labels)
+    pool_x, pool_y = _decode_files(pool, pool_labels)
+    test_x, test_y = _decode_files(test, test_labels)
     return Dataset("openclipart", classes, pool_x, pool_y, test_x, test_y)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 import pytest
 
@@ -173,26 +176,31 @@ def test_heads_refuse_counts_of_held_out_inputs_that_cannot_be(trained, held_out
 # ---------------------------------------------------------------- faces: one prediction per face
 
 
-@pytest.fixture(scope="module")
-def people(tmp_path_factory):
-    """A faces project of the five people in tests/fixtures/faces/train, one folder each, trained."""
-    import os
-
-    from .faces import FACES
-
-    home = tmp_path_factory.mktemp("people-home")
+@contextlib.contextmanager
+def _data_home(home):
+    """``CONCEPTLAB_HOME`` set to ``home`` for the block: a module-scoped fixture cannot use monkeypatch."""
     old = os.environ.get("CONCEPTLAB_HOME")
     os.environ["CONCEPTLAB_HOME"] = str(home)
     try:
-        project = create_project("people", "faces")
-        report = ingest(project, read_inputs([FACES / "train"], ReadConfig(labels_from_folders=True)))
-        assert len(report.added) == 10 and report.failed == []
-        train(project)
+        yield
     finally:
         if old is None:
             os.environ.pop("CONCEPTLAB_HOME", None)
         else:
             os.environ["CONCEPTLAB_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    """A faces project of the five people in tests/fixtures/faces/train, one folder each, trained."""
+
+    from .faces import FACES
+
+    with _data_home(tmp_path_factory.mktemp("people-home")):
+        project = create_project("people", "faces")
+        report = ingest(project, read_inputs([FACES / "train"], ReadConfig(labels_from_folders=True)))
+        assert len(report.added) == 10 and report.failed == []
+        train(project)
     return project
 
 
@@ -240,7 +248,6 @@ def test_search_with_a_photo_finds_the_same_persons_faces(people):
 @pytest.fixture(scope="module")
 def four_people(tmp_path_factory):
     """A faces project of four of the five people, trained: Kit Harington is a stranger to it."""
-    import os
     import shutil
 
     from .faces import FACES
@@ -248,17 +255,10 @@ def four_people(tmp_path_factory):
     home, folder = tmp_path_factory.mktemp("four-home"), tmp_path_factory.mktemp("four") / "train"
     for person in ("alex_lacamoire", "biden", "obama", "rose_leslie"):
         shutil.copytree(FACES / "train" / person, folder / person)
-    old = os.environ.get("CONCEPTLAB_HOME")
-    os.environ["CONCEPTLAB_HOME"] = str(home)
-    try:
+    with _data_home(home):
         project = create_project("four", "faces")
         ingest(project, read_inputs([folder], ReadConfig(labels_from_folders=True)))
         train(project)
-    finally:
-        if old is None:
-            os.environ.pop("CONCEPTLAB_HOME", None)
-        else:
-            os.environ["CONCEPTLAB_HOME"] = old
     return project
 
 

@@ -9,7 +9,6 @@ import pytest
 from core.access import AccessDenied, Actor, Role, ShareError, ShareStore, acting_as, read_log, set_member
 from core.ingestion import ingest
 from core.inputs import read_texts
-from core.learning import train
 from core.prediction import predict
 from core.storage.projects import create_project, list_projects, open_project
 
@@ -17,13 +16,9 @@ TODAY = dt.date(2026, 12, 4)
 
 
 @pytest.fixture
-def project():
-    project = create_project("shared", "tiny")
-    ingest(project, read_texts(["an ant", "another ant"], concept="ant"))
-    ingest(project, read_texts(["a bee", "another bee"], concept="bee"))
-    train(project)
+def project(trained_texts):
     create_project("private", "tiny")
-    return project
+    return trained_texts
 
 
 def test_a_link_is_a_viewer_of_its_project_and_of_nothing_else(project, tmp_path):
