@@ -216,18 +216,7 @@ def _embed_images(images: list) -> np.ndarray:
 
 
 def _clipart() -> Dataset:
-
-    root = _debian_package("openclipart-png") / "usr/share/openclipart/png"
-    per_class = {}
-    for category in CLIPART_CATEGORIES:
-        files = sorted(p for p in (root / category).rglob("*.png") if p.is_file())
-        per_class[category] = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in files]
-    classes, pool, pool_labels, test, test_labels = _split(_unique_per_class(per_class), CLIPART_PER_CLASS)
-    say(f"openclipart: decoding {len(pool) + len(test)} drawings from {len(classes)} categories")
-
-    pool_x, pool_y = _decode_files(pool, pool_labels)
-    test_x, test_y = _decode_files(test, test_labels)
-    return Dataset("openclipart", classes, pool_x, pool_y, test_x, test_y)
+    return _clipart_of("openclipart", CLIPART_CATEGORIES, CLIPART_PER_CLASS)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -300,16 +289,21 @@ def _decode_files(paths: list[Path], labels: list[int]) -> tuple[np.ndarray, np.
 
 
 def _clipart_many() -> Dataset:
+    return _clipart_of("openclipart-11", CLIPART_MANY, WIDE_PER_CLASS)
+
+
+def _clipart_of(name: str, categories, per_class_cap: int) -> Dataset:
+    """Drawings of openclipart's top-level subject folders, each folder a class, duplicates dropped."""
     root = _debian_package("openclipart-png") / "usr/share/openclipart/png"
     per_class = {}
-    for category in CLIPART_MANY:
+    for category in categories:
         files = sorted(p for p in (root / category).rglob("*.png") if p.is_file())
         per_class[category] = [(hashlib.sha256(p.read_bytes()).hexdigest(), p) for p in files]
-    classes, pool, pool_labels, test, test_labels = _split(_unique_per_class(per_class), WIDE_PER_CLASS)
-    say(f"openclipart-11: decoding {len(pool) + len(test)} drawings from {len(classes)} categories")
+    classes, pool, pool_labels, test, test_labels = _split(_unique_per_class(per_class), per_class_cap)
+    say(f"{name}: decoding {len(pool) + len(test)} drawings from {len(classes)} categories")
     pool_x, pool_y = _decode_files(pool, pool_labels)
     test_x, test_y = _decode_files(test, test_labels)
-    return Dataset("openclipart-11", classes, pool_x, pool_y, test_x, test_y)
+    return Dataset(name, classes, pool_x, pool_y, test_x, test_y)
 
 
 def _subset(full: Dataset, keep_names: tuple[str, ...], name: str) -> Dataset:

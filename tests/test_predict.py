@@ -20,15 +20,19 @@ from .photos import solid_image
 RED, BLUE = (220, 30, 30), (30, 40, 220)
 
 
+def _red_and_blue(project, folder):
+    """Three red and three blue photos, labelled from their folders, into ``project``."""
+    for concept, colour in (("red", RED), ("blue", BLUE)):
+        (folder / concept).mkdir(parents=True)
+        for i in range(3):
+            solid_image(colour, seed=i + (10 if concept == "blue" else 0)).save(folder / concept / f"{i}.png")
+    ingest(project, read_inputs([folder], ReadConfig(labels_from_folders=True)))
+    return project
+
+
 @pytest.fixture
 def trained(tmp_path):
-    project = create_project("p", "tiny")
-    for concept, colour in (("red", RED), ("blue", BLUE)):
-        folder = tmp_path / "in" / concept
-        folder.mkdir(parents=True)
-        for i in range(3):
-            solid_image(colour, seed=i + (10 if concept == "blue" else 0)).save(folder / f"{i}.png")
-    ingest(project, read_inputs([tmp_path / "in"], ReadConfig(labels_from_folders=True)))
+    project = _red_and_blue(create_project("p", "tiny"), tmp_path / "in")
     train(project)
     return project
 
@@ -307,13 +311,7 @@ def test_a_faces_version_keeps_which_held_out_faces_were_unknown_for_its_rates(p
     ],
 )
 def test_an_exclusive_version_from_before_the_prior_shift_loads_and_respects_thresholds(tmp_path, thresholds, matches):
-    project = create_project("x", "tiny", exclusive=True)
-    for concept, colour in (("red", RED), ("blue", BLUE)):
-        folder = tmp_path / "in" / concept
-        folder.mkdir(parents=True)
-        for i in range(3):
-            solid_image(colour, seed=i + (10 if concept == "blue" else 0)).save(folder / f"{i}.png")
-    ingest(project, read_inputs([tmp_path / "in"], ReadConfig(labels_from_folders=True)))
+    project = _red_and_blue(create_project("x", "tiny", exclusive=True), tmp_path / "in")
     version = train(project).version
     # A file written before priors were estimated: its calibration never shifts the softmax.
     (path,) = (project.root / "versions").glob("*.npz")
