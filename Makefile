@@ -31,7 +31,12 @@ run: $(APP_STAMP)
 	$(PY) -m core studio --address $(ADDRESS) --port $(PORT) $(if $(filter 1,$(ACCOUNTS)),--accounts) \
 		$(if $(filter 1,$(OPEN_TO_ANYONE_ON_THE_NETWORK)),--open-to-anyone-on-the-network)
 
-test: $(TEST_STAMP)
+# The OpenID provider the single sign-on test starts (tests/oidc/, from the npm registry, pinned by its lock file).
+OIDC_STAMP := tests/oidc/node_modules/.installed
+$(OIDC_STAMP): tests/oidc/package.json tests/oidc/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix tests/oidc --silent --no-audit --no-fund && touch $@; fi
+
+test: $(TEST_STAMP) $(OIDC_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 # The long forms of the fuzzers and of the SIGKILL tests (tests/test_fuzz.py, tests/test_crash.py): tens of

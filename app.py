@@ -189,7 +189,9 @@ def render_sidebar(projects: list) -> None:
         )
     if USER is None or USER.admin:  # creating projects is an admin's (the engine refuses anyone else too)
         st.button("New project", icon=":material/add:", on_click=_start_creating, width="stretch")
-    if names:
+    picked = current_project() if names else None
+    # Renaming, deleting and the log are an owner's: others are not offered them (the engine refuses them too).
+    if picked is not None and (role_in(picked) or 0) >= Role.OWNER:
         with st.expander("Project settings", icon=":material/settings:"):
             with st.form("rename_project", border=False):
                 st.text_input("New name", key="rename_to", placeholder=st.session_state.project)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import streamlit as st
+from streamlit.errors import StreamlitSecretNotFoundError
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.access import NOBODY, Actor, Share, ShareStore, SignInError, User, UserStore, find_actor_with
@@ -134,11 +135,40 @@ def sign_out() -> None:
     _users().end_session(state.pop("session_token", None))
     state.pop("signed_in", None)
     state.cookie_to_write = ""
+    if single_sign_on() and st.user.is_logged_in:
+        st.logout()  # the provider's identity cookie goes too
+
+
+def single_sign_on() -> bool:
+    """Whether an OpenID Connect provider is configured (an ``[auth]`` section in Streamlit's secrets)."""
+    try:
+        return "auth" in st.secrets
+    except (FileNotFoundError, KeyError, StreamlitSecretNotFoundError):
+        return False
+
+
+def _provider_user() -> User | None:
+    """The account of the person the OpenID provider signed in, made at their first sign-in; None if no one."""
+    if not single_sign_on() or not st.user.is_logged_in:
+        return None
+    name = st.user.get("email") or st.user.get("sub")
+    try:
+        user = _users().find_or_add_provider_user(str(name or ""))
+    except ConceptlabError as e:
+        st.session_state.sign_in_error = sentence(e)
+        return None
+    if user.disabled:
+        st.session_state.sign_in_error = f"The account {user.name} is disabled: ask an admin."
+        return None
+    return user
 
 
 def find_signed_in() -> User | None:
-    """The signed-in user of this browser session (from its session, or the browser's cookie), or None."""
+    """The signed-in user of this browser session (through the identity provider, its session, or the browser's cookie), or None."""
     state, users = st.session_state, _users()
+    if (user := _provider_user()) is not None:
+        state.signed_in = user
+        return user
     if "cookie_to_write" in state:  # after a sign-in or sign-out: the browser keeps (or drops) the session
         value = state.pop("cookie_to_write")
         _write_cookie(value, 7 * 24 * 3600 if value else 0)
@@ -164,6 +194,9 @@ def stop_unless_ready(user: User | None) -> None:
 
 def _render_sign_in() -> None:
     st.title("Sign in to conceptlab")
+    if single_sign_on():
+        st.button("Sign in with single sign-on", type="primary", icon=":material/login:", on_click=st.login)
+        st.caption("Or with a conceptlab account:")
     with st.form("sign_in"):
         st.text_input("User name", key="sign_in_name", autocomplete="username")
         st.text_input("Password", key="sign_in_password", type="password", autocomplete="current-password")

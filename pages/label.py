@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.access import Action
 from core.errors import ConceptlabError
 from core.prediction import search_similar
 from core.storage.projects import open_project
 from core.views.gallery import GalleryFilter, count_labels, describe_input_name, find_rival_labels, label_inputs, list_gallery
 from core.views.labelling import GRID_ACTIONS, apply_answers, read_answers, read_selection
 from core.views.suggestions import suggest_labels
-from pages.common import UPLOAD, flash, md, plural, render_cards, require_project, sentence, show_error, start_page
+from pages.common import UPLOAD, flash, md, plural, refusal, render_cards, require_project, sentence, show_error, start_page
 from pages.picker import describe_card, one_at_a_time, picture_grid
 
 start_page()
@@ -113,7 +114,7 @@ with st.expander("Concepts", expanded=not concepts or st.session_state.get("conc
     with add_col.form("add_concept", border=False):
         st.text_input("New concept", key="new_concept", placeholder="e.g. cat")
         st.form_submit_button("Add concept", icon=":material/add:", on_click=_concept_action, args=(project.name, "create"))
-    if concepts:
+    if concepts and not refusal(project, Action.EDIT_CONCEPT):  # renaming and deleting concepts are an owner's
         with rename_col.form("rename_concept_form", border=False):
             st.selectbox("Rename", concepts, key="rename_concept")
             st.text_input("to", key="rename_concept_to")

@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,9 +44,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _streamlit(home: Path, log_path: Path, *options: str) -> Iterator[str]:
+def _streamlit(home: Path, log_path: Path, *options: str, port: int | None = None) -> Iterator[str]:
     """A fresh studio (`conceptlab studio`, which becomes `streamlit run app.py`) on a free port, serving ``home``."""
-    port = _free_port()
+    port = port or _free_port()
     env = {**os.environ, "CONCEPTLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env["STREAMLIT_SERVER_HEADLESS"] = "true"  # no browser of its own to open
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
@@ -637,6 +638,7 @@ def test_two_people_signed_in_at_once_with_their_roles(browser, tmp_path, data_h
         vic.get_by_test_id("stHeader").get_by_role("link", name="Upload", exact=True).click()
         expect(vic.get_by_text("vic is a viewer of 'Pets': to add inputs takes a labeller or above")).to_be_visible()
         assert vic.locator("input[type=file]").count() == 0
+        assert vic.get_by_test_id("stSidebar").get_by_text("Project settings").count() == 0  # no rename or delete
         for page in pages.values():
             page.reload()
         for name, page in pages.items():
@@ -701,3 +703,78 @@ def test_a_demo_link_opens_only_its_try_page_and_stops_once_revoked(browser, tmp
         page.reload()
         expect(main.get_by_text("This demo link has expired or was revoked")).to_be_visible()
         page.close()
+
+
+OIDC = ROOT / "tests" / "oidc"
+
+
+@pytest.mark.skipif(
+    not shutil.which("node") or not (OIDC / "node_modules" / "oidc-provider").exists(),
+    reason="Node.js or the test OpenID provider is not installed (see .ci/run and make test)",
+)
+def test_single_sign_on_through_a_real_openid_provider(browser, tmp_path, data_home):
+    """The studio's "Sign in with single sign-on" against oidc-provider started here: the person it vouches
+    for gets an account at the first sign-in, with no role until an owner gives one, and signs out again."""
+    from core.access import Role, UserStore, acting_as, set_member
+    from core.storage.projects import create_project
+
+    create_project("Pets", "tiny")
+    studio_port, provider_port = _free_port(), _free_port()
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{studio_port}/oauth2callback"\n'
+        'cookie_secret = "a test secret of enough length for the cookie"\n'
+        'client_id = "conceptlab"\n'
+        'client_secret = "test-secret"\n'
+        f'server_metadata_url = "http://127.0.0.1:{provider_port}/.well-known/openid-configuration"\n'
+        'client_kwargs = { scope = "openid email profile", prompt = "login" }\n'
+    )
+    env = {**os.environ, "PORT": str(provider_port), "REDIRECT": f"http://127.0.0.1:{studio_port}/oauth2callback"}
+    provider = subprocess.Popen(["node", str(OIDC / "provider.mjs")], cwd=OIDC, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{provider_port}/.well-known/openid-configuration", timeout=2)
+                break
+            except OSError:
+                assert provider.poll() is None and time.monotonic() < deadline, provider.stdout.read().decode()
+                time.sleep(0.2)
+        os.environ["STREAMLIT_SECRETS_FILES"] = str(secrets)  # read by the studio the fixture starts
+        try:
+            studio = _streamlit(data_home, tmp_path / "streamlit.log", "--accounts", port=studio_port)
+            url = studio.__enter__()
+        finally:
+            del os.environ["STREAMLIT_SECRETS_FILES"]
+        try:
+            expect = sync_api.expect
+            expect.set_options(timeout=TIMEOUT_MS)
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("button", name="Sign in with single sign-on").click()
+            # The provider's own pages: its sign-in form, then its consent.
+            page.locator("input[name=login]").fill("alice")
+            page.locator("input[name=password]").fill("anything")
+            page.locator("button[type=submit]").click()
+            page.locator("button[type=submit]").click()
+            sidebar = page.get_by_test_id("stSidebar")
+            # The name as the provider vouched for it (md() puts an invisible word joiner before the @).
+            expect(sidebar.get_by_text(re.compile("Signed in as alice\u2060?@example.org"))).to_be_visible()
+            expect(page.get_by_text("You are not a member of any project yet")).to_be_visible()
+            users = UserStore()
+            assert users.get_user("alice@example.org") is not None  # an account, made at the first sign-in
+            with acting_as(None):
+                set_member(create_project("Shared", "tiny"), "alice@example.org", Role.VIEWER)
+            page.reload()
+            expect(sidebar.get_by_text("viewer of Shared")).to_be_visible()  # still signed in, now with a role
+            sidebar.get_by_role("button", name="Sign out").click()
+            page.get_by_role("button", name=re.compile("sign me out", re.I)).click()  # the provider asks, as it should
+            expect(page.get_by_role("button", name="Sign in with single sign-on")).to_be_visible()
+            page.close()
+        finally:
+            studio.__exit__(None, None, None)
+    finally:
+        provider.terminate()
+        provider.wait(timeout=10)

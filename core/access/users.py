@@ -156,6 +156,21 @@ class UserStore:
         log.info("user %s added%s", name, " (admin)" if admin else "")
         return one_time
 
+    def find_or_add_provider_user(self, name: str) -> User:
+        """The account of someone an OpenID provider signed in (by the e-mail or subject it vouches for),
+        made at their first sign-in with no password of its own: admins then give it roles or disable it."""
+        name = normalize_name(name)
+        if not name or len(name) > 254 or describe_forbidden_character(name):
+            raise AccountError(f"the identity provider named no usable user ({name!r})")
+        with self._lock, self._connect() as db:
+            if not self._row(db, name):
+                unusable = self._hasher.hash(secrets.token_hex(32))  # no one knows it: a password sign-in cannot work
+                row = (make_name_key(name), name, unusable, time.time())
+                db.execute("INSERT INTO users (key, name, hash, created_at) VALUES (?, ?, ?, ?)", row)
+                log.info("user %s added at their first sign-in through the identity provider", name)
+            row = self._row(db, name)
+        return self._user(row)
+
     def set_password(self, name: str, password: str) -> None:
         """A new password (an admin's, or the user's own); it also ends a lock-out and the one-time state."""
         self._require_self_or_admin(name)
