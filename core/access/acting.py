@@ -107,9 +107,14 @@ def read_members(project: ProjectLike) -> dict[str, Role]:
     return members
 
 
+def project_key(project: ProjectLike) -> str:
+    """What a project is known by across renames: when it was made (its name for a project that lacks the date)."""
+    return project.store.get_meta("created_at") or project.name
+
+
 def _role(project: ProjectLike, actor: Actor) -> Role | None:
     if actor.viewer_of is not None:
-        return Role.VIEWER if project.store.get_meta("created_at") == actor.viewer_of else None
+        return Role.VIEWER if project_key(project) == actor.viewer_of else None
     return read_members(project).get(actor.name)
 
 
@@ -153,7 +158,8 @@ def project_of_store(store: _Meta) -> ProjectLike:
 
 def require_of_store(store: _Meta, action: Action) -> None:
     """``require`` for code that holds a project's store only (the store's own concept and input edits)."""
-    if current_actor() is None or current_actor().admin:
+    actor = current_actor()
+    if actor is None or actor.admin:
         return
     require(project_of_store(store), action)
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.access.acting import ProjectLike, current_actor
+from core.access.acting import ProjectLike, current_actor, project_key
 from core.paths import get_data_home
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,6 @@ def _connect(home: Path | None = None) -> sqlite3.Connection:
     return db
 
 
-def _project_id(project: ProjectLike) -> str:
-    # A project is known by when it was made, which a rename keeps: its log follows it under a new name.
-    return project.store.get_meta("created_at") or project.name
-
-
 def record(action: str, project: ProjectLike | None, what: str, user: str | None = None) -> None:
     """Add an entry, by ``user`` or else the acting person.
 
@@ -62,7 +57,8 @@ def record(action: str, project: ProjectLike | None, what: str, user: str | None
     """
     actor = current_actor()
     who = user or (actor.name if actor is not None else THIS_COMPUTER)
-    ids = (_project_id(project), project.name) if project is not None else (None, None)
+    # Known by project_key, which a rename keeps: a project's log follows it under a new name.
+    ids = (project_key(project), project.name) if project is not None else (None, None)
     try:
         with _connect() as db:
             row = (time.time(), who, action, *ids, what)
@@ -80,6 +76,6 @@ def read_log(project: ProjectLike | None = None, limit: int = 200) -> list[Audit
         else:
             rows = db.execute(
                 "SELECT at, user, action, project, what FROM audit WHERE project_id = ? ORDER BY at DESC, id DESC LIMIT ?",
-                (_project_id(project), limit),
+                (project_key(project), limit),
             )
         return [AuditEntry(*row) for row in rows]

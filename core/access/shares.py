@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.access.acting import Actor, ProjectLike, require
+from core.access.acting import Actor, ProjectLike, project_key, require
 from core.access.audit import record
 from core.access.roles import Action
 from core.errors import ConceptlabError
@@ -87,7 +87,7 @@ class ShareStore:
         until = dt.datetime.combine(expires_on + dt.timedelta(days=1), dt.time()).timestamp()  # through that whole day
         share = Share(
             secrets.token_hex(4),
-            project.store.get_meta("created_at") or project.name,
+            project_key(project),
             project.name,
             version,
             until,
@@ -122,7 +122,7 @@ class ShareStore:
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM shares WHERE project_id = ? ORDER BY made_at DESC",
-                (project.store.get_meta("created_at") or project.name,),
+                (project_key(project),),
             ).fetchall()
         return [Share(*row[:7], bool(row[7])) for row in rows]
 
@@ -131,7 +131,7 @@ class ShareStore:
         with self._connect() as db:
             done = db.execute(
                 "UPDATE shares SET revoked = 1 WHERE id = ? AND project_id = ?",
-                (share_id, project.store.get_meta("created_at") or project.name),
+                (share_id, project_key(project)),
             ).rowcount
         if not done:
             raise ShareError(f"'{project.name}' has no demo link {share_id}")
