@@ -9,7 +9,7 @@ from core.errors import ConceptlabError
 from core.prediction import search_similar
 from core.storage.projects import open_project
 from core.views.gallery import GalleryFilter, count_labels, describe_input_name, find_rival_labels, label_inputs, list_gallery
-from core.views.labelling import GRID_ACTIONS, apply_answers, read_answers, read_selection
+from core.views.labelling import GRID_ACTIONS, apply_answers, read_answers, read_input_ids, read_selection
 from core.views.suggestions import suggest_labels
 from pages.common import UPLOAD, flash, md, plural, refusal, render_cards, require_project, sentence, show_error, start_page
 from pages.picker import describe_card, one_at_a_time, picture_grid
@@ -274,7 +274,7 @@ def _answers(name: str, work: dict, key: str) -> None:
     try:
         answers = read_answers(progress.get("answers", []), list(count_labels(project)), work.get("stored_seq", 0), project.exclusive)
         applied = apply_answers(project, answers)
-        work["skipped"] = set(read_selection({"kind": "clear", "ids": progress.get("skipped", [])})[1])
+        work["skipped"] = set(read_input_ids(progress.get("skipped", []), "the one-at-a-time view"))
     except ConceptlabError as e:
         flash(md(sentence(e)), "error")
         return

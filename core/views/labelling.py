@@ -47,6 +47,13 @@ def _as_id(value: object) -> int:
     return value
 
 
+def read_input_ids(ids: object, sender: str) -> list[int]:
+    """A list of input ids from one of the widgets (``sender`` names it in the error), sorted, each once."""
+    if not isinstance(ids, list) or len(ids) > MAX_IDS:
+        raise WidgetMessageError(f"{sender} sent no list of inputs")
+    return sorted({_as_id(i) for i in ids})
+
+
 def read_selection(payload: object) -> tuple[str, list[int]]:
     """(action, input ids) from the grid's ``action`` event: ``{"kind": "yes"|"no"|"clear"|"similar", "ids": [...]}``."""
     if not isinstance(payload, dict):
@@ -54,10 +61,7 @@ def read_selection(payload: object) -> tuple[str, list[int]]:
     kind = payload.get("kind")
     if kind not in (*GRID_ACTIONS, "similar"):
         raise WidgetMessageError(f"the picture grid sent an unknown action {kind!r}")
-    ids = payload.get("ids")
-    if not isinstance(ids, list) or len(ids) > MAX_IDS:
-        raise WidgetMessageError("the picture grid sent no list of inputs")
-    return kind, sorted({_as_id(i) for i in ids})
+    return kind, read_input_ids(payload.get("ids"), "the picture grid")
 
 
 def read_answers(payload: object, concepts: Sequence[str], after_seq: int, exclusive: bool = False) -> list[Answer]:
